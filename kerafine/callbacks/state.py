@@ -1,0 +1,202 @@
+"""The callback state protocol: how a callback's memory survives a restart.
+
+A *stateful* kerafine callback implements three things:
+
+* ``state_key`` (property): a string built from the arguments that identify the
+  instance, e.g. ``"EarlyStopping[val_auc]"``, so two EarlyStoppings on
+  different metrics do not collide;
+* ``get_state() -> dict``: JSON-native values and numpy arrays only (lists of
+  arrays are fine, e.g. best weights), with a ``"version"`` field;
+* ``set_state(state: dict)``: tolerant of missing keys (use ``.get`` with
+  defaults) and of older versions. A restored callback must not wipe what was
+  restored in its own ``on_train_begin``: set a ``_restored`` flag in
+  ``set_state`` and skip the reset when it is set.
+
+Keras's own stateful callbacks (``EarlyStopping``, ``ReduceLROnPlateau``,
+``ModelCheckpoint``) reset themselves in ``on_train_begin`` and know nothing of
+this protocol (keras-team/keras#17012). The adapters here read and write their
+attributes, and re-apply a restored state right after their own
+``on_train_begin`` runs, so the order of the callback list does not matter.
+
+``CheckpointRestart`` calls :func:`collect_states` when saving and
+:func:`restore_states` when resuming. A new callback joins by implementing the
+two methods and the key; nothing here needs to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = [
+    "STATE_VERSION",
+    "is_stateful",
+    "state_key",
+    "get_state",
+    "set_state",
+    "collect_states",
+    "restore_states",
+]
+
+STATE_VERSION = 1
+
+
+def _keras_adapters():
+    import keras
+
+    def monitor_key(cb):
+        return f"keras.{type(cb).__name__}[{getattr(cb, 'monitor', '')}]"
+
+    return [
+        (
+            keras.callbacks.EarlyStopping,
+            monitor_key,
+            ("wait", "stopped_epoch", "best", "best_weights", "best_epoch"),
+        ),
+        (
+            keras.callbacks.ReduceLROnPlateau,
+            monitor_key,
+            ("wait", "cooldown_counter", "best"),
+        ),
+        (
+            keras.callbacks.ModelCheckpoint,
+            lambda cb: f"keras.ModelCheckpoint[{cb.monitor}|{cb.filepath}]",
+            ("best",),
+        ),
+    ]
+
+
+def _adapter_for(callback):
+    # Subclasses of kerafine's protocol take precedence over the Keras adapters.
+    if _implements_protocol(callback):
+        return None
+    for cls, key_fn, attrs in _keras_adapters():
+        if isinstance(callback, cls):
+            return key_fn, attrs
+    return None
+
+
+def _implements_protocol(callback) -> bool:
+    return all(callable(getattr(callback, m, None)) for m in ("get_state", "set_state")) and hasattr(
+        callback, "state_key"
+    )
+
+
+def is_stateful(callback) -> bool:
+    """True if ``callback`` implements the protocol or is a supported Keras built-in."""
+    return _implements_protocol(callback) or _adapter_for(callback) is not None
+
+
+def state_key(callback) -> str:
+    """The key under which ``callback``'s state is stored."""
+    if _implements_protocol(callback):
+        return str(callback.state_key)
+    adapter = _adapter_for(callback)
+    if adapter is None:
+        raise TypeError(f"{type(callback).__name__} does not take part in the state protocol")
+    return adapter[0](callback)
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, (list, tuple)):
+        return [_copy_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return copy.deepcopy(value)
+
+
+def get_state(callback) -> dict:
+    """The state of one stateful callback (see module docstring)."""
+    if _implements_protocol(callback):
+        return callback.get_state()
+    key_fn, attrs = _adapter_for(callback)
+    state = {"version": STATE_VERSION}
+    for attr in attrs:
+        value = getattr(callback, attr, None)
+        if attr == "best_weights" and value is not None:
+            value = [np.asarray(w) for w in value]
+        state[attr] = _copy_value(value)
+    return state
+
+
+def _apply_attrs(callback, attrs, state) -> None:
+    for attr in attrs:
+        if attr in state:
+            value = state[attr]
+            if attr == "best_weights" and value is not None:
+                value = [np.asarray(w) for w in value]
+            setattr(callback, attr, _copy_value(value))
+
+
+def set_state(callback, state: dict) -> None:
+    """Restore one callback's state.
+
+    For Keras built-ins the attributes are set now and set again right after
+    the callback's next ``on_train_begin`` (which would otherwise reset them).
+    """
+    if _implements_protocol(callback):
+        callback.set_state(state)
+        return
+    _, attrs = _adapter_for(callback)
+    _apply_attrs(callback, attrs, state)
+    original = callback.on_train_begin
+    if getattr(original, "_kerafine_reapply", False):
+        original = original.__wrapped__
+
+    @functools.wraps(original)
+    def on_train_begin(logs=None):
+        original(logs)
+        _apply_attrs(callback, attrs, state)
+        # One shot: the next fit() of this callback starts clean, as in Keras.
+        callback.on_train_begin = original
+
+    on_train_begin._kerafine_reapply = True
+    callback.on_train_begin = on_train_begin
+
+
+def _unique_keys(callbacks: Iterable) -> list[tuple[str, Any]]:
+    seen: dict[str, int] = {}
+    out = []
+    for cb in callbacks:
+        if not is_stateful(cb):
+            continue
+        key = state_key(cb)
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        out.append((key if n == 0 else f"{key}#{n + 1}", cb))
+    return out
+
+
+def collect_states(callbacks: Iterable, exclude: Iterable = ()) -> dict[str, dict]:
+    """``{key: state}`` for every stateful callback in ``callbacks``.
+
+    ``exclude`` lists callbacks to leave out (the checkpointing callback itself).
+    """
+    excluded = {id(c) for c in exclude}
+    return {key: get_state(cb) for key, cb in _unique_keys(callbacks) if id(cb) not in excluded}
+
+
+def restore_states(callbacks: Iterable, states: dict[str, dict], exclude: Iterable = ()) -> tuple[list[str], list[str]]:
+    """Restore each stateful callback whose key is in ``states``.
+
+    Returns:
+        ``(restored_keys, missing_keys)``: keys restored, and keys of stateful
+        callbacks in the list for which the checkpoint held no state (a callback
+        added since the checkpoint was written).
+    """
+    excluded = {id(c) for c in exclude}
+    restored, missing = [], []
+    for key, cb in _unique_keys(callbacks):
+        if id(cb) in excluded:
+            continue
+        if key in states:
+            set_state(cb, states[key])
+            restored.append(key)
+        else:
+            missing.append(key)
+    return restored, missing
