@@ -83,12 +83,12 @@ def invalid_argument(
 
 
 def did_you_mean(value: str, choices: Iterable[str], n: int = 3) -> str:
-    """Return ``' Did you mean "a" or "b"?'`` for the closest choices, or ``''``.
+    """Return ``' Did you mean "a" or "b"?'`` for the closest choices (closest first), or ``''``.
 
     Example:
 
-    >>> did_you_mean("vgg61", ["vgg16", "vgg19", "resnet50"])
-    ' Did you mean "vgg16" or "vgg19"?'
+    >>> did_you_mean("resnt50", ["vgg16", "vgg19", "resnet50"])
+    ' Did you mean "resnet50"?'
     """
     close = difflib.get_close_matches(str(value).lower(), list(choices), n=n, cutoff=0.6)
     if not close:
