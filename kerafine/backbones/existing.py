@@ -1,0 +1,136 @@
+"""Your own pretrained Keras model as a backbone, cut below its old head."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+
+from kerafine.errors import KerafineError, WeightsError, did_you_mean, invalid_argument
+
+__all__ = ["from_model"]
+
+
+def _load(path: str) -> keras.Model:
+    if not path.endswith(".keras"):
+        raise invalid_argument(
+            "model_or_path", path, "a keras.Model or the path of a .keras file", error=WeightsError
+        )
+    if not os.path.isfile(path):
+        raise invalid_argument(
+            "model_or_path",
+            path,
+            "a keras.Model or the path of an existing .keras file",
+            hint="That file does not exist.",
+            error=WeightsError,
+        )
+    try:
+        # safe_mode refuses to deserialise Lambda layers (arbitrary code).
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:
+        hint = f"Keras could not load it: {str(error)[:400]}"
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            hint += (
+                " If you trust this file, load it yourself with "
+                "keras.models.load_model(path, safe_mode=False) and pass the model."
+            )
+        elif "Could not locate" in str(error) or "custom" in str(error).lower():
+            hint += (
+                " Import the module that defines its custom layers (registered with "
+                "keras.saving.register_keras_serializable) before calling from_model."
+            )
+        raise invalid_argument(
+            "model_or_path", path, "a loadable .keras model file", hint=hint, error=WeightsError
+        ) from error
+
+
+def _graph_inputs(model: keras.Model) -> Any:
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not inputs:
+        raise invalid_argument(
+            "model_or_path",
+            model,
+            "a functional or Sequential keras.Model with known inputs",
+            hint="Subclassed models and Sequential models built without keras.Input have no "
+            "layer graph to cut; rebuild it functionally or call it once on a keras.Input.",
+        )
+    return model.input
+
+
+def from_model(model_or_path: keras.Model | str | os.PathLike, cut_at: str | None = None) -> keras.Model:
+    """Use your own pretrained Keras model as a backbone, cut below its old head.
+
+    The backbone shares layers, and therefore weights, with ``model_or_path`` when
+    a model object is given: freezing or fine-tuning the backbone changes that
+    model too.
+
+    Args:
+        model_or_path: a functional or ``Sequential`` ``keras.Model``, or the path
+            of a ``.keras`` file, loaded with ``safe_mode=True`` (no Lambda layers)
+            and without its optimizer.
+        cut_at: name of the layer whose output becomes the backbone's output. With
+            ``None`` the model's last layer (its old head) is dropped and the
+            backbone outputs what that layer received. Defaults to ``None``.
+
+    Returns:
+        A functional ``keras.Model`` with the original inputs and the cut layer's
+        output, named ``"<model name>_backbone"``.
+
+    Raises:
+        KerafineError: a subclassed model (no layer graph), ``cut_at`` not a layer
+            of the model (the message lists close names), or a last layer that
+            does not take exactly one tensor when ``cut_at=None``.
+        WeightsError: the path does not exist, is not ``.keras`` or cannot be loaded.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(8, name="embedding")(inputs)
+    >>> pretrained = keras.Model(inputs, keras.layers.Dense(3, name="old_head")(hidden))
+    >>> from_model(pretrained).output.shape
+    (None, 8)
+    >>> from_model(pretrained, cut_at="embedding").output.shape
+    (None, 8)
+    """
+    if isinstance(model_or_path, (str, os.PathLike)):
+        model = _load(os.fspath(model_or_path))
+    elif isinstance(model_or_path, keras.Model):
+        model = model_or_path
+    else:
+        raise invalid_argument(
+            "model_or_path", model_or_path, "a keras.Model or the path of a .keras file"
+        )
+    inputs = _graph_inputs(model)
+    names = [layer.name for layer in model.layers]
+    if cut_at is None:
+        last = model.layers[-1]
+        try:
+            output = last.input
+        except (AttributeError, ValueError) as error:
+            raise KerafineError(
+                f"Cannot drop the last layer {last.name!r} of model {model.name!r} "
+                "automatically (it is called more than once or has no single input); "
+                f"pass `cut_at`, one of: {names[-6:]}."
+            ) from error
+        if isinstance(output, (list, tuple, dict)):
+            raise KerafineError(
+                f"The last layer {last.name!r} of model {model.name!r} takes several inputs, "
+                f"so there is no single tensor below it; pass `cut_at`, one of: {names[-6:]}."
+            )
+    else:
+        if not isinstance(cut_at, str) or cut_at not in names:
+            hint = did_you_mean(str(cut_at), names).strip()
+            listing = names if len(names) <= 12 else names[:3] + ["..."] + names[-8:]
+            raise invalid_argument(
+                "cut_at",
+                cut_at,
+                f"the name of a layer of model {model.name!r}",
+                hint=(hint + " " if hint else "") + f"Its layers: {listing}.",
+            )
+        output = model.get_layer(cut_at).output
+    return keras.Model(inputs, output, name=f"{model.name}_backbone")
