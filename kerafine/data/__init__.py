@@ -1,1 +1,45 @@
-"""(in progress)"""
+"""Data pipelines: sliding windows, server-metric CSVs, tabular CSVs and the embedded demo data.
+
+Example:
+
+>>> import numpy as np
+>>> from kerafine.data import sliding_windows
+>>> x, y = sliding_windows(np.zeros((10, 2)), window=4, horizon=1)
+>>> x.shape, y.shape
+((6, 4, 2), (6, 2))
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module; loaded on first use so `import kerafine.data` stays cheap
+# and a module that is not there yet never breaks the import.
+_LAZY = {
+    "sliding_windows": "kerafine.data.windows",
+    "load_server_metrics": "kerafine.data.server_metrics",
+    "ServerMetrics": "kerafine.data.server_metrics",
+    "split_by_time": "kerafine.data.server_metrics",
+    "split_by_group": "kerafine.data.server_metrics",
+    "Splits": "kerafine.data.server_metrics",
+    "Normalizer": "kerafine.data.server_metrics",
+    "load_tabular": "kerafine.data.tabular",
+    "TabularData": "kerafine.data.tabular",
+    "generate_fleet": "kerafine.data.demo",
+    "load_digits_task": "kerafine.data.demo",
+    "ResumableSequence": "kerafine.data.resumable",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kerafine.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
