@@ -133,20 +133,37 @@ def _apply_attrs(callback, attrs, state) -> None:
             setattr(callback, attr, _copy_value(value))
 
 
-def set_state(callback, state: dict) -> None:
+def set_state(callback, state: dict, begun: bool = False) -> None:
     """Restore one callback's state.
 
-    For Keras built-ins the attributes are set now and set again right after
-    the callback's next ``on_train_begin`` (which would otherwise reset them).
+    Args:
+        callback: a stateful callback (see :func:`is_stateful`).
+        state: what :func:`get_state` returned for it.
+        begun: ``True`` when the callback's ``on_train_begin`` has already run
+            in the current ``fit`` (it sits before the restoring callback in
+            the list, or training is under way, e.g. a rollback). Then nothing
+            is deferred to the next ``on_train_begin``, which belongs to a later
+            ``fit``. Defaults to ``False``.
+
+    For Keras built-ins the attributes are set now and, unless ``begun``, set
+    again right after the callback's next ``on_train_begin`` (which would
+    otherwise reset them). For protocol callbacks ``set_state`` is called and,
+    when ``begun``, their ``_restored`` flag is cleared again so that their
+    next ``fit`` starts clean.
     """
     if _implements_protocol(callback):
         callback.set_state(state)
+        if begun and hasattr(callback, "_restored"):
+            callback._restored = False
         return
     _, attrs = _adapter_for(callback)
     _apply_attrs(callback, attrs, state)
     original = callback.on_train_begin
     if getattr(original, "_kerafine_reapply", False):
         original = original.__wrapped__
+        callback.on_train_begin = original
+    if begun:
+        return
 
     @functools.wraps(original)
     def on_train_begin(logs=None):
@@ -181,8 +198,20 @@ def collect_states(callbacks: Iterable, exclude: Iterable = ()) -> dict[str, dic
     return {key: get_state(cb) for key, cb in _unique_keys(callbacks) if id(cb) not in excluded}
 
 
-def restore_states(callbacks: Iterable, states: dict[str, dict], exclude: Iterable = ()) -> tuple[list[str], list[str]]:
+def restore_states(
+    callbacks: Iterable,
+    states: dict[str, dict],
+    exclude: Iterable = (),
+    begun: Iterable = (),
+) -> tuple[list[str], list[str]]:
     """Restore each stateful callback whose key is in ``states``.
+
+    Args:
+        callbacks: the callbacks of the ``fit`` (any order).
+        states: ``{key: state}`` as :func:`collect_states` returned it.
+        exclude: callbacks to leave alone (the restoring callback itself).
+        begun: callbacks whose ``on_train_begin`` already ran in this ``fit``
+            (see :func:`set_state`). Defaults to none.
 
     Returns:
         ``(restored_keys, missing_keys)``: keys restored, and keys of stateful
@@ -190,12 +219,13 @@ def restore_states(callbacks: Iterable, states: dict[str, dict], exclude: Iterab
         added since the checkpoint was written).
     """
     excluded = {id(c) for c in exclude}
+    begun_ids = {id(c) for c in begun}
     restored, missing = [], []
     for key, cb in _unique_keys(callbacks):
         if id(cb) in excluded:
             continue
         if key in states:
-            set_state(cb, states[key])
+            set_state(cb, states[key], begun=id(cb) in begun_ids)
             restored.append(key)
         else:
             missing.append(key)

@@ -1,0 +1,808 @@
+"""Crash-safe checkpoints, exact resume and rollback on divergence for ``model.fit``.
+
+``CheckpointRestart`` goes beyond ``keras.callbacks.BackupAndRestore``:
+
+* every checkpoint is a directory built under a temporary name, fsynced,
+  described by a ``MANIFEST.json`` with a CRC32 per file, and renamed into
+  place (:func:`kerafine._io.atomic_directory`); a kill at any moment leaves
+  the previous checkpoints intact, and the ``keep`` newest are retained;
+* a checkpoint holds the model's variables (weights, non-trainable state and
+  the random-seed state of layers such as ``Dropout``), the optimizer's
+  variables (slots, iteration count, learning rate), the epoch and batch
+  position, the state of every stateful callback of the same ``fit``
+  (kerafine's own and Keras's ``EarlyStopping``, ``ReduceLROnPlateau``,
+  ``ModelCheckpoint``, see :mod:`kerafine.callbacks.state`), the running
+  metric values of a partly trained epoch, and the Python, NumPy and Keras
+  global random states;
+* a restarted ``fit`` resumes from the newest checkpoint that verifies, at the
+  right epoch and, with a batch-level ``save_freq``, at the right batch, so
+  that the finished run is bit for bit the one that was never interrupted
+  (given deterministic input, see below);
+* a loss that turns NaN/inf or jumps above ``divergence_factor`` times its
+  recent median rolls training back to the last checkpoint with a lower
+  learning rate.
+
+What an exact resume needs from the input pipeline: the resumed run must see
+the same batches in the same order. That holds for arrays with
+``shuffle=False``, for a deterministic ``tf.data`` pipeline without
+shuffling, and for :class:`kerafine.data.resumable.ResumableSequence` (shuffled
+by ``(seed, epoch)``; pass ``shuffle=False`` to ``fit``). It does not hold for
+``fit(x_array, y_array, shuffle=True)``: ``tf.data`` draws that order inside
+TensorFlow and a new process cannot draw it again (training still resumes
+correctly, with a different order). Mid-epoch resumes read and discard the
+batches already trained in that epoch (they are hidden from every callback).
+"""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import json
+import math
+import numbers
+import os
+import random
+import re
+import shutil
+import statistics
+import time
+import warnings
+from collections import deque
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kerafine import _io
+from kerafine.callbacks import state as _state
+from kerafine.errors import CheckpointError, TrainingError, invalid_argument
+
+__all__ = ["CheckpointRestart"]
+
+FORMAT_VERSION = 1
+_CKPT_RE = re.compile(r"^ckpt-(\d{8})$")
+_LEFTOVER_RE = re.compile(r"^\.ckpt-\d{8}\.(?:tmp|del)-(\d+)-[0-9a-f]+$")
+_VARIABLES = "variables.bin"
+_INDEX = "variables.json"
+_STATE = "state"
+# A ratio test on fewer losses than this would fire on the first noisy batches.
+_MIN_HISTORY = 8
+
+
+# -- pure helpers ---------------------------------------------------------
+
+
+def _list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(sequence number, path)`` of complete-looking checkpoints, newest first."""
+    out = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        m = _CKPT_RE.match(entry.name)
+        if m and entry.is_dir():
+            out.append((int(m.group(1)), Path(entry.path)))
+    out.sort(reverse=True)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove_tree_atomically(path: Path) -> None:
+    # Rename first: a kill during rmtree then leaves a dot-name that readers
+    # ignore, never a half-deleted checkpoint that looks like a corrupt one.
+    doomed = path.with_name(f".{path.name}.del-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        os.rename(path, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _write_variables(directory: Path, groups: dict[str, list[np.ndarray]]) -> None:
+    """Write arrays as one raw file plus a JSON index (no pickle, one sequential write)."""
+    index = {}
+    offset = 0
+    with open(directory / _VARIABLES, "wb") as f:
+        for group, arrays in groups.items():
+            entries = []
+            for a in arrays:
+                # asarray(order="C"), not ascontiguousarray, which turns scalars into shape (1,).
+                a = np.asarray(a, order="C")
+                f.write(a.tobytes() if a.ndim == 0 else memoryview(a).cast("B"))
+                entries.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
+                offset += a.nbytes
+            index[group] = entries
+        f.flush()
+        os.fsync(f.fileno())
+    with open(directory / _INDEX, "w", encoding="utf-8") as f:
+        json.dump({"format": FORMAT_VERSION, "groups": index}, f)
+
+
+def _read_variables(directory: Path) -> dict[str, list[np.ndarray]]:
+    index = _io.read_json(directory / _INDEX)["groups"]
+    with open(directory / _VARIABLES, "rb") as f:
+        blob = f.read()
+    out = {}
+    for group, entries in index.items():
+        out[group] = [
+            np.frombuffer(blob, dtype=np.dtype(e["dtype"]), count=int(np.prod(e["shape"], dtype=np.int64)), offset=e["offset"]).reshape(
+                e["shape"]
+            )
+            for e in entries
+        ]
+    return out
+
+
+def _fingerprint(model) -> dict:
+    """Architecture summary: layer classes and (name, shape, dtype) of every variable.
+
+    Variable *paths* are left out on purpose: Keras numbers them per process
+    (``dense_3``), so the same architecture built after another model would
+    not match.
+    """
+    layers = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
+    variables = [[v.name, [int(d) for d in v.shape], str(v.dtype)] for v in model.variables]
+    return {"model_class": type(model).__name__, "layers": layers, "variables": variables}
+
+
+def _fingerprint_difference(saved: dict, current: dict) -> str | None:
+    if saved == current:
+        return None
+    if saved.get("model_class") != current.get("model_class"):
+        return f"model class {saved.get('model_class')} vs {current.get('model_class')}"
+    if saved.get("layers") != current.get("layers"):
+        a, b = saved.get("layers", []), current.get("layers", [])
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return f"layer #{i}: {x} in the checkpoint, {y} in the model"
+        return f"{len(a)} layers in the checkpoint, {len(b)} in the model"
+    a, b = saved.get("variables", []), current.get("variables", [])
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"variable #{i}: {tuple(x)} in the checkpoint, {tuple(y)} in the model"
+    return f"{len(a)} variables in the checkpoint, {len(b)} in the model"
+
+
+def _rng_state() -> dict:
+    py = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    out = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {"name": name, "keys": np.asarray(keys), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "keras_global": None,
+    }
+    from keras.src.backend.common import global_state
+
+    gen = global_state.get_global_attribute("global_seed_generator")
+    if gen is not None:
+        out["keras_global"] = np.asarray(keras.ops.convert_to_numpy(gen.state.value))
+    return out
+
+
+def _set_rng_state(rng: dict) -> None:
+    py = rng.get("python")
+    if py:
+        random.setstate((py[0], tuple(py[1]), py[2]))
+    npy = rng.get("numpy")
+    if npy:
+        np.random.set_state((npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+    if rng.get("keras_global") is not None:
+        from keras.src.random.seed_generator import global_seed_generator
+
+        global_seed_generator().state.assign(np.asarray(rng["keras_global"]))
+
+
+def _is_chief() -> bool:
+    from kerafine.tensorboard import is_chief
+
+    return is_chief()
+
+
+def _find_callback_list(me):
+    """The ``CallbackList`` currently calling ``me`` (Keras gives callbacks no handle on it)."""
+    frame = inspect.currentframe()
+    try:
+        frame = frame.f_back if frame is not None else None
+        depth = 0
+        while frame is not None and depth < 12:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, keras.callbacks.CallbackList) and any(cb is me for cb in candidate.callbacks):
+                return candidate
+            frame = frame.f_back
+            depth += 1
+    finally:
+        del frame
+    return None
+
+
+# -- the callback -----------------------------------------------------------
+
+
+class CheckpointRestart(keras.callbacks.Callback):
+    """Crash-safe checkpoints, exact resume and rollback on divergence.
+
+    Put it anywhere in the callback list of ``fit``; run the same script again
+    after a crash or a pre-emption and training continues from the newest
+    valid checkpoint as if it had never stopped.
+
+    Args:
+        directory: where checkpoints live (created if needed). One training
+            run per directory.
+        save_freq: ``"epoch"`` to save after every epoch, or an int ``n`` to
+            save every ``n`` batches (and after the last epoch); a batch-level
+            save lets a restart resume inside the epoch. Defaults to
+            ``"epoch"``.
+        keep: how many of the newest checkpoints to retain (``>= 1``).
+            Defaults to ``3``.
+        rollback_on_divergence: when the training loss becomes NaN/inf or
+            exceeds ``divergence_factor`` times the median of the recent batch
+            losses, restore the last checkpoint, multiply the learning rate by
+            ``lr_factor`` and continue. Defaults to ``True``.
+        divergence_factor: the ratio to the recent median batch loss counted
+            as divergence (``> 1``). Defaults to ``10.0``.
+        lr_factor: learning-rate multiplier applied at each rollback, in
+            ``(0, 1]``. Defaults to ``0.5``.
+        max_rollbacks: rollbacks allowed in the whole run (the count is saved
+            in the checkpoints); one more divergence raises
+            ``TrainingError``. Defaults to ``3``.
+        delete_on_success: delete the checkpoints when ``fit`` completes.
+            Defaults to ``False``.
+        log_dir: a TensorBoard log directory; saves, restores and rollbacks
+            are written under ``<log_dir>/kerafine``. Defaults to ``None``.
+        divergence_window: how many recent batch losses make the median.
+            Defaults to ``50``.
+
+    Raises:
+        KerafineError: for a bad argument, before training.
+        CheckpointError: when every checkpoint in ``directory`` is corrupt
+            (nothing is overwritten), when the newest valid one was written
+            by another model architecture, or when a save fails (disk full:
+            the previous checkpoints stay valid).
+        TrainingError: when training diverges more than ``max_rollbacks``
+            times, or before any checkpoint exists to roll back to.
+
+    Example:
+
+    >>> import tempfile, numpy as np, keras
+    >>> from kerafine.callbacks.checkpoint_restart import CheckpointRestart
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> ckpt = CheckpointRestart(tempfile.mkdtemp(), keep=2)
+    >>> _ = model.fit(np.ones((8, 2)), np.ones((8, 1)), epochs=3, verbose=0, callbacks=[ckpt])
+    >>> [p.name for p in ckpt.checkpoints()]
+    ['ckpt-00000004', 'ckpt-00000003']
+    >>> _ = model.fit(np.ones((8, 2)), np.ones((8, 1)), epochs=3, verbose=0, callbacks=[ckpt])
+    >>> ckpt.resumed_from.name  # a second run continues where the first stopped
+    'ckpt-00000004'
+    """
+
+    def __init__(
+        self,
+        directory,
+        save_freq="epoch",
+        keep=3,
+        rollback_on_divergence=True,
+        divergence_factor=10.0,
+        lr_factor=0.5,
+        max_rollbacks=3,
+        delete_on_success=False,
+        log_dir=None,
+        divergence_window=50,
+    ):
+        super().__init__()
+        if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
+            raise invalid_argument("directory", directory, "a directory path (str or os.PathLike)")
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral) or save_freq < 1
+        ):
+            raise invalid_argument("save_freq", save_freq, '"epoch" or a positive int')
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
+            raise invalid_argument("keep", keep, "an int >= 1")
+        if not isinstance(rollback_on_divergence, (bool, np.bool_)):
+            raise invalid_argument("rollback_on_divergence", rollback_on_divergence, "True or False")
+        if (
+            isinstance(divergence_factor, bool)
+            or not isinstance(divergence_factor, numbers.Real)
+            or not math.isfinite(divergence_factor)
+            or divergence_factor <= 1
+        ):
+            raise invalid_argument("divergence_factor", divergence_factor, "a finite number > 1")
+        if isinstance(lr_factor, bool) or not isinstance(lr_factor, numbers.Real) or not 0 < lr_factor <= 1:
+            raise invalid_argument("lr_factor", lr_factor, "a number in (0, 1]")
+        if isinstance(max_rollbacks, bool) or not isinstance(max_rollbacks, numbers.Integral) or max_rollbacks < 0:
+            raise invalid_argument("max_rollbacks", max_rollbacks, "an int >= 0")
+        if not isinstance(delete_on_success, (bool, np.bool_)):
+            raise invalid_argument("delete_on_success", delete_on_success, "True or False")
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise invalid_argument("log_dir", log_dir, "None or a directory path")
+        if isinstance(divergence_window, bool) or not isinstance(divergence_window, numbers.Integral) or divergence_window < _MIN_HISTORY:
+            raise invalid_argument("divergence_window", divergence_window, f"an int >= {_MIN_HISTORY}")
+        _io.check_writable_directory(directory, "directory")
+        self.directory = directory
+        self.save_freq = save_freq
+        self.keep = keep
+        self.rollback_on_divergence = rollback_on_divergence
+        self.divergence_factor = divergence_factor
+        self.lr_factor = lr_factor
+        self.max_rollbacks = max_rollbacks
+        self.delete_on_success = delete_on_success
+        self.log_dir = log_dir
+        self.divergence_window = divergence_window
+        self._reset()
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _reset(self):
+        self._path = Path(self.directory)
+        self._chief = True
+        self._cblist = None
+        self._unwrap = []
+        self._others: list = []
+        self._rollbacks = 0
+        self._epoch = 0
+        self._last_end = -1  # last batch index trained in the current epoch
+        self._batches_since_save = 0
+        self._recent: deque = deque(maxlen=self.divergence_window)
+        self._mean_prev = 0.0
+        self._mean_count = 0
+        self._skip_epoch = None
+        self._skip_until = 0
+        self._skip_remaining = 0
+        self._pending_metrics = None
+        self._orig_train_function = None
+        self._prev_initial_epoch = None
+        self._initial_epoch_set = False
+        self._bad: list[Path] = []
+        self._seq = 0
+        self._need_initial = False
+        self.resumed_from: Path | None = None
+        self.rollbacks = 0
+
+    def checkpoints(self) -> list[Path]:
+        """Paths of the checkpoints in ``directory``, newest first (not verified)."""
+        return [p for _, p in _list_checkpoints(Path(self.directory))]
+
+    # -- Keras hooks -----------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self._reset()
+        self._chief = _is_chief()
+        self._cblist = _find_callback_list(self)
+        if self._cblist is None:
+            warnings.warn(
+                "CheckpointRestart could not find the callback list of this fit (a custom training loop?); "
+                "only the model, optimizer and random state are checkpointed, not other callbacks' state.",
+                stacklevel=2,
+            )
+            callbacks, begun = [], []
+        else:
+            callbacks = [cb for cb in self._cblist.callbacks if cb is not self]
+            mine = next(i for i, cb in enumerate(self._cblist.callbacks) if cb is self)
+            begun = self._cblist.callbacks[:mine]
+        self._others = callbacks
+        if self._chief:
+            self._remove_leftovers()
+        found = _list_checkpoints(self._path)
+        self._seq = found[0][0] if found else 0
+        restored = None
+        problems_all = []
+        for _, path in found:
+            problems = _io.verify_manifest(path)
+            if problems:
+                self._bad.append(path)
+                problems_all.append(f"{path.name}: " + "; ".join(problems))
+                warnings.warn(
+                    f"CheckpointRestart: skipping corrupt checkpoint {path} ({'; '.join(problems)}); "
+                    "trying the next older one. It is deleted after the next successful save.",
+                    stacklevel=2,
+                )
+                continue
+            self._restore(path, begun=begun, resume=True)
+            restored = path
+            break
+        if found and restored is None:
+            raise CheckpointError(
+                f"Every checkpoint in {os.fspath(self._path)!r} is corrupt, so training cannot resume: "
+                + " | ".join(problems_all)
+                + ". Nothing was overwritten or deleted. Move the directory away to start from scratch, "
+                "or pass another `directory`."
+            )
+        self.resumed_from = restored
+        self._install()
+        self._need_initial = restored is None and self.rollback_on_divergence
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._initial_epoch_set:
+            # fit() has read it by now; leave the model as we found it for the next fit().
+            self.model._initial_epoch = self._prev_initial_epoch
+            self._initial_epoch_set = False
+        self._epoch = epoch
+        if self._need_initial:
+            self._need_initial = False
+            if self.model.built:
+                # A first checkpoint (at the fit's initial epoch, known only now), so
+                # that a divergence in the first epoch has somewhere to roll back to.
+                self._save(epoch=epoch, batch=0, stopped=False)
+        self._last_end = (self._skip_until - 1) if epoch == self._skip_epoch else -1
+        if epoch != self._skip_epoch:
+            self._mean_prev, self._mean_count = 0.0, 0
+        from kerafine.data.resumable import _live_sequences
+
+        for seq in _live_sequences():
+            seq.set_epoch(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass  # the work happens in the callback-list wrappers (see _install)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Defined (even when the wrappers do the work) so that Keras dispatches
+        # batch hooks synchronously: the divergence check must see each step.
+        if self._cblist is None and not self._skipping(batch):
+            steps = self._advance(batch)
+            if not self._check_divergence(batch, logs, steps):
+                self._after_batch(batch, steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._cblist is None:
+            self._after_epoch(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._initial_epoch_set:
+            self.model._initial_epoch = self._prev_initial_epoch
+            self._initial_epoch_set = False
+        self._uninstall()
+        if self.delete_on_success and self._chief:
+            for path in self.checkpoints():
+                _remove_tree_atomically(path)
+            self._remove_leftovers()
+            try:
+                os.rmdir(self._path)
+            except OSError:
+                pass  # other files live there too: leave them
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            tensorboard.flush(self.log_dir)
+
+    # -- wrapping the callback list --------------------------------------------
+    def _install(self):
+        cbl = self._cblist
+        if cbl is None:
+            return
+        orig_begin, orig_end, orig_epoch_end = cbl.on_train_batch_begin, cbl.on_train_batch_end, cbl.on_epoch_end
+
+        def on_train_batch_begin(batch, logs=None):
+            if not self._skipping(batch):
+                orig_begin(batch, logs)
+
+        def on_train_batch_end(batch, logs=None):
+            if self._skipping(batch):
+                return
+            steps = self._advance(batch)
+            if self._check_divergence(batch, logs, steps):
+                return  # rolled back: the diverged step is not shown to other callbacks
+            orig_end(batch, logs)
+            self._after_batch(batch, steps)
+
+        def on_epoch_end(epoch, logs=None):
+            orig_epoch_end(epoch, logs)
+            # After every other callback, so that their state for this epoch is saved.
+            self._after_epoch(epoch, logs)
+
+        cbl.on_train_batch_begin = on_train_batch_begin
+        cbl.on_train_batch_end = on_train_batch_end
+        cbl.on_epoch_end = on_epoch_end
+        self._unwrap = ["on_train_batch_begin", "on_train_batch_end", "on_epoch_end"]
+
+    def _uninstall(self):
+        if self._cblist is not None:
+            for name in self._unwrap:
+                self._cblist.__dict__.pop(name, None)
+        self._unwrap = []
+        if self._orig_train_function is not None and self.model.train_function is not self._orig_train_function:
+            self.model.train_function = self._orig_train_function
+        self._orig_train_function = None
+
+    # -- resume inside an epoch ------------------------------------------------
+    def _skipping(self, batch) -> bool:
+        return self._epoch == self._skip_epoch and batch < self._skip_until
+
+    def _install_skipper(self):
+        model = self.model
+        if model.train_function is None:
+            model.make_train_function()
+        original = model.train_function
+        self._orig_train_function = original
+        spe = int(getattr(model, "steps_per_execution", 1) or 1)
+
+        def skip_then_train(iterator):
+            if self._skip_remaining <= 0:
+                model.train_function = original
+                return original(iterator)
+            n = min(spe, self._skip_remaining)
+            data = None
+            for _ in range(n):
+                data = iterator.get_next() if hasattr(iterator, "get_next") else next(iterator)
+            self._skip_remaining -= n
+            if self._pending_metrics is not None:
+                self._apply_metrics(data)
+            return model.get_metrics_result()
+
+        model.train_function = skip_then_train
+
+    def _apply_metrics(self, data):
+        values, self._pending_metrics = self._pending_metrics, None
+        model = self.model
+        if len(model.metrics_variables) != len(values):
+            try:
+                with model.distribute_strategy.scope():
+                    model._symbolic_build(data_batch=data)
+            except Exception as exc:  # pragma: no cover - depends on exotic models
+                warnings.warn(f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.")
+                return
+        if len(model.metrics_variables) != len(values):
+            warnings.warn(
+                f"CheckpointRestart: the checkpoint holds {len(values)} metric variables, the model "
+                f"{len(model.metrics_variables)}; this epoch's running metrics restart from zero.",
+                stacklevel=2,
+            )
+            return
+        for v, a in zip(model.metrics_variables, values):
+            v.assign(a)
+
+    # -- divergence --------------------------------------------------------------
+    def _advance(self, batch) -> int:
+        """Batches trained since the previous batch hook (> 1 with steps_per_execution)."""
+        steps = max(1, batch - self._last_end)
+        self._last_end = batch
+        return steps
+
+    def _check_divergence(self, batch, logs, steps) -> bool:
+        """Track the batch loss; on divergence roll back and return True."""
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return False
+        try:
+            running = float(loss)
+        except (TypeError, ValueError):
+            return False
+        count = self._mean_count + steps
+        # Keras logs the epoch's running mean; recover this step's own loss.
+        batch_loss = (running * count - self._mean_prev * self._mean_count) / steps
+        diverged = None
+        if not math.isfinite(running) or not math.isfinite(batch_loss):
+            diverged = f"the loss is {running}"
+        elif len(self._recent) >= _MIN_HISTORY:
+            median = statistics.median(self._recent)
+            if median > 0 and batch_loss > self.divergence_factor * median:
+                diverged = f"the batch loss {batch_loss:.6g} exceeds {self.divergence_factor} x the recent median {median:.6g}"
+        if diverged is None:
+            self._mean_prev, self._mean_count = running, count
+            self._recent.append(batch_loss)
+            return False
+        if not self.rollback_on_divergence:
+            return False
+        self._rollback(diverged, batch)
+        return True
+
+    def _rollback(self, reason: str, batch: int) -> None:
+        where = f"epoch {self._epoch + 1}, batch {batch + 1}"
+        if self._rollbacks >= self.max_rollbacks:
+            raise TrainingError(
+                f"Training diverged at {where} ({reason}) after {self._rollbacks} rollback(s); "
+                f"max_rollbacks={self.max_rollbacks} reached. Lower the learning rate or check the data; "
+                f"the last good checkpoints are in {os.fspath(self._path)!r}."
+            )
+        target = None
+        for _, path in _list_checkpoints(self._path):
+            if path not in self._bad and not _io.verify_manifest(path):
+                target = path
+                break
+        if target is None:
+            raise TrainingError(
+                f"Training diverged at {where} ({reason}) before any valid checkpoint existed in "
+                f"{os.fspath(self._path)!r}, so there is nothing to roll back to."
+            )
+        self._restore(target, begun=self._others, resume=False)
+        self._rollbacks += 1
+        self.rollbacks = self._rollbacks
+        optimizer = self.model.optimizer
+        new_lr = None
+        try:
+            old_lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            new_lr = old_lr * self.lr_factor
+            optimizer.learning_rate = new_lr
+        except (TypeError, AttributeError):
+            warnings.warn(
+                "CheckpointRestart rolled back but cannot lower a learning-rate schedule; the schedule is unchanged.",
+                stacklevel=2,
+            )
+        self.model.reset_metrics()
+        self._mean_prev, self._mean_count = 0.0, 0
+        message = (
+            f"Training diverged at {where} ({reason}); rolled back to {target.name}"
+            + (f" and lowered the learning rate to {new_lr:.6g}" if new_lr is not None else "")
+            + f" (rollback {self._rollbacks} of at most {self.max_rollbacks})."
+        )
+        warnings.warn(message, stacklevel=2)
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            step = self._global_step()
+            tensorboard.scalar(self.log_dir, "rollback", self._rollbacks, step)
+            tensorboard.text(self.log_dir, "rollback", message, step)
+
+    # -- saving -----------------------------------------------------------------
+    def _after_batch(self, batch, steps):
+        self._batches_since_save += steps
+        if self.save_freq != "epoch" and self._batches_since_save >= self.save_freq:
+            self._save(epoch=self._epoch, batch=batch + 1, stopped=False)
+
+    def _after_epoch(self, epoch, logs):
+        last = epoch + 1 >= int((self.params or {}).get("epochs", epoch + 1))
+        if self.save_freq == "epoch" or self.model.stop_training or last:
+            self._save(epoch=epoch + 1, batch=0, stopped=bool(self.model.stop_training))
+
+    def _global_step(self) -> int:
+        opt = getattr(self.model, "optimizer", None)
+        try:
+            return int(keras.ops.convert_to_numpy(opt.iterations))
+        except Exception:
+            return 0
+
+    def _state(self, epoch, batch, stopped) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "position": {"epoch": int(epoch), "batch": int(batch), "stopped": bool(stopped)},
+            "rollbacks": int(self._rollbacks),
+            "recent_losses": [float(x) for x in self._recent],
+            "running_mean": [float(self._mean_prev), int(self._mean_count)],
+            "batches_since_save": 0,
+            "fingerprint": _fingerprint(self.model),
+            "optimizer": self._optimizer_fingerprint(),
+            "callbacks": _state.collect_states(self._others),
+            "rng": _rng_state(),
+            "keras_version": keras.__version__,
+            "saved_at": time.time(),
+        }
+
+    def _optimizer_fingerprint(self) -> dict | None:
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None or not opt.built:
+            return None
+        return {"class": type(opt).__name__, "variables": [[int(d) for d in v.shape] for v in opt.variables]}
+
+    def _save(self, epoch: int, batch: int, stopped: bool) -> None:
+        self._batches_since_save = 0
+        if not self._chief:
+            return
+        started = time.perf_counter()
+        model = self.model
+        groups = {"model": [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in model.variables]}
+        opt = getattr(model, "optimizer", None)
+        groups["optimizer"] = (
+            [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in opt.variables] if opt is not None and opt.built else []
+        )
+        groups["metrics"] = [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in model.metrics_variables] if batch > 0 else []
+        state = self._state(epoch, batch, stopped)
+        self._seq += 1
+        final = self._path / f"ckpt-{self._seq:08d}"
+        try:
+            with _io.atomic_directory(final, manifest_meta={"epoch": epoch, "batch": batch, "sequence": self._seq}) as tmp:
+                _write_variables(tmp, groups)
+                _io.save_state(tmp, _STATE, state)
+        except OSError as exc:
+            intact = [p.name for p in self.checkpoints() if p not in self._bad]
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise CheckpointError(
+                f"Saving checkpoint {os.fspath(final)!r} failed: {reason} ({exc}). "
+                f"The previous checkpoints are intact ({', '.join(intact) or 'none'}); free space and run "
+                "the same script again to resume from the newest."
+            ) from exc
+        self._prune()
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            step = self._global_step()
+            tensorboard.scalars(
+                self.log_dir,
+                {"checkpoint/save_seconds": time.perf_counter() - started, "checkpoint/epoch": epoch},
+                step,
+            )
+            tensorboard.text(self.log_dir, "checkpoint", f"saved {final.name} (epoch {epoch}, batch {batch})", step)
+
+    def _prune(self):
+        found = _list_checkpoints(self._path)
+        kept = 0
+        for _, path in found:
+            if path in self._bad:
+                # A newer valid checkpoint exists now: the corrupt one is useless.
+                _remove_tree_atomically(path)
+                continue
+            kept += 1
+            if kept > self.keep:
+                _remove_tree_atomically(path)
+        self._bad = []
+
+    def _remove_leftovers(self):
+        try:
+            entries = list(os.scandir(self._path))
+        except OSError:
+            return
+        for entry in entries:
+            m = _LEFTOVER_RE.match(entry.name)
+            if m and (int(m.group(1)) == os.getpid() or not _pid_alive(int(m.group(1)))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+    # -- restoring ---------------------------------------------------------------
+    def _restore(self, path: Path, begun, resume: bool) -> None:
+        model = self.model
+        try:
+            state = _io.load_state(path, _STATE)
+            arrays = _read_variables(path)
+        except (CheckpointError, OSError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"Checkpoint {os.fspath(path)!r} verifies but cannot be read: {exc}") from exc
+        if not model.built:
+            raise CheckpointError(
+                f"Cannot restore {os.fspath(path)!r} into an unbuilt model: build it before fit() "
+                "(give it an Input or call it on a batch)."
+            )
+        diff = _fingerprint_difference(state.get("fingerprint", {}), _fingerprint(model))
+        if diff is not None:
+            raise CheckpointError(
+                f"Checkpoint {os.fspath(path)!r} was written by a different model ({diff}). "
+                "Pass another `directory`, or delete this one to start from scratch."
+            )
+        opt = getattr(model, "optimizer", None)
+        if opt is not None and arrays.get("optimizer"):
+            if not opt.built:
+                opt.build(model.trainable_variables)
+            saved = state.get("optimizer") or {}
+            current = self._optimizer_fingerprint()
+            if saved and (saved.get("class") != current["class"] or saved.get("variables") != current["variables"]):
+                raise CheckpointError(
+                    f"Checkpoint {os.fspath(path)!r} holds the state of a {saved.get('class')} optimizer with "
+                    f"{len(saved.get('variables', []))} variables; the model is compiled with a {current['class']} "
+                    f"with {len(current['variables'])}. Compile with the same optimizer, or pass another `directory`."
+                )
+            for v, a in zip(opt.variables, arrays["optimizer"]):
+                v.assign(a)
+        for v, a in zip(model.variables, arrays["model"]):
+            v.assign(a)
+        _state.restore_states(self._others, state.get("callbacks", {}), begun=begun)
+        if not resume:
+            return
+        position = state["position"]
+        epoch, batch = int(position["epoch"]), int(position["batch"])
+        self._rollbacks = int(state.get("rollbacks", 0))
+        self.rollbacks = self._rollbacks
+        self._recent.extend(float(x) for x in state.get("recent_losses", []))
+        _set_rng_state(state.get("rng", {}))
+        epochs = int((self.params or {}).get("epochs", epoch))
+        self._prev_initial_epoch = model._initial_epoch
+        self._initial_epoch_set = True
+        if position.get("stopped"):
+            # The run had already stopped (EarlyStopping): run no more epochs.
+            model._initial_epoch = max(epochs, epoch)
+        else:
+            model._initial_epoch = epoch
+        if batch > 0 and not position.get("stopped"):
+            self._skip_epoch, self._skip_until, self._skip_remaining = epoch, batch, batch
+            self._mean_prev, self._mean_count = (float(x) for x in state.get("running_mean", [0.0, 0]))
+            self._mean_count = int(self._mean_count)
+            self._pending_metrics = arrays.get("metrics") or None
+            self._install_skipper()
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            step = self._global_step()
+            tensorboard.scalar(self.log_dir, "checkpoint/restored_epoch", epoch, step)
+            tensorboard.text(self.log_dir, "checkpoint", f"resumed from {path.name} (epoch {epoch}, batch {batch})", step)
