@@ -1,1 +1,33 @@
-"""(in progress)"""
+"""Exact classification metrics in pure numpy: no Keras or TensorFlow import.
+
+``roc_auc`` and ``pr_auc`` equal scikit-learn's ``roc_auc_score`` and
+``average_precision_score`` (ties, weights, one-vs-rest multiclass,
+multilabel) and are faster; ``roc_auc_ci`` adds a DeLong confidence interval;
+``classification_report`` gathers everything needed to pick a threshold.
+
+Example:
+
+>>> from kerafine import metrics
+>>> metrics.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+0.75
+"""
+
+from kerafine.metrics._validation import UndefinedMetricWarning
+from kerafine.metrics.ranking import (
+    AUCInterval,
+    pr_auc,
+    precision_recall_curve,
+    roc_auc,
+    roc_auc_ci,
+    roc_curve,
+)
+
+__all__ = [
+    "AUCInterval",
+    "UndefinedMetricWarning",
+    "pr_auc",
+    "precision_recall_curve",
+    "roc_auc",
+    "roc_auc_ci",
+    "roc_curve",
+]

@@ -1,0 +1,578 @@
+"""Exact ranking metrics: ROC-AUC, PR-AUC (average precision), DeLong intervals, curves.
+
+Pure numpy (no Keras, no TensorFlow): a service can import this module without
+loading TensorFlow.
+
+Results equal scikit-learn's ``roc_auc_score`` / ``average_precision_score`` /
+``roc_curve`` / ``precision_recall_curve`` (ties grouped at distinct scores,
+float64 accumulation), computed in O(n log n) without a Python loop over
+samples. Two sort strategies are used, both exact:
+
+* unweighted binary ROC-AUC and PR-AUC (the common case, and what
+  :class:`~kerafine.callbacks.AUCTracker` computes every epoch) split the
+  scores by class and sort each part by value (numpy's SIMD sort, about ten
+  times faster than ``argsort``), then count, for each score of the smaller
+  class, the scores of the other class below it (``searchsorted``). ROC-AUC is
+  then the Mann-Whitney statistic with ties counted one half, in integer
+  arithmetic until one final division.
+* everything that needs the full descending order (sample weights, curves,
+  DeLong variance) uses a stable argsort built from one (float32) or two
+  (float64) radix passes of 32-bit keys packed with the row index into
+  ``uint64`` and sorted by value, which is faster than ``np.argsort`` and
+  gives exactly the same permutation as ``np.argsort(kind="stable")``.
+
+Undefined cases (labels with a single class) warn with
+:class:`~kerafine.metrics.UndefinedMetricWarning` and return ``nan``.
+
+Example:
+
+>>> from kerafine.metrics import roc_auc, pr_auc
+>>> y = [0, 0, 1, 1]
+>>> s = [0.1, 0.4, 0.35, 0.8]
+>>> roc_auc(y, s), round(pr_auc(y, s), 4)
+(0.75, 0.8333)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Optional, Sequence
+
+import numpy as np
+
+from kerafine.errors import invalid_argument
+from kerafine.metrics._validation import Targets, check_targets, warn_undefined
+
+__all__ = [
+    "roc_auc",
+    "pr_auc",
+    "roc_auc_ci",
+    "AUCInterval",
+    "roc_curve",
+    "precision_recall_curve",
+]
+
+_AVERAGES = ("macro", "weighted", None)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT32 = np.uint64(32)
+# Below this size np.argsort is as fast as the radix passes and allocates less.
+_RADIX_MIN = 1 << 15
+
+
+# ---------------------------------------------------------------- sorting
+
+
+def _order_key(x: np.ndarray) -> np.ndarray:
+    """Unsigned integer keys whose order is the order of the floats ``x`` (finite, no -0.0)."""
+    if x.dtype == np.float32:
+        u = x.view(np.uint32)
+        # Arithmetic shift: all ones for negative numbers, zero otherwise.
+        flip = (x.view(np.int32) >> np.int32(31)).view(np.uint32) | np.uint32(0x80000000)
+        return u ^ flip
+    u = x.view(np.uint64)
+    flip = (x.view(np.int64) >> np.int64(63)).view(np.uint64) | np.uint64(0x8000000000000000)
+    return u ^ flip
+
+
+def _stable_argsort_desc(s: np.ndarray) -> np.ndarray:
+    """``np.argsort(-s, kind="stable")``, faster for large float inputs.
+
+    Scores are negated (exact) so that an ascending stable sort gives the
+    descending order with ties in their original order, as scikit-learn sorts.
+    """
+    n = s.size
+    if n < _RADIX_MIN or n >= (1 << 32):
+        return np.argsort(-s, kind="stable")
+    neg = np.negative(s)
+    neg += 0.0  # -0.0 -> +0.0, so the two zeros tie as they compare equal
+    key = _order_key(neg)
+    index = np.arange(n, dtype=np.uint64)
+    if key.dtype == np.uint32:
+        packed = (key.astype(np.uint64) << _SHIFT32) | index
+        packed.sort()
+        return (packed & _LOW32).astype(np.intp)
+    # LSD radix sort in two 32-bit passes; each pass is a value sort of
+    # (digit << 32 | position), which is stable because position breaks ties.
+    packed = ((key & _LOW32) << _SHIFT32) | index
+    packed.sort()
+    perm = (packed & _LOW32).astype(np.intp)
+    packed = ((key[perm] >> _SHIFT32) << _SHIFT32) | index
+    packed.sort()
+    return perm[(packed & _LOW32).astype(np.intp)]
+
+
+@dataclasses.dataclass
+class _Groups:
+    """Cumulative weights at each distinct score, in decreasing score order (scikit-learn's layout)."""
+
+    tps: np.ndarray  # weight of positives with score >= threshold
+    fps: np.ndarray  # weight of negatives with score >= threshold
+    thresholds: np.ndarray
+    tps2: Optional[np.ndarray] = None  # cumulative squared weights (DeLong)
+    fps2: Optional[np.ndarray] = None
+    n_pos: int = 0  # positives / negatives with a non-zero weight
+    n_neg: int = 0
+
+
+def _groups(y: np.ndarray, s: np.ndarray, w: Optional[np.ndarray], squares: bool = False) -> _Groups:
+    if w is not None:
+        # Zero weights change nothing but scikit-learn drops them, and so do we,
+        # so the curves have the same thresholds.
+        keep = w != 0
+        if not keep.all():
+            y, s, w = y[keep], s[keep], w[keep]
+    order = _stable_argsort_desc(s)
+    s_d = s[order]
+    y_d = y[order]
+    n = s_d.size
+    thr = np.flatnonzero(np.diff(s_d))
+    thr = np.append(thr, n - 1)
+    if w is None:
+        tps = np.cumsum(y_d, dtype=np.int64)[thr].astype(np.float64)
+        fps = (thr + 1).astype(np.float64) - tps
+        g = _Groups(tps, fps, s_d[thr])
+        g.n_pos = int(tps[-1]) if n else 0
+        g.n_neg = int(fps[-1]) if n else 0
+        if squares:
+            g.tps2, g.fps2 = tps, fps
+        return g
+    w_d = w[order]
+    yw = np.where(y_d, w_d, 0.0)
+    tps = np.cumsum(yw)[thr]
+    fps = np.cumsum(w_d - yw)[thr]
+    g = _Groups(tps, fps, s_d[thr])
+    g.n_pos = int(np.count_nonzero(y_d))
+    g.n_neg = int(n - g.n_pos)
+    if squares:
+        w2 = w_d * w_d
+        yw2 = np.where(y_d, w2, 0.0)
+        g.tps2 = np.cumsum(yw2)[thr]
+        g.fps2 = np.cumsum(w2 - yw2)[thr]
+    return g
+
+
+def _prev(a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    out[0] = 0.0
+    out[1:] = a[:-1]
+    return out
+
+
+def _auc_from_groups(g: _Groups) -> float:
+    T, F = g.tps[-1], g.fps[-1]
+    if T <= 0 or F <= 0:
+        return float("nan")
+    area2 = np.dot(g.fps - _prev(g.fps), g.tps + _prev(g.tps))
+    return float(area2 / (2.0 * T * F))
+
+
+def _ap_from_groups(g: _Groups) -> float:
+    T = g.tps[-1]
+    if T <= 0:
+        return float("nan")
+    ps = g.tps + g.fps
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(ps != 0, g.tps / np.where(ps != 0, ps, 1.0), 0.0)
+    recall_step = (g.tps - _prev(g.tps)) / T
+    return float(max(0.0, np.dot(recall_step, precision)))
+
+
+# ---------------------------------------------- unweighted split-sort path
+
+
+def _first_index(a: np.ndarray) -> np.ndarray:
+    """For sorted ``a``, the index of the first element equal to ``a[i]`` (= count of smaller ones)."""
+    n = a.size
+    new = np.empty(n, dtype=bool)
+    if n:
+        new[0] = True
+        np.not_equal(a[1:], a[:-1], out=new[1:])
+    idx = np.where(new, np.arange(n), 0)
+    np.maximum.accumulate(idx, out=idx)
+    return idx
+
+
+def _search(b: np.ndarray, a: np.ndarray):
+    """For sorted ``a`` and ``b``: ``(#b < a[i], #b <= a[i])`` by binary search of ``a`` in ``b``."""
+    lt = np.searchsorted(b, a, side="left")
+    le = lt.copy()
+    inside = lt < b.size
+    tie = np.zeros(a.size, dtype=bool)
+    tie[inside] = b[lt[inside]] == a[inside]
+    # The right-side search is only needed where a value of `a` occurs in `b`.
+    if tie.any():
+        le[tie] = np.searchsorted(b, a[tie], side="right")
+    return lt, le
+
+
+def _invert_counts(lt_b: np.ndarray, le_b: np.ndarray, size_a: int):
+    """From ``(#a < b[j], #a <= b[j])`` get ``(#b < a[i], #b <= a[i])`` in O(n)."""
+    # b[j] < a[i]  <=>  i >= #a <= b[j];   b[j] <= a[i]  <=>  i >= #a < b[j]
+    lt_a = np.cumsum(np.bincount(le_b, minlength=size_a + 1))[:size_a]
+    le_a = np.cumsum(np.bincount(lt_b, minlength=size_a + 1))[:size_a]
+    return lt_a, le_a
+
+
+def _unweighted_binary(y: np.ndarray, s: np.ndarray, want_ap: bool = False):
+    """(ROC-AUC, PR-AUC or None) of a binary problem with both classes present."""
+    pos = np.sort(s[y])
+    neg = np.sort(s[~y])
+    m, n = pos.size, neg.size
+    # Search the smaller class inside the larger one: m log n instead of n log m.
+    if m <= n or want_ap:
+        if m <= n:
+            lt, le = _search(neg, pos)
+        else:
+            lt, le = _invert_counts(*_search(pos, neg), m)
+        u2 = int(lt.sum()) + int(le.sum())
+        ap = None
+        if want_ap:
+            tp = (m - _first_index(pos)).astype(np.float64)
+            fp = (n - lt).astype(np.float64)
+            ap = float(np.mean(tp / (tp + fp)))
+    else:
+        lt_n, le_n = _search(pos, neg)
+        u2 = 2 * m * n - int(lt_n.sum()) - int(le_n.sum())
+        ap = None
+    return u2 / (2.0 * m * n), ap
+
+
+# ------------------------------------------------------------ dispatching
+
+
+def _binary_metric(metric: str, y: np.ndarray, s: np.ndarray, w, what: str) -> float:
+    n_pos = int(np.count_nonzero(y))
+    if n_pos == 0 or n_pos == y.size:
+        warn_undefined(metric, f"{what} has a single class ({'all positive' if n_pos else 'no positive'})", 4)
+        return float("nan")
+    if w is None:
+        auc, ap = _unweighted_binary(y, s, want_ap=metric != "ROC-AUC")
+        return auc if metric == "ROC-AUC" else ap
+    g = _groups(y, s, w)
+    if g.tps[-1] <= 0 or g.fps[-1] <= 0:
+        warn_undefined(metric, f"{what} has a single class once zero weights are left out", 4)
+        return float("nan")
+    return _auc_from_groups(g) if metric == "ROC-AUC" else _ap_from_groups(g)
+
+
+def _check_average(average) -> None:
+    if average not in _AVERAGES:
+        raise invalid_argument("average", average, '"macro", "weighted" or None')
+
+
+def _averaged(metric: str, t: Targets, average):
+    if t.kind == "binary":
+        return _binary_metric(metric, t.y, t.score, t.weight, "y_true")
+    k = t.score.shape[1]
+    per_class = np.array(
+        [
+            _binary_metric(metric, t.y[:, c], t.score[:, c], t.weight, f"y_true for class {t.classes[c]!r}")
+            for c in range(k)
+        ]
+    )
+    if average is None:
+        return per_class
+    if average == "macro":
+        return float(np.mean(per_class))
+    # "weighted": by support, as scikit-learn; classes without support weigh nothing.
+    if t.weight is None:
+        support = np.count_nonzero(t.y, axis=0).astype(np.float64)
+    else:
+        support = t.y.T.astype(np.float64) @ t.weight
+    if support.sum() == 0:
+        return 0.0
+    per_class = np.where(support == 0, 0.0, per_class)
+    return float(np.average(per_class, weights=support))
+
+
+def roc_auc(y_true, y_score, *, sample_weight=None, average: Optional[str] = "macro", labels: Sequence | None = None):
+    """Exact area under the ROC curve (ties count one half), as scikit-learn's ``roc_auc_score``.
+
+    Args:
+        y_true: labels, shape ``(n_samples,)`` (binary: two distinct values, the
+            larger or ``True`` is positive; multiclass: column indices
+            ``0..n_classes-1``), or an indicator matrix ``(n_samples, n_classes)``
+            (one-hot or multilabel).
+        y_score: scores, shape ``(n_samples,)`` or ``(n_samples, 1)`` for binary,
+            ``(n_samples, n_classes)`` otherwise. Probabilities or logits: only
+            the order matters.
+        sample_weight: ``(n_samples,)`` non-negative weights. Defaults to ``None``.
+        average: for several classes (one-vs-rest): ``"macro"`` (mean over
+            classes), ``"weighted"`` (mean weighted by class support) or ``None``
+            (one value per class). Ignored for binary. Defaults to ``"macro"``.
+        labels: the class of each score column for multiclass ``y_true``.
+            Defaults to ``None`` (column indices).
+
+    Returns:
+        A float, or an array of shape ``(n_classes,)`` when ``average=None``.
+        ``nan`` (with an :class:`UndefinedMetricWarning`) when the labels (of a
+        class, for one-vs-rest) hold a single class.
+
+    Raises:
+        DataError: NaN or infinite scores (the message counts them), lengths that
+            differ, labels that do not match the score columns, empty input.
+        KerafineError: an unknown ``average``.
+
+    Example:
+
+    >>> roc_auc([0, 1, 1, 0], [-2.0, 3.1, 0.5, 0.5])
+    0.875
+    >>> roc_auc([0, 1, 2, 1], [[.8, .1, .1], [.2, .7, .1], [.1, .2, .7], [.3, .4, .3]], average=None)
+    array([1., 1., 1.])
+    """
+    _check_average(average)
+    return _averaged("ROC-AUC", check_targets(y_true, y_score, sample_weight, labels), average)
+
+
+def pr_auc(y_true, y_score, *, sample_weight=None, average: Optional[str] = "macro", labels: Sequence | None = None):
+    """Area under the precision-recall curve as average precision (scikit-learn's ``average_precision_score``).
+
+    ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, which
+    is exact (no trapezoidal interpolation, which is optimistic for PR curves).
+
+    Args:
+        y_true: labels, as for :func:`roc_auc`.
+        y_score: scores, as for :func:`roc_auc`.
+        sample_weight: ``(n_samples,)`` non-negative weights. Defaults to ``None``.
+        average: ``"macro"``, ``"weighted"`` or ``None``, as for :func:`roc_auc`.
+            Defaults to ``"macro"``.
+        labels: the class of each score column. Defaults to ``None``.
+
+    Returns:
+        A float, or an array of shape ``(n_classes,)`` when ``average=None``.
+        ``nan`` with an :class:`UndefinedMetricWarning` when a class has no
+        positive or no negative (scikit-learn returns 0.0 with no positive and
+        1.0 with no negative; neither says anything about the model).
+
+    Raises:
+        DataError: as for :func:`roc_auc`.
+        KerafineError: an unknown ``average``.
+
+    Example:
+
+    >>> round(pr_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 4)
+    0.8333
+    """
+    _check_average(average)
+    return _averaged("PR-AUC", check_targets(y_true, y_score, sample_weight, labels), average)
+
+
+# ---------------------------------------------------------------- DeLong
+
+
+@dataclasses.dataclass(frozen=True)
+class AUCInterval:
+    """ROC-AUC with its DeLong standard error and confidence interval.
+
+    Attributes:
+        auc: the ROC-AUC.
+        lower: lower bound of the interval (clipped to [0, 1]).
+        upper: upper bound of the interval (clipped to [0, 1]).
+        std_error: DeLong standard error of the AUC.
+        level: confidence level, e.g. 0.95.
+    """
+
+    auc: float
+    lower: float
+    upper: float
+    std_error: float
+    level: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _delong(g: _Groups) -> tuple[float, float]:
+    """(AUC, variance) from the grouped cumulative weights.
+
+    DeLong's placement values are constant within a tie group, so the fast
+    algorithm of Sun & Xu (2014) reduces to sums over groups: for a positive
+    at threshold k, ``V10 = (F - (fps_k + fps_{k-1}) / 2) / F`` (the share of
+    negatives below it, ties one half); for a negative,
+    ``V01 = (tps_k + tps_{k-1}) / (2 T)``.
+
+    With weights, the variance is the linearisation (influence function) of the
+    weighted two-sample U-statistic, ``sum_i w_i^2 (V10_i - AUC)^2 / T^2 * m/(m-1)``
+    plus the same for negatives, i.e. weights are treated as sampling
+    (importance) weights. With equal weights it is exactly DeLong's
+    ``S10 / m + S01 / n``.
+    """
+    T, F = g.tps[-1], g.fps[-1]
+    if T <= 0 or F <= 0:
+        return float("nan"), float("nan")
+    auc = _auc_from_groups(g)
+    if g.n_pos < 2 or g.n_neg < 2:
+        return auc, float("nan")
+    v10 = (F - 0.5 * (g.fps + _prev(g.fps))) / F
+    v01 = 0.5 * (g.tps + _prev(g.tps)) / T
+    q_pos = g.tps2 - _prev(g.tps2)  # sum of squared weights of the positives of each group
+    q_neg = g.fps2 - _prev(g.fps2)
+    var_pos = np.dot(q_pos, (v10 - auc) ** 2) / (T * T) * g.n_pos / (g.n_pos - 1)
+    var_neg = np.dot(q_neg, (v01 - auc) ** 2) / (F * F) * g.n_neg / (g.n_neg - 1)
+    return auc, float(var_pos + var_neg)
+
+
+def _check_level(level) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+        raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
+
+
+def _interval(auc: float, var: float, level: float) -> AUCInterval:
+    se = float(np.sqrt(var)) if np.isfinite(var) else float("nan")
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2.0)
+    if np.isfinite(se):
+        lower, upper = max(0.0, auc - z * se), min(1.0, auc + z * se)
+    else:
+        lower = upper = float("nan")
+    return AUCInterval(float(auc), float(lower), float(upper), se, float(level))
+
+
+def roc_auc_ci(y_true, y_score, *, sample_weight=None, level: float = 0.95) -> AUCInterval:
+    """Binary ROC-AUC with a DeLong confidence interval (fast algorithm of Sun & Xu, 2014).
+
+    The interval is ``auc +/- z * se`` with DeLong's (1988) nonparametric
+    standard error, clipped to [0, 1], as pROC's ``ci.auc(method="delong")``.
+    Cost: one sort, O(n log n).
+
+    Args:
+        y_true: binary labels, shape ``(n_samples,)``.
+        y_score: scores, shape ``(n_samples,)`` or ``(n_samples, 1)``.
+        sample_weight: ``(n_samples,)`` non-negative weights, treated as
+            sampling weights (see Notes). Defaults to ``None``.
+        level: confidence level. Defaults to 0.95.
+
+    Returns:
+        :class:`AUCInterval`. Single-class labels: all fields ``nan`` (with a
+        warning). Fewer than two samples of a class: ``auc`` set, the rest ``nan``.
+
+    Raises:
+        DataError: as for :func:`roc_auc`, or scores for several classes.
+        KerafineError: ``level`` not in (0, 1).
+
+    Notes:
+        DeLong's variance is defined for unweighted samples. With weights, the
+        variance used is the influence-function (linearisation) variance of the
+        weighted AUC, ``sum_i w_i^2 (V10_i - AUC)^2 / W_pos^2`` (and likewise
+        for negatives) with the small-sample factor ``m / (m - 1)``: weights are
+        sampling weights (a row of weight 2 is one observation that counts
+        twice, not two independent observations). It reduces exactly to
+        DeLong's formula for equal weights, is unchanged when all weights are
+        scaled, and agrees with a weighted bootstrap (see the tests).
+
+    Example:
+
+    >>> ci = roc_auc_ci([0, 0, 1, 1, 0, 1], [0.1, 0.4, 0.35, 0.8, 0.2, 0.7])
+    >>> round(ci.auc, 4), round(ci.lower, 4), round(ci.upper, 4)
+    (0.8889, 0.6243, 1.0)
+    """
+    _check_level(level)
+    t = check_targets(y_true, y_score, sample_weight)
+    if t.kind != "binary":
+        raise invalid_argument(
+            "y_score",
+            f"scores of shape {tuple(np.shape(y_score))}",
+            "1-d scores of a binary problem",
+            hint="For several classes, compute an interval per class from its column.",
+        )
+    n_pos = int(np.count_nonzero(t.y))
+    if n_pos in (0, t.y.size):
+        warn_undefined("ROC-AUC", "y_true has a single class", 3)
+        nan = float("nan")
+        return AUCInterval(nan, nan, nan, nan, float(level))
+    g = _groups(t.y, t.score, t.weight, squares=True)
+    auc, var = _delong(g)
+    return _interval(auc, var, float(level))
+
+
+# ---------------------------------------------------------------- curves
+
+
+def _binary_targets(y_true, y_score, sample_weight, function: str) -> Targets:
+    t = check_targets(y_true, y_score, sample_weight)
+    if t.kind != "binary":
+        raise invalid_argument(
+            "y_score",
+            f"scores of shape {tuple(np.shape(y_score))}",
+            f"1-d scores of a binary problem for {function}",
+            hint="Pass one column and the matching one-vs-rest labels.",
+        )
+    return t
+
+
+def roc_curve(y_true, y_score, *, sample_weight=None, drop_intermediate: bool = True):
+    """ROC curve points, identical to ``sklearn.metrics.roc_curve``.
+
+    Args:
+        y_true: binary labels, shape ``(n_samples,)``.
+        y_score: scores, shape ``(n_samples,)``.
+        sample_weight: ``(n_samples,)`` weights. Defaults to ``None``.
+        drop_intermediate: drop collinear points (the area is unchanged).
+            Defaults to ``True``.
+
+    Returns:
+        ``(fpr, tpr, thresholds)``, increasing rates and decreasing thresholds
+        (the first threshold is ``inf``). With a single class the undefined
+        rate is ``nan`` (with a warning).
+
+    Example:
+
+    >>> fpr, tpr, thr = roc_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> fpr.tolist(), tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    t = _binary_targets(y_true, y_score, sample_weight, "roc_curve")
+    g = _groups(t.y, t.score, t.weight)
+    fps, tps, thresholds = g.fps, g.tps, g.thresholds
+    if drop_intermediate and fps.size > 2:
+        keep = np.concatenate([[True], np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), [True]])
+        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
+    fps = np.concatenate([[0.0], fps])
+    tps = np.concatenate([[0.0], tps])
+    thresholds = np.concatenate([[np.inf], thresholds.astype(np.float64)])
+    if fps[-1] <= 0:
+        warn_undefined("The false positive rate", "y_true has no negative", 3)
+        fpr = np.full(fps.shape, np.nan)
+    else:
+        fpr = fps / fps[-1]
+    if tps[-1] <= 0:
+        warn_undefined("The true positive rate", "y_true has no positive", 3)
+        tpr = np.full(tps.shape, np.nan)
+    else:
+        tpr = tps / tps[-1]
+    return fpr, tpr, thresholds
+
+
+def precision_recall_curve(y_true, y_score, *, sample_weight=None):
+    """Precision-recall curve, identical to ``sklearn.metrics.precision_recall_curve``.
+
+    Args:
+        y_true: binary labels, shape ``(n_samples,)``.
+        y_score: scores, shape ``(n_samples,)``.
+        sample_weight: ``(n_samples,)`` weights. Defaults to ``None``.
+
+    Returns:
+        ``(precision, recall, thresholds)``: precision and recall have one more
+        entry than thresholds (the final point ``(recall 0, precision 1)``);
+        thresholds increase. With no positive, recall is ``nan`` (with a warning).
+
+    Example:
+
+    >>> p, r, t = precision_recall_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> p.round(3).tolist(), r.tolist(), t.tolist()
+    ([0.5, 0.667, 0.5, 1.0, 1.0], [1.0, 1.0, 0.5, 0.5, 0.0], [0.1, 0.35, 0.4, 0.8])
+    """
+    t = _binary_targets(y_true, y_score, sample_weight, "precision_recall_curve")
+    g = _groups(t.y, t.score, t.weight)
+    ps = g.tps + g.fps
+    precision = np.where(ps != 0, g.tps / np.where(ps != 0, ps, 1.0), 0.0)
+    if g.tps[-1] <= 0:
+        warn_undefined("Recall", "y_true has no positive", 3)
+        recall = np.full(g.tps.shape, np.nan)
+    else:
+        recall = g.tps / g.tps[-1]
+    return (
+        np.concatenate([precision[::-1], [1.0]]),
+        np.concatenate([recall[::-1], [0.0]]),
+        g.thresholds[::-1].astype(np.float64),
+    )
