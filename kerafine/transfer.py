@@ -467,14 +467,18 @@ def _n_trainable_top(backbone, spec: Any, argument: str) -> int:
 
 
 def _apply(backbone, n_top: int) -> None:
+    # Every flag is set explicitly: in Keras 3.15 `model.trainable = True` does not
+    # reach sublayers that were frozen one by one.
     if n_top == 0:
-        backbone.trainable = False
+        for layer in _all_sublayers(backbone):
+            layer.trainable = False
         return
+    for layer in _all_sublayers(backbone):
+        layer.trainable = True
     leaves = [layer for _, layer in _leaf_layers(backbone)]
-    # The setter recurses into nested models and wrappers; then refreeze the bottom.
-    backbone.trainable = True
-    for layer in leaves[: len(leaves) - n_top]:
-        layer.trainable = False
+    for leaf in leaves[: len(leaves) - n_top]:
+        for layer in _all_sublayers(leaf):
+            layer.trainable = False
     for bn in _batchnorm_layers(backbone):
         bn.trainable = False
 
