@@ -1,0 +1,469 @@
+"""What a drift check needs to remember of the reference data.
+
+A :class:`ReferenceProfile` is built once from the training (reference) data
+and is then all a :class:`~kerafine.drift.DriftDetector` needs: the training set
+itself can be dropped. Per continuous feature it keeps the count of missing
+values, mean, standard deviation, range, quantile bin edges with the exact bin
+counts of the full data, and a bounded uniform sample of rows (kept sorted in
+memory, so a KS check only sorts the current data). Per categorical feature it
+keeps the exact count of every level. Memory is bounded by ``max_samples``
+rows, whatever the size of the reference.
+
+``save(path)`` writes a directory (``profile.json`` + ``profile.npz`` and a
+``MANIFEST.json`` of CRC32 checksums) atomically through :mod:`kerafine._io`:
+no pickle, and a truncated or corrupted file, or one written by a newer
+kerafine, is refused with a clear :class:`~kerafine.errors.CheckpointError`.
+
+Example:
+
+>>> import numpy as np, pandas as pd, tempfile, os
+>>> rng = np.random.default_rng(0)
+>>> df = pd.DataFrame({"cpu": rng.normal(size=500), "region": rng.choice(["eu", "us"], 500)})
+>>> profile = ReferenceProfile.from_data(df)
+>>> profile.feature_names, profile.categorical
+(('cpu', 'region'), ('region',))
+>>> path = os.path.join(tempfile.mkdtemp(), "ref-profile")
+>>> profile.save(path)
+>>> ReferenceProfile.load(path).n_rows
+500
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kerafine import _io
+from kerafine.errors import CheckpointError, DataError, invalid_argument
+
+__all__ = ["ReferenceProfile", "FORMAT_VERSION", "MIN_ROWS"]
+
+FORMAT_VERSION = 1
+_KIND = "kerafine.drift.ReferenceProfile"
+_STATE_NAME = "profile"
+
+# Fewest non-missing rows per side below which a test is refused: the KS test
+# cannot reach a Bonferroni-corrected significance with fewer than about 8
+# current rows, and the chi-squared approximation needs two cells of expected
+# count >= 5.
+MIN_ROWS = {"ks": 10, "chi2": 10}
+
+
+def _is_categorical_dtype(series: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype))
+
+
+def level_counts(values: pd.Series) -> tuple[dict[str, int], int]:
+    """Counts of the non-missing levels of a categorical column, and the missing count.
+
+    Levels are keyed by their string form; integer-valued floats become
+    ``"3"`` rather than ``"3.0"``, so a column read as int in one CSV and as
+    float (because of a NaN) in another still matches. Counting happens on the
+    raw values first, so only the distinct values are converted.
+    """
+    vc = values.value_counts(dropna=True, sort=False)
+    counts: dict[str, int] = {}
+    for v, c in zip(vc.index, vc.to_numpy()):
+        if isinstance(v, float) and not np.isfinite(v):
+            continue
+        key = _level_key(v)
+        counts[key] = counts.get(key, 0) + int(c)
+    return counts, int(len(values) - sum(counts.values()))
+
+
+def _level_key(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, np.generic):
+        return str(v.item())
+    return str(v)
+
+
+def to_frame(x, feature_names=None, argument: str = "x") -> pd.DataFrame:
+    """Normalise a DataFrame, a 1-d/2-d array or a dict of columns to a DataFrame.
+
+    Arrays get the names ``feature_names`` or ``"f0", "f1", ...``.
+    """
+    if isinstance(x, pd.DataFrame):
+        if feature_names is not None:
+            raise invalid_argument(
+                "feature_names", feature_names, "None when the data is a DataFrame (its column names are used)"
+            )
+        df = x
+    elif isinstance(x, pd.Series):
+        df = x.to_frame()
+    elif isinstance(x, dict):
+        df = pd.DataFrame(x)
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # noqa: BLE001 - any unconvertible object
+            raise invalid_argument(argument, type(x).__name__, "a pandas DataFrame or a 1-d/2-d array") from exc
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise invalid_argument(
+                argument,
+                f"array of shape {arr.shape}",
+                "a pandas DataFrame or a 1-d/2-d array (n_samples, n_features)",
+                "Flatten images first, or monitor embeddings instead.",
+                error=DataError,
+            )
+        if feature_names is None:
+            names = [f"f{i}" for i in range(arr.shape[1])]
+        else:
+            names = [str(n) for n in feature_names]
+            if len(names) != arr.shape[1]:
+                raise invalid_argument(
+                    "feature_names", feature_names, f"{arr.shape[1]} names (one per column of `{argument}`)"
+                )
+        df = pd.DataFrame(arr, columns=names)
+    df.columns = [str(c) for c in df.columns]
+    if len(set(df.columns)) != df.shape[1]:
+        dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        raise invalid_argument(argument, f"columns {dup} repeated", "unique column names", error=DataError)
+    if df.shape[1] == 0:
+        raise invalid_argument(argument, "no columns", "at least one feature", error=DataError)
+    return df
+
+
+def continuous_matrix(df: pd.DataFrame, names: Sequence[str], argument: str) -> np.ndarray:
+    """``(p, n)`` float64 matrix of the named columns, one feature a row; non-finite -> NaN."""
+    if not names:
+        return np.empty((0, len(df)), dtype=np.float64)
+    sub = df[list(names)]
+    if all(not _is_categorical_dtype(sub[c]) for c in sub.columns):
+        # One block conversion; transposed so each feature is a contiguous row.
+        out = np.array(sub.to_numpy(dtype=np.float64, na_value=np.nan).T, order="C")
+        out[~np.isfinite(out)] = np.nan
+        return out
+    out = np.empty((len(names), len(df)), dtype=np.float64)
+    for i, name in enumerate(names):
+        col = df[name]
+        if _is_categorical_dtype(col):
+            try:
+                out[i] = pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"Invalid value for argument `{argument}`: column {name!r} is continuous in the reference "
+                    f"but holds non-numeric values (dtype {col.dtype}); convert it or declare it categorical."
+                ) from None
+        else:
+            out[i] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+class ReferenceProfile:
+    """Summary of the reference data that later drift checks compare against.
+
+    Build it with :meth:`from_data` or :meth:`load`; it is immutable afterwards.
+
+    Attributes:
+        feature_names: all feature names, in order.
+        categorical: names of the categorical features.
+        continuous: names of the continuous features.
+        n_rows: rows in the reference data.
+        max_samples: bound on the rows kept for the KS and MMD tests.
+    """
+
+    def __init__(self, *, feature_names, categorical, n_rows, max_samples, n_bins, cont, cat, sample, seed):
+        self.feature_names = tuple(feature_names)
+        self.categorical = tuple(categorical)
+        self.continuous = tuple(n for n in self.feature_names if n not in set(self.categorical))
+        self.n_rows = int(n_rows)
+        self.max_samples = int(max_samples)
+        self.n_bins = int(n_bins)
+        self.seed = seed
+        # Continuous summaries: arrays with one row per continuous feature.
+        self._cont = {k: np.asarray(v) for k, v in cont.items()}
+        # Categorical summaries: {name: {"levels": [...], "counts": [...], "n_missing": int}}.
+        self._cat = {k: dict(v) for k, v in cat.items()}
+        self.sample = np.asarray(sample, dtype=np.float64)  # (k, p_cont), rows kept together for MMD
+        self.sample.setflags(write=False)
+        # Sorted once here; every check then only sorts the current data.
+        sorted_t = np.sort(self.sample.T, axis=1)  # NaN sort last
+        self._sample_valid = np.sum(~np.isnan(sorted_t), axis=1)
+        self._sorted = sorted_t
+        self._sorted.setflags(write=False)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_data(
+        cls,
+        x,
+        feature_names: Sequence[str] | None = None,
+        categorical: Sequence[str | int] | None = None,
+        max_samples: int = 50_000,
+        n_bins: int = 20,
+        seed: int | None = 0,
+    ) -> "ReferenceProfile":
+        """Profile reference data.
+
+        Args:
+            x: a pandas DataFrame, or an array of shape ``(n_samples, n_features)``
+                (or ``(n_samples,)`` for one feature).
+            feature_names: names for the columns of an array. Defaults to
+                ``None``: ``"f0", "f1", ...`` (DataFrames keep their own names).
+            categorical: names (or column positions) of categorical features.
+                Non-numeric and boolean columns are categorical anyway.
+                Defaults to ``None``.
+            max_samples: rows kept (uniformly at random, the same rows for every
+                feature) for the KS and MMD tests. Defaults to 50,000.
+            n_bins: quantile bins for PSI and Jensen-Shannon. Defaults to 20.
+            seed: seed of the subsample. Defaults to 0.
+
+        Returns:
+            The :class:`ReferenceProfile`.
+
+        Raises:
+            DataError: if ``x`` is not 1-d/2-d, has fewer than 10 rows, or a
+                column is entirely missing.
+            KerafineError: if ``categorical`` names an unknown column.
+
+        Warns:
+            UserWarning: for a constant continuous feature (any later change of
+                it will be reported, since the reference has no spread).
+        """
+        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_ROWS["ks"]:
+            raise invalid_argument("max_samples", max_samples, f"an int >= {MIN_ROWS['ks']}")
+        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+            raise invalid_argument("n_bins", n_bins, "an int >= 2")
+        df = to_frame(x, feature_names, argument="x")
+        names = list(df.columns)
+        cats = _resolve_categorical(categorical, names)
+        cats |= {n for n in names if _is_categorical_dtype(df[n])}
+        if len(df) < max(MIN_ROWS.values()):
+            raise DataError(
+                f"Invalid value for argument `x`: the reference has {len(df)} rows; the drift tests "
+                f"(Kolmogorov-Smirnov, chi-squared) need at least {max(MIN_ROWS.values())}."
+            )
+        cat_names = [n for n in names if n in cats]
+        cont_names = [n for n in names if n not in cats]
+        mat = continuous_matrix(df, cont_names, "x")  # (p, n)
+        valid = ~np.isnan(mat)
+        n_valid = valid.sum(axis=1)
+        empty = [n for n, k in zip(cont_names, n_valid) if k == 0]
+        empty += [n for n in cat_names if level_counts(df[n])[1] == len(df)]
+        if empty:
+            raise DataError(
+                f"Invalid value for argument `x`: column(s) {empty} hold no value in the reference "
+                "(all missing); drop them or give a reference where they are observed."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(mat, axis=1) if cont_names else np.zeros(0)
+            std = np.nanstd(mat, axis=1) if cont_names else np.zeros(0)
+        lo = np.nanmin(mat, axis=1) if cont_names else np.zeros(0)
+        hi = np.nanmax(mat, axis=1) if cont_names else np.zeros(0)
+        constant = [n for n, a, b in zip(cont_names, lo, hi) if a == b]
+        if constant:
+            warnings.warn(
+                f"Feature(s) {constant} are constant in the reference: any other value in the current data "
+                "will be reported as drift (the effect is the share of rows that differ).",
+                UserWarning,
+                stacklevel=2,
+            )
+        probs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+        inner = np.empty((len(cont_names), n_bins - 1))
+        counts = np.zeros((len(cont_names), n_bins), dtype=np.int64)
+        sorted_full = np.sort(mat, axis=1)
+        for i in range(len(cont_names)):
+            v = sorted_full[i, : n_valid[i]]
+            inner[i] = np.quantile(v, probs)
+            cuts = np.searchsorted(v, inner[i], side="left")
+            counts[i] = np.diff(np.concatenate([[0], cuts, [v.size]]))
+        del sorted_full
+        rng = np.random.default_rng(seed)
+        n = len(df)
+        rows = np.sort(rng.choice(n, max_samples, replace=False)) if n > max_samples else np.arange(n)
+        sample = mat[:, rows].T.copy()
+        cat = {}
+        for name in cat_names:
+            counts_map, n_missing = level_counts(df[name])
+            levels = sorted(counts_map)
+            cat[name] = {"levels": levels, "counts": [counts_map[k] for k in levels], "n_missing": n_missing}
+        cont = {
+            "n_valid": n_valid.astype(np.int64),
+            "mean": mean,
+            "std": std,
+            "min": lo,
+            "max": hi,
+            "inner_edges": inner,
+            "bin_counts": counts,
+        }
+        return cls(
+            feature_names=names,
+            categorical=cat_names,
+            n_rows=n,
+            max_samples=max_samples,
+            n_bins=n_bins,
+            cont=cont,
+            cat=cat,
+            sample=sample,
+            seed=seed,
+        )
+
+    # ------------------------------------------------------------ accessors
+    def is_categorical(self, name: str) -> bool:
+        return name in self._cat
+
+    def continuous_summary(self, name: str) -> dict[str, Any]:
+        """Summary of one continuous feature: counts, moments, bins and the sorted sample."""
+        i = self.continuous.index(name)
+        out = {k: v[i] for k, v in self._cont.items()}
+        out["n_missing"] = self.n_rows - int(out["n_valid"])
+        out["sorted_sample"] = self._sorted[i, : self._sample_valid[i]]
+        return out
+
+    def categorical_summary(self, name: str) -> dict[str, Any]:
+        """``{"levels": [...], "counts": [...], "n_missing": int}`` of one categorical feature."""
+        return dict(self._cat[name])
+
+    @property
+    def sorted_sample(self) -> np.ndarray:
+        """``(p_cont, k)`` sorted reference sample, one continuous feature a row, NaN last (read-only)."""
+        return self._sorted
+
+    @property
+    def sample_valid(self) -> np.ndarray:
+        """Non-missing values per row of :attr:`sorted_sample`."""
+        return self._sample_valid
+
+    @property
+    def cont_arrays(self) -> dict[str, np.ndarray]:
+        """Per-continuous-feature arrays (``n_valid``, ``mean``, ``std``, ``inner_edges``, ``bin_counts``...)."""
+        return self._cont
+
+    def __repr__(self) -> str:
+        return (
+            f"ReferenceProfile(n_rows={self.n_rows}, continuous={len(self.continuous)}, "
+            f"categorical={len(self.categorical)}, sample_rows={self.sample.shape[0]})"
+        )
+
+    # ----------------------------------------------------------------- I/O
+    def _state(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": _KIND,
+            "feature_names": list(self.feature_names),
+            "categorical": list(self.categorical),
+            "n_rows": self.n_rows,
+            "max_samples": self.max_samples,
+            "n_bins": self.n_bins,
+            "seed": self.seed,
+            "cont": dict(self._cont),
+            "cat": self._cat,
+            "sample": np.asarray(self.sample),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the profile to the directory ``path`` atomically.
+
+        The directory is built under a temporary name, checksummed and renamed
+        into place; an existing profile at ``path`` is replaced only once the
+        new one is complete.
+
+        Raises:
+            KerafineError: if ``path`` exists and is not a saved profile.
+        """
+        path = Path(path)
+        if path.exists() and not _is_profile_dir(path):
+            raise invalid_argument(
+                "path", os.fspath(path), "a new path or an existing profile directory", "It exists and is not a profile."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.new-{uuid.uuid4().hex[:8]}")
+        with _io.atomic_directory(staging, manifest_meta={"kind": _KIND, "format_version": FORMAT_VERSION}) as tmp:
+            _io.save_state(tmp, _STATE_NAME, self._state())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(path, old)
+            os.rename(staging, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, path)
+        _io.fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ReferenceProfile":
+        """Read a profile written by :meth:`save`.
+
+        Raises:
+            CheckpointError: if ``path`` is missing, fails its checksums, is not
+                a profile, or was written by a newer kerafine (format version).
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"No saved reference profile at {os.fspath(path)!r} (expected a directory).")
+        problems = _io.verify_manifest(path)
+        if problems:
+            raise CheckpointError(
+                f"The reference profile at {os.fspath(path)!r} is corrupted or incomplete: "
+                + "; ".join(problems)
+                + ". Rebuild it with ReferenceProfile.from_data(...).save(path)."
+            )
+        meta = _io.read_manifest_meta(path)
+        version = meta.get("format_version", None)
+        if meta.get("kind") != _KIND:
+            raise CheckpointError(f"{os.fspath(path)!r} is not a kerafine reference profile (kind {meta.get('kind')!r}).")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"The reference profile at {os.fspath(path)!r} has format version {version!r}, newer than this "
+                f"kerafine reads (up to {FORMAT_VERSION}); upgrade kerafine to read it."
+            )
+        try:
+            state = _io.load_state(path, _STATE_NAME)
+            return cls(
+                feature_names=state["feature_names"],
+                categorical=state["categorical"],
+                n_rows=state["n_rows"],
+                max_samples=state["max_samples"],
+                n_bins=state["n_bins"],
+                cont={k: np.asarray(v) for k, v in state["cont"].items()},
+                cat=state["cat"],
+                sample=np.asarray(state["sample"], dtype=np.float64).reshape(-1, len(state["feature_names"]) - len(state["categorical"])),
+                seed=state.get("seed"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(f"The reference profile at {os.fspath(path)!r} is malformed: {exc!r}.") from exc
+
+
+def _is_profile_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and _io.read_manifest_meta(path).get("kind") == _KIND
+    except CheckpointError:
+        return False
+
+
+def _resolve_categorical(categorical, names: list[str]) -> set[str]:
+    if categorical is None:
+        return set()
+    if isinstance(categorical, (str, int)):
+        categorical = [categorical]
+    out = set()
+    for c in categorical:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if not 0 <= c < len(names):
+                raise invalid_argument("categorical", c, f"a column name or a position in [0, {len(names) - 1}]")
+            out.add(names[c])
+        elif str(c) in names:
+            out.add(str(c))
+        else:
+            from kerafine.errors import did_you_mean
+
+            raise invalid_argument(
+                "categorical", c, f"names of columns of the data, among {names[:20]}", did_you_mean(str(c), names).strip() or None
+            )
+    return out
