@@ -201,9 +201,9 @@ def vision(
 
     >>> import numpy as np
     >>> from kerafine.backbones import vision
-    >>> backbone = vision("mobilenet_v2", weights=None, input_shape=(32, 32, 3))
+    >>> backbone = vision("vgg16", weights=None, input_shape=(32, 32, 3))
     >>> backbone(np.zeros((2, 32, 32, 3))).shape
-    TensorShape([2, 1280])
+    TensorShape([2, 512])
     """
     spec = get_spec(name)
     if keras.backend.image_data_format() != "channels_last":
