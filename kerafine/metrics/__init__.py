@@ -13,6 +13,7 @@ Example:
 """
 
 from kerafine.metrics._validation import UndefinedMetricWarning
+from kerafine.metrics.report import Calibration, ClassificationReport, classification_report
 from kerafine.metrics.ranking import (
     AUCInterval,
     pr_auc,
@@ -24,6 +25,9 @@ from kerafine.metrics.ranking import (
 
 __all__ = [
     "AUCInterval",
+    "Calibration",
+    "ClassificationReport",
+    "classification_report",
     "UndefinedMetricWarning",
     "pr_auc",
     "precision_recall_curve",

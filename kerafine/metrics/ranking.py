@@ -464,7 +464,7 @@ def roc_auc_ci(y_true, y_score, *, sample_weight=None, level: float = 0.95) -> A
 
     >>> ci = roc_auc_ci([0, 0, 1, 1, 0, 1], [0.1, 0.4, 0.35, 0.8, 0.2, 0.7])
     >>> round(ci.auc, 4), round(ci.lower, 4), round(ci.upper, 4)
-    (0.8889, 0.6243, 1.0)
+    (0.8889, 0.5809, 1.0)
     """
     _check_level(level)
     t = check_targets(y_true, y_score, sample_weight)
@@ -576,3 +576,37 @@ def precision_recall_curve(y_true, y_score, *, sample_weight=None):
         np.concatenate([recall[::-1], [0.0]]),
         g.thresholds[::-1].astype(np.float64),
     )
+
+
+# ------------------------------------------------- shared by report/tracker
+
+
+@dataclasses.dataclass(frozen=True)
+class _BinarySummary:
+    """Everything one sort of a binary problem gives: AUCs, DeLong interval, curve counts."""
+
+    roc_auc: float
+    pr_auc: float
+    interval: Optional[AUCInterval]
+    groups: Optional[_Groups]
+
+
+def _binary_summary(y: np.ndarray, s: np.ndarray, w, level: Optional[float] = 0.95) -> _BinarySummary:
+    """ROC-AUC, PR-AUC and (if ``level``) the DeLong interval from a single sort.
+
+    ``y`` is a bool vector; a single class gives NaN everywhere (the caller warns).
+    """
+    nan = float("nan")
+    n_pos = int(np.count_nonzero(y))
+    if n_pos in (0, y.size):
+        interval = None if level is None else AUCInterval(nan, nan, nan, nan, float(level))
+        return _BinarySummary(nan, nan, interval, None)
+    g = _groups(y, s, w, squares=level is not None)
+    if g.tps[-1] <= 0 or g.fps[-1] <= 0:
+        interval = None if level is None else AUCInterval(nan, nan, nan, nan, float(level))
+        return _BinarySummary(nan, nan, interval, g)
+    ap = _ap_from_groups(g)
+    if level is None:
+        return _BinarySummary(_auc_from_groups(g), ap, None, g)
+    auc, var = _delong(g)
+    return _BinarySummary(auc, ap, _interval(auc, var, float(level)), g)

@@ -21,7 +21,7 @@ from kerafine.metrics import ranking
 
 from _asah import NDKA, POOR, S100B
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ------------------------------------------------------------ strategies
@@ -222,11 +222,11 @@ def test_delong_standard_error_matches_a_stratified_bootstrap():
     ci = roc_auc_ci(y, s)
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     boot = []
-    for _ in range(1500):
+    for _ in range(1000):
         idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
         boot.append(roc_auc(y[idx], s[idx]))
     # The bootstrap SE of 1,500 replicates is itself uncertain by about 2%.
-    assert ci.std_error == pytest.approx(np.std(boot, ddof=1), rel=0.08)
+    assert ci.std_error == pytest.approx(np.std(boot, ddof=1), rel=0.1)
 
 
 def test_weighted_delong_matches_a_weighted_bootstrap_and_reduces_to_delong():
@@ -239,10 +239,10 @@ def test_weighted_delong_matches_a_weighted_bootstrap_and_reduces_to_delong():
     assert ci.auc == pytest.approx(skm.roc_auc_score(y, s, sample_weight=w), abs=1e-12)
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     boot = []
-    for _ in range(1500):
+    for _ in range(1000):
         idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
         boot.append(roc_auc(y[idx], s[idx], sample_weight=w[idx]))
-    assert ci.std_error == pytest.approx(np.std(boot, ddof=1), rel=0.08)
+    assert ci.std_error == pytest.approx(np.std(boot, ddof=1), rel=0.1)
     # Scaling every weight changes nothing; equal weights give plain DeLong.
     assert roc_auc_ci(y, s, sample_weight=7 * w).std_error == pytest.approx(ci.std_error, rel=1e-12)
     plain = roc_auc_ci(y, s)
