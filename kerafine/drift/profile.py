@@ -56,8 +56,9 @@ _STATE_NAME = "profile"
 MIN_ROWS = {"ks": 10, "chi2": 10}
 
 
-def _is_categorical_dtype(series: pd.Series) -> bool:
-    return not (pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype))
+def _is_categorical_dtype(series) -> bool:
+    dtype = getattr(series, "dtype", series)
+    return not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
 
 
 def level_counts(values: pd.Series) -> tuple[dict[str, int], int]:
@@ -140,8 +141,9 @@ def continuous_matrix(df: pd.DataFrame, names: Sequence[str], argument: str) -> 
     """``(p, n)`` float64 matrix of the named columns, one feature a row; non-finite -> NaN."""
     if not names:
         return np.empty((0, len(df)), dtype=np.float64)
-    sub = df[list(names)]
-    if all(not _is_categorical_dtype(sub[c]) for c in sub.columns):
+    dtypes = df.dtypes
+    if not any(_is_categorical_dtype(dtypes[c]) for c in names):
+        sub = df if list(df.columns) == list(names) else df[list(names)]
         # One block conversion; transposed so each feature is a contiguous row.
         out = np.array(sub.to_numpy(dtype=np.float64, na_value=np.nan).T, order="C")
         out[~np.isfinite(out)] = np.nan
@@ -176,7 +178,7 @@ class ReferenceProfile:
         max_samples: bound on the rows kept for the KS and MMD tests.
     """
 
-    def __init__(self, *, feature_names, categorical, n_rows, max_samples, n_bins, cont, cat, sample, seed):
+    def __init__(self, *, feature_names, categorical, n_rows, max_samples, n_bins, cont, cat, sample, seed, _sorted=None):
         self.feature_names = tuple(feature_names)
         self.categorical = tuple(categorical)
         self.continuous = tuple(n for n in self.feature_names if n not in set(self.categorical))
@@ -191,7 +193,7 @@ class ReferenceProfile:
         self.sample = np.asarray(sample, dtype=np.float64)  # (k, p_cont), rows kept together for MMD
         self.sample.setflags(write=False)
         # Sorted once here; every check then only sorts the current data.
-        sorted_t = np.sort(self.sample.T, axis=1)  # NaN sort last
+        sorted_t = np.sort(self.sample.T, axis=1) if _sorted is None else _sorted  # NaN sort last
         self._sample_valid = np.sum(~np.isnan(sorted_t), axis=1)
         self._sorted = sorted_t
         self._sorted.setflags(write=False)
@@ -241,7 +243,7 @@ class ReferenceProfile:
         df = to_frame(x, feature_names, argument="x")
         names = list(df.columns)
         cats = _resolve_categorical(categorical, names)
-        cats |= {n for n in names if _is_categorical_dtype(df[n])}
+        cats |= {n for n, dt in df.dtypes.items() if _is_categorical_dtype(dt)}
         if len(df) < max(MIN_ROWS.values()):
             raise DataError(
                 f"Invalid value for argument `x`: the reference has {len(df)} rows; the drift tests "
@@ -253,7 +255,8 @@ class ReferenceProfile:
         valid = ~np.isnan(mat)
         n_valid = valid.sum(axis=1)
         empty = [n for n, k in zip(cont_names, n_valid) if k == 0]
-        empty += [n for n in cat_names if level_counts(df[n])[1] == len(df)]
+        cat_counts = {name: level_counts(df[name]) for name in cat_names}
+        empty += [n for n in cat_names if cat_counts[n][1] == len(df)]
         if empty:
             raise DataError(
                 f"Invalid value for argument `x`: column(s) {empty} hold no value in the reference "
@@ -277,19 +280,30 @@ class ReferenceProfile:
         inner = np.empty((len(cont_names), n_bins - 1))
         counts = np.zeros((len(cont_names), n_bins), dtype=np.int64)
         sorted_full = np.sort(mat, axis=1)
+        for k in np.unique(n_valid):
+            rows_k = np.flatnonzero(n_valid == k)
+            # numpy's default (linear) quantiles of every feature with k values at once.
+            pos = probs * (k - 1)
+            lo_i = np.floor(pos).astype(np.int64)
+            hi_i = np.minimum(lo_i + 1, k - 1)
+            frac = pos - lo_i
+            block = sorted_full[rows_k]
+            inner[rows_k] = block[:, lo_i] + (block[:, hi_i] - block[:, lo_i]) * frac
         for i in range(len(cont_names)):
             v = sorted_full[i, : n_valid[i]]
-            inner[i] = np.quantile(v, probs)
             cuts = np.searchsorted(v, inner[i], side="left")
             counts[i] = np.diff(np.concatenate([[0], cuts, [v.size]]))
-        del sorted_full
         rng = np.random.default_rng(seed)
         n = len(df)
-        rows = np.sort(rng.choice(n, max_samples, replace=False)) if n > max_samples else np.arange(n)
-        sample = mat[:, rows].T.copy()
+        if n > max_samples:
+            rows = np.sort(rng.choice(n, max_samples, replace=False))
+            sample, presorted = mat[:, rows].T.copy(), None
+        else:  # the whole reference is the sample: reuse its sort
+            sample, presorted = mat.T, sorted_full
+        del mat
         cat = {}
         for name in cat_names:
-            counts_map, n_missing = level_counts(df[name])
+            counts_map, n_missing = cat_counts[name]
             levels = sorted(counts_map)
             cat[name] = {"levels": levels, "counts": [counts_map[k] for k in levels], "n_missing": n_missing}
         cont = {
@@ -311,6 +325,7 @@ class ReferenceProfile:
             cat=cat,
             sample=sample,
             seed=seed,
+            _sorted=presorted,
         )
 
     # ------------------------------------------------------------ accessors
