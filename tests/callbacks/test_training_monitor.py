@@ -1,0 +1,397 @@
+"""Tests for kerafine.callbacks.training_monitor."""
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from kerafine import tensorboard
+from kerafine.callbacks.training_monitor import (
+    LOG_KEYS,
+    TrainingMonitor,
+    TrainingProblem,
+    TrainingProblemWarning,
+)
+from kerafine.errors import KerafineError
+
+
+def _regression(n=128, d=4, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = (x @ rng.normal(size=(d, 1)) + noise * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def _linear_model(d=4, optimizer=None):
+    model = keras.Sequential([keras.Input((d,)), keras.layers.Dense(1, name="out")])
+    model.compile(optimizer or keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+def _kinds(problems):
+    return [(p.kind, p.epoch) for p in problems]
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(every_n_batches=0), "`every_n_batches`: received 0"),
+    (dict(every_n_batches=2.5), "`every_n_batches`"),
+    (dict(histograms_every_n_epochs=-1), "`histograms_every_n_epochs`"),
+    (dict(overfit_patience=0), "`overfit_patience`"),
+    (dict(explode_factor=1.0), "`explode_factor`"),
+    (dict(update_ratio_band=(1e-2, 1e-4)), "`update_ratio_band`"),
+])
+def test_bad_arguments_are_rejected_before_training(kwargs, match):
+    with pytest.raises(KerafineError, match=match):
+        TrainingMonitor(**kwargs)
+
+
+def test_unknown_on_problem_is_rejected_with_a_suggestion():
+    with pytest.raises(KerafineError, match=r'`on_problem`: received \'stopp\'; expected "warn", "stop" or a callable.*Did you mean "stop"'):
+        TrainingMonitor(on_problem="stopp")
+
+
+def test_log_dir_that_is_a_file_is_rejected(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(KerafineError, match="`log_dir`"):
+        TrainingMonitor(log_dir=f)
+
+
+# ------------------------------------------------------------ logged values
+
+class _LRAtStepProbe(keras.callbacks.Callback):
+    """Independent record of the learning rate each step uses: read before the step."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.current.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.per_epoch = getattr(self, "per_epoch", []) + [self.current[-1]]
+
+
+def test_logged_lr_is_the_one_in_use_under_reduce_lr_on_plateau_placed_before_it(tmp_path):
+    x, y = _regression()
+    model = _linear_model()
+    probe = _LRAtStepProbe()
+    # min_delta so large that no epoch improves: the rate halves at every epoch end.
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1e9)
+    monitor = TrainingMonitor(log_dir=tmp_path, every_n_batches=4, on_problem=lambda p: None)
+    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[probe, plateau, monitor])
+    logged = history.history["learning_rate"]
+    assert len(set(np.round(probe.per_epoch, 8))) >= 3  # the rate did change
+    np.testing.assert_allclose(logged, probe.per_epoch, rtol=1e-6)
+    # The same values reach TensorBoard, read back with TensorBoard's own reader.
+    scalars = tensorboard.read_scalars(tmp_path)
+    np.testing.assert_allclose([v for _, v in scalars["epoch/learning_rate"]], probe.per_epoch, rtol=1e-6)
+
+
+def test_logged_lr_is_the_schedule_at_the_last_step_not_the_next_one():
+    x, y = _regression()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.8)
+    model = _linear_model(optimizer=keras.optimizers.SGD(schedule))
+    probe = _LRAtStepProbe()
+    monitor = TrainingMonitor(every_n_batches=3, on_problem=lambda p: None)
+    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[monitor, probe])
+    np.testing.assert_allclose(history.history["learning_rate"], probe.per_epoch, rtol=1e-5)
+    # 4 steps per epoch: epoch e's last step is step 4e + 3.
+    np.testing.assert_allclose(history.history["learning_rate"], [0.05 * 0.8 ** (4 * e + 3) for e in range(3)], rtol=1e-5)
+
+
+def test_epoch_keys_are_stable_and_tensorboard_holds_the_scalars_and_histograms(tmp_path):
+    x, y = _regression(n=64)
+    model = _linear_model()
+    monitor = TrainingMonitor(log_dir=tmp_path, every_n_batches=2, histograms_every_n_epochs=1, on_problem=lambda p: None)
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
+    for key in LOG_KEYS:
+        assert len(history.history[key]) == 2, key
+    assert all(v > 0 for v in history.history["step_seconds"])
+    # 64 samples per epoch: samples/s is consistent with the time per step of 4 steps.
+    for sps, step in zip(history.history["samples_per_second"], history.history["step_seconds"]):
+        assert sps == pytest.approx(64 / (4 * step), rel=1e-6)
+    assert all(v > 10 for v in history.history["rss_mb"])
+    scalars = tensorboard.read_scalars(tmp_path)
+    for tag in ("monitor/learning_rate", "monitor/update_ratio", "monitor/step_seconds", "weight_norm/out",
+                "update_ratio/out", "epoch/rss_mb", "epoch/cpu_percent"):
+        assert tag in scalars, (tag, sorted(scalars))
+    # Logging points every 2 batches over 8 steps, at optimizer iterations 2, 4, 6, 8.
+    assert [s for s, _ in scalars["monitor/learning_rate"]] == [2, 4, 6, 8]
+    kernel = model.get_layer("out").kernel.numpy()
+    bias = model.get_layer("out").bias.numpy()
+    last_norm = scalars["weight_norm/out"][-1][1]
+    # The norm logged at step 8 is the one before the last step: close to, not equal to, the final one.
+    assert last_norm == pytest.approx(math.sqrt(np.sum(kernel**2) + np.sum(bias**2)), rel=0.05)
+    assert any(t.startswith("weights/") for t in tensorboard.read_tags(tmp_path).get("histograms", set()))
+
+
+def test_update_ratio_is_the_relative_size_of_one_step():
+    # One SGD step on one sample: w <- w - lr * grad. Compute the expected ratio by hand.
+    x = np.array([[1.0, 2.0]], "float32")
+    y = np.array([[3.0]], "float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="out", kernel_initializer="ones")])
+    model.compile(keras.optimizers.SGD(0.1), loss="mse")
+    w0 = np.concatenate([model.get_layer("out").kernel.numpy().ravel(), [0.0]])
+    err = x @ w0[:2] - y  # prediction 3, target 3 -> move the target to get a gradient
+    y = y + 1.0
+    err = float((x @ w0[:2] + w0[2] - y)[0, 0])
+    grad = 2 * err * np.array([1.0, 2.0, 1.0])
+    expected = np.linalg.norm(0.1 * grad) / np.linalg.norm(w0)
+    history = model.fit(x, y, batch_size=1, epochs=1, verbose=0,
+                        callbacks=[TrainingMonitor(every_n_batches=1, on_problem=lambda p: None)])
+    assert history.history["update_ratio"][0] == pytest.approx(expected, rel=1e-5)
+
+
+# ----------------------------------------------------------------- problems
+
+def _poisoned_batches(x, y, batch_size, poisoned_global_batch):
+    i = 0
+    while True:
+        for s in range(0, len(x), batch_size):
+            xb = x[s : s + batch_size].copy()
+            if i == poisoned_global_batch:
+                xb[0, 0] = np.nan
+            yield xb, y[s : s + batch_size]
+            i += 1
+
+
+def test_nan_loss_from_a_poisoned_batch_is_named_with_its_epoch_and_batch_and_stops(seeded):
+    x, y = _regression(n=96)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(1, name="out")])
+    model.compile(keras.optimizers.SGD(0.002), loss="mse")
+    monitor = TrainingMonitor(on_problem="stop")
+    # 6 batches per epoch: global batch 9 is epoch 1, batch 3.
+    with pytest.warns(TrainingProblemWarning, match=r"loss became nan at epoch 2, batch 3.*probed weights only"):
+        history = model.fit(_poisoned_batches(x, y, 16, 9), steps_per_epoch=6, epochs=4, verbose=0, callbacks=[monitor])
+    assert _kinds(monitor.problems)[0] == ("nonfinite_loss", 1)
+    problem = monitor.problems[0]
+    assert problem.batch == 3
+    assert problem.values["probed"] == "weights"
+    # The NaN gradient spread to every trained layer; the first one in order is named.
+    assert problem.values["first_nonfinite_weights"] == "hidden"
+    assert problem.values["layers_with_nonfinite_weights"] == 2
+    assert len(history.epoch) == 2  # "stop" ended training in the epoch of the NaN
+
+
+def test_nan_probe_with_probe_data_finds_bad_input_rows_and_the_layer_that_makes_nan(seeded):
+    x, y = _regression(n=64)
+    # A log of a linear output: NaN as soon as one pre-activation is negative.
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(3, name="linear"),
+        keras.layers.Lambda(keras.ops.log, name="log"),
+        keras.layers.Dense(1, name="out"),
+    ])
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    probe_x = x.copy()
+    probe_x[[5, 40], 2] = np.inf
+    found = []
+    monitor = TrainingMonitor(on_problem=found.append, probe_data=(probe_x, y))
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    assert _kinds(found)[0] == ("nonfinite_loss", 0)
+    values = found[0].values
+    assert values["probed"] == "weights+outputs"
+    assert values["nonfinite_input_rows"] == 2 and values["first_nonfinite_input_row"] == 5
+    assert values["first_nonfinite_output"] == "log"
+    assert "'log'" in found[0].message and "2 row(s) with non-finite inputs" in found[0].message
+
+
+def test_loss_explosion_after_a_huge_learning_rate_is_reported_at_that_epoch(seeded):
+    x, y = _regression(n=256)
+    model = _linear_model()
+    found = []
+    # MSE on unit-variance inputs has curvature 2: SGD is unstable above lr=1.
+    huge_lr = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.01 if epoch < 2 else 3.0)
+    monitor = TrainingMonitor(on_problem=found.append)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False, callbacks=[huge_lr, monitor])
+    batch_level = [p for p in found if p.kind in ("loss_exploding", "nonfinite_loss")]
+    assert batch_level[0].kind == "loss_exploding"
+    assert batch_level[0].epoch == 2
+    assert batch_level[0].values["factor"] > 10
+    assert "running median" in batch_level[0].message
+
+
+@pytest.mark.parametrize("optimizer, kind", [
+    (lambda: keras.optimizers.SGD(1e-7), "lr_too_low"),
+    (lambda: keras.optimizers.Adam(0.5), "lr_too_high"),
+])
+def test_learning_rate_too_low_or_too_high_is_reported_with_a_tensorboard_text_event(tmp_path, seeded, optimizer, kind):
+    x, y = _regression(n=64)
+    model = _linear_model(optimizer=optimizer())
+    found = []
+    monitor = TrainingMonitor(log_dir=tmp_path, every_n_batches=2, on_problem=found.append)
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor])
+    assert (kind, 0) in _kinds(found)
+    ratio = history.history["update_ratio"][0]
+    assert (ratio < 1e-4) if kind == "lr_too_low" else (ratio > 1e-2)
+    assert f"problems/{kind}" in tensorboard.read_tags(tmp_path)["text"]
+
+
+def test_healthy_run_reports_nothing(seeded):
+    x, y = _regression(n=128)
+    model = _linear_model(optimizer=keras.optimizers.SGD(0.002))
+    found = []
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=_regression(n=32, seed=1),
+              callbacks=[TrainingMonitor(every_n_batches=3, on_problem=found.append)])
+    assert found == []
+
+
+def _overfit_setup(seed=3):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 20)).astype("float32")
+    y = rng.integers(0, 2, size=(16, 1)).astype("float32")
+    xv = rng.normal(size=(64, 20)).astype("float32")
+    yv = rng.integers(0, 2, size=(64, 1)).astype("float32")
+    model = keras.Sequential([
+        keras.Input((20,)),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+    model.compile(keras.optimizers.Adam(0.01), loss="binary_crossentropy")
+    return model, (x, y), (xv, yv)
+
+
+def _expected_overfit_epoch(loss, val, patience):
+    """The documented rule, re-derived from History: no new best val_loss for
+    `patience` epochs, val above its best, training loss below its value at the best epoch."""
+    best = 0
+    for e in range(1, len(val)):
+        if val[e] < val[best]:
+            best = e
+        elif e - best >= patience and loss[e] < loss[best]:
+            return e, best
+    return None, None
+
+
+def test_frozen_backbone_modified_by_hand_is_a_freezing_bug_but_trainable_batchnorm_stats_are_not(seeded):
+    backbone = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8), keras.layers.BatchNormalization()], name="backbone"
+    )
+    backbone.trainable = False
+    inp = keras.Input((6,))
+    h = backbone(inp, training=False)
+    h = keras.layers.Dense(4, name="head")(h)
+    h = keras.layers.BatchNormalization(name="head_bn")(h)  # trainable: its moving stats change legitimately
+    out = keras.layers.Dense(1, name="out")(h)
+    model = keras.Model(inp, out)
+    model.compile(keras.optimizers.SGD(0.01), loss="mse")
+    kernel = backbone.layers[0].kernel
+
+    def tamper(epoch, logs):
+        if epoch == 1:
+            kernel.assign(kernel + 0.5)
+
+    found = []
+    x, y = _regression(n=64, d=6)
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[
+        keras.callbacks.LambdaCallback(on_epoch_end=tamper),
+        TrainingMonitor(on_problem=found.append),
+    ])
+    frozen = [p for p in found if p.kind == "frozen_weights_changed"]
+    assert _kinds(frozen) == [("frozen_weights_changed", 1)]
+    assert frozen[0].values["group"] == "backbone"
+    assert frozen[0].values["changed"] == 1 and "kernel" in frozen[0].values["first"]
+    assert "head_bn" not in " ".join(p.message for p in found)
+
+
+def test_trainable_layer_whose_weights_never_change_is_reported(seeded):
+    model = keras.Sequential([
+        keras.Input((4,)),
+        # Pre-activations near -100: every ReLU is dead, so its gradients are exactly zero.
+        keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-100.0), name="dead"),
+        keras.layers.Dense(1, name="out"),
+    ])
+    model.compile(keras.optimizers.Adam(0.01), loss="mse")
+    found = []
+    x, y = _regression(n=64)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[TrainingMonitor(on_problem=found.append)])
+    stuck = [p for p in found if p.kind == "weights_not_changing"]
+    assert _kinds(stuck) == [("weights_not_changing", 0)]  # reported once while it lasts
+    assert stuck[0].values["group"] == "dead"
+
+
+def test_optimizer_without_learning_rate_is_said_once_and_the_rest_is_monitored():
+    class NoRate(keras.optimizers.Optimizer):
+        def __init__(self):
+            super().__init__(learning_rate=0.01, name="no_rate")
+
+        @property
+        def learning_rate(self):
+            return None
+
+        def update_step(self, gradient, variable, learning_rate):
+            variable.assign_sub(0.01 * gradient)
+
+    x, y = _regression(n=64)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(NoRate(), loss="mse")
+    monitor = TrainingMonitor(every_n_batches=2, on_problem=lambda p: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    notes = [w for w in caught if "exposes no learning rate" in str(w.message)]
+    assert len(notes) == 1
+    assert all(math.isnan(v) for v in history.history["learning_rate"])
+    assert all(v > 0 for v in history.history["step_seconds"])
+    assert all(math.isfinite(v) and v > 0 for v in history.history["update_ratio"])
+
+
+# -------------------------------------------------------------------- state
+
+def test_state_round_trips_through_get_state_and_set_state():
+    monitor = TrainingMonitor(overfit_patience=2, on_problem=lambda p: None)
+    model, (x, y), val = _overfit_setup()
+    model.fit(x, y, validation_data=val, batch_size=8, epochs=3, verbose=0, callbacks=[monitor])
+    state = monitor.get_state()
+    fresh = TrainingMonitor(overfit_patience=2, on_problem=lambda p: None)
+    fresh.set_state(state)
+    again = fresh.get_state()
+    assert again.keys() == state.keys()
+    np.testing.assert_array_equal(again["loss_window"], state["loss_window"])
+    assert len(state["loss_window"]) == 6  # 2 batches x 3 epochs
+    for key in ("best_val_loss", "best_epoch", "train_loss_at_best", "active", "problems", "lr_missing_warned"):
+        assert again[key] == state[key], key
+    assert fresh._restored
+    assert all(isinstance(p, TrainingProblem) for p in fresh.problems)
+
+
+def test_overfitting_is_reported_with_gap_and_best_epoch_and_its_memory_survives_checkpoint_restart(tmp_path):
+    from kerafine.callbacks.checkpoint_restart import CheckpointRestart
+
+    def run(epochs, ckpt_dir):
+        model, (x, y), val = _overfit_setup()
+        found = []
+        monitor = TrainingMonitor(overfit_patience=3, on_problem=found.append)
+        callbacks = [monitor] if ckpt_dir is None else [monitor, CheckpointRestart(ckpt_dir)]
+        history = model.fit(x, y, validation_data=val, batch_size=16, epochs=epochs, shuffle=False,
+                            verbose=0, callbacks=callbacks)
+        return found, history
+
+    # Uninterrupted reference run: over-fitting is found at the epoch the documented rule gives.
+    found, history = run(6, None)
+    loss, val_loss = history.history["loss"], history.history["val_loss"]
+    expected_epoch, best = _expected_overfit_epoch(loss, val_loss, 3)
+    assert expected_epoch is not None, val_loss
+    overfit = [p for p in found if p.kind == "overfitting"]
+    assert len(overfit) == 1
+    assert overfit[0].epoch == expected_epoch
+    assert overfit[0].values["best_epoch"] == best
+    assert overfit[0].values["gap"] == pytest.approx(val_loss[expected_epoch] - loss[expected_epoch])
+    assert f"(epoch {best + 1})" in overfit[0].message
+    reference = [(p.kind, p.epoch, p.values.get("best_epoch")) for p in overfit]
+
+    # Interrupted run: a new model, monitor and CheckpointRestart resume from the checkpoint.
+    stop_at = reference[0][1]  # interrupt just before the detection epoch, after the best one
+    assert stop_at - reference[0][2] >= 3
+    run(stop_at, tmp_path / "ckpt")
+    resumed, history2 = run(6, tmp_path / "ckpt")
+    assert history2.epoch[0] == stop_at  # it did resume
+    got = [(p.kind, p.epoch, p.values.get("best_epoch")) for p in resumed if p.kind == "overfitting"]
+    assert got == reference
