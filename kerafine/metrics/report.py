@@ -36,7 +36,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kerafine.errors import invalid_argument
+from kerafine.errors import DataError, invalid_argument
 from kerafine.metrics._validation import Targets, check_targets, warn_undefined
 from kerafine.metrics.ranking import AUCInterval, _binary_summary, _Groups
 
@@ -467,6 +467,7 @@ def classification_report(
             "a multilabel indicator matrix",
             "binary labels or one label per row (multiclass)",
             hint="For multilabel targets use kerafine.metrics.roc_auc / pr_auc with average=None.",
+            error=DataError,
         )
     if t.kind == "binary":
         return _binary_report(t, y_true, threshold, float(level), int(n_bins))
