@@ -131,6 +131,7 @@ class ResumableSequence(keras.utils.PyDataset):
         self._epoch = 0
         self._pinned = False
         self._begun = False
+        self._in_epoch = False  # direct indexing outside fit is free to jump around
         self._order_cache: tuple[int, np.ndarray] | None = None
         self._last_index = None
         self._warned_order = False
@@ -193,7 +194,7 @@ class ResumableSequence(keras.utils.PyDataset):
         # fit(shuffle=True) makes Keras request the batches in a random order
         # drawn from Python's global `random`; detect it (only possible with
         # a single in-process worker, as parallel workers also ask out of order).
-        if self.workers > 1 or self.use_multiprocessing:
+        if not self._in_epoch or self.workers > 1 or self.use_multiprocessing:
             return
         last = self._last_index
         self._last_index = index
@@ -213,7 +214,9 @@ class ResumableSequence(keras.utils.PyDataset):
         elif self._begun:
             self._epoch += 1
         self._begun = True
+        self._in_epoch = True
         self._last_index = None
 
     def on_epoch_end(self):
+        self._in_epoch = False
         self._last_index = None

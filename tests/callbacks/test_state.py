@@ -1,0 +1,96 @@
+"""The callback state protocol and its adapters for Keras's stateful callbacks."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerafine import _io
+from kerafine.callbacks import state
+from kerafine.callbacks.early_stopping import EarlyStopping
+
+
+class _Model:
+    stop_training = False
+    metrics = []
+
+    def get_weights(self):
+        return [np.arange(3.0)]
+
+
+def _keras_es():
+    cb = keras.callbacks.EarlyStopping("val_loss", patience=5, restore_best_weights=True)
+    cb.set_model(_Model())
+    return cb
+
+
+def test_keras_early_stopping_state_survives_its_own_on_train_begin(tmp_path):
+    cb = _keras_es()
+    cb.on_train_begin()
+    for epoch, v in enumerate([0.5, 0.4, 0.45, 0.47]):
+        cb.on_epoch_end(epoch, {"val_loss": v})
+    saved = state.get_state(cb)
+    assert (saved["wait"], saved["best"], saved["best_epoch"]) == (2, 0.4, 1)
+    _io.save_state(tmp_path, "s", saved)
+
+    fresh = _keras_es()
+    state.set_state(fresh, _io.load_state(tmp_path, "s"))
+    fresh.on_train_begin()  # Keras resets here; the adapter re-applies afterwards
+    assert (fresh.wait, fresh.best, fresh.best_epoch) == (2, 0.4, 1)
+    np.testing.assert_array_equal(fresh.best_weights[0], np.arange(3.0))
+    fresh.on_train_begin()  # one shot: the next fit starts clean
+    assert (fresh.wait, fresh.best) == (0, None)
+
+
+def test_begun_callbacks_are_set_now_and_not_again_later():
+    cb = _keras_es()
+    cb.on_train_begin()
+    state.set_state(cb, {"wait": 3, "best": 0.1}, begun=True)
+    assert (cb.wait, cb.best) == (3, 0.1)
+    cb.on_train_begin()  # a later fit: no stale re-apply
+    assert (cb.wait, cb.best) == (0, None)
+
+
+def test_reduce_lr_and_model_checkpoint_adapters(tmp_path):
+    reduce = keras.callbacks.ReduceLROnPlateau("val_loss", patience=3, cooldown=2)
+    reduce.wait, reduce.cooldown_counter, reduce.best = 2, 1, 0.25
+    check = keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"), save_best_only=True)
+    check.best = 0.125
+    states = state.collect_states([reduce, check])
+    assert states[state.state_key(reduce)] == {"version": 1, "wait": 2, "cooldown_counter": 1, "best": 0.25}
+    assert states[state.state_key(check)]["best"] == 0.125
+
+    reduce2 = keras.callbacks.ReduceLROnPlateau("val_loss", patience=3, cooldown=2)
+    check2 = keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"), save_best_only=True)
+    restored, missing = state.restore_states([reduce2, check2], states)
+    assert missing == [] and len(restored) == 2
+    reduce2.on_train_begin()
+    check2.on_train_begin()
+    assert (reduce2.wait, reduce2.cooldown_counter, reduce2.best) == (2, 1, 0.25)
+    assert check2.best == 0.125
+
+
+def test_protocol_callback_begun_clears_restored_flag():
+    es = EarlyStopping("val_loss", patience=4)
+    es.set_model(_Model())
+    es.on_train_begin()
+    state.restore_states([es], {es.state_key: {"wait": 2, "best": 0.3}}, begun=[es])
+    assert es.wait == 2 and es._restored is False
+    es.on_train_begin()
+    assert es.wait == 0
+
+
+def test_duplicate_keys_are_numbered_and_excluded_callbacks_left_out():
+    a, b = EarlyStopping("val_loss", patience=1), EarlyStopping("val_loss", patience=9)
+    other = keras.callbacks.History()
+    keys = list(state.collect_states([a, other, b]))
+    assert keys == ["EarlyStopping[val_loss]", "EarlyStopping[val_loss]#2"]
+    assert list(state.collect_states([a, b], exclude=[a])) == ["EarlyStopping[val_loss]#2"]
+    assert not state.is_stateful(other)
+    with pytest.raises(TypeError, match="History does not take part"):
+        state.state_key(other)
+
+
+def test_missing_states_are_reported():
+    es = EarlyStopping("val_auc", mode="max")
+    restored, missing = state.restore_states([es], {})
+    assert restored == [] and missing == ["EarlyStopping[val_auc]"]
