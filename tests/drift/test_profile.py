@@ -1,0 +1,144 @@
+"""ReferenceProfile: what it keeps, its bounded sample, and crash-safe save/load."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kerafine import _io
+from kerafine.drift import DriftDetector, ReferenceProfile
+from kerafine.errors import CheckpointError, DataError, KerafineError
+
+
+def _frame(rng, n=2000):
+    df = pd.DataFrame(
+        {
+            "cpu": rng.normal(50, 10, n),
+            "latency": rng.lognormal(3, 1, n),
+            "region": rng.choice(["eu", "us", "asia"], n),
+            "tier": rng.integers(1, 4, n),
+        }
+    )
+    df.loc[::50, "latency"] = np.nan
+    return df
+
+
+def test_types_are_inferred_and_can_be_declared_by_name_or_position():
+    rng = np.random.default_rng(0)
+    df = _frame(rng)
+    assert ReferenceProfile.from_data(df).categorical == ("region",)
+    by_name = ReferenceProfile.from_data(df, categorical=["tier"])
+    assert by_name.categorical == ("region", "tier") and by_name.continuous == ("cpu", "latency")
+    assert ReferenceProfile.from_data(df.to_numpy()[:, [0, 3]].astype(float), categorical=[1]).categorical == ("f1",)
+    named = ReferenceProfile.from_data(rng.normal(size=(20, 2)), feature_names=["a", "b"])
+    assert named.feature_names == ("a", "b")
+
+
+def test_summaries_are_exact_on_the_full_data_while_the_sample_is_bounded():
+    rng = np.random.default_rng(1)
+    df = _frame(rng, 5000)
+    prof = ReferenceProfile.from_data(df, max_samples=1000, n_bins=10)
+    assert prof.n_rows == 5000 and prof.sample.shape == (1000, 3)  # cpu, latency, tier
+    lat = prof.continuous_summary("latency")
+    assert lat["n_missing"] == 100 and lat["n_valid"] == 4900
+    assert lat["bin_counts"].sum() == 4900 and len(lat["bin_counts"]) == 10
+    assert lat["mean"] == pytest.approx(df.latency.mean()) and lat["std"] == pytest.approx(df.latency.std(ddof=0))
+    assert np.all(np.diff(lat["sorted_sample"]) >= 0) and np.isin(lat["sorted_sample"], df.latency).all()
+    # Decile bins of the full data hold a tenth of it each.
+    assert np.abs(lat["bin_counts"] / 4900 - 0.1).max() < 0.002
+    region = prof.categorical_summary("region")
+    assert dict(zip(region["levels"], region["counts"])) == df.region.value_counts().to_dict()
+
+
+def test_save_load_round_trip_gives_identical_checks(tmp_path):
+    rng = np.random.default_rng(2)
+    df = _frame(rng)
+    prof = ReferenceProfile.from_data(df, max_samples=500)
+    path = tmp_path / "profile"
+    prof.save(path)
+    assert _io.verify_manifest(path) == [] and not list(path.glob("*.pkl"))
+    loaded = ReferenceProfile.load(path)
+    assert loaded.feature_names == prof.feature_names and loaded.categorical == prof.categorical
+    np.testing.assert_array_equal(loaded.sorted_sample, prof.sorted_sample)
+    current = _frame(rng, 600)
+    current["cpu"] += 5
+    assert DriftDetector(loaded).check(current).to_dict() == DriftDetector(prof).check(current).to_dict()
+
+
+def test_save_replaces_an_existing_profile_but_not_another_directory(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "p"
+    ReferenceProfile.from_data(rng.normal(size=(50, 2))).save(path)
+    ReferenceProfile.from_data(rng.normal(size=(80, 3))).save(path)
+    assert ReferenceProfile.load(path).n_rows == 80
+    assert sorted(os.listdir(tmp_path)) == ["p"]  # no staging or old copies left
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(KerafineError, match="It exists and is not a profile"):
+        ReferenceProfile.from_data(rng.normal(size=(50, 2))).save(other)
+
+
+def test_corrupted_profile_is_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    path = tmp_path / "p"
+    ReferenceProfile.from_data(rng.normal(size=(100, 2))).save(path)
+    npz = path / "profile.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="is corrupted or incomplete: .*profile.npz fails its CRC32 check"):
+        ReferenceProfile.load(path)
+    (path / "profile.npz").unlink()
+    with pytest.raises(CheckpointError, match="profile.npz is missing"):
+        ReferenceProfile.load(path)
+
+
+def test_profile_from_a_newer_format_version_is_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "p"
+    ReferenceProfile.from_data(rng.normal(size=(100, 2))).save(path)
+    meta = _io.read_manifest_meta(path)
+    meta["format_version"] = 99
+    _io.write_manifest(path, meta)  # checksums still verify: only the version is new
+    with pytest.raises(CheckpointError, match="format version 99, newer than this kerafine reads \\(up to 1\\); upgrade"):
+        ReferenceProfile.load(path)
+
+
+def test_missing_or_foreign_path_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="No saved reference profile at"):
+        ReferenceProfile.load(tmp_path / "nope")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "x.txt").write_text("hello")
+    _io.write_manifest(foreign, {"kind": "something-else"})
+    with pytest.raises(CheckpointError, match="is not a kerafine reference profile"):
+        ReferenceProfile.load(foreign)
+
+
+def test_bad_reference_data():
+    rng = np.random.default_rng(6)
+    with pytest.raises(DataError, match="the reference has 5 rows; the drift tests .* need at least 10"):
+        ReferenceProfile.from_data(rng.normal(size=(5, 2)))
+    with pytest.raises(DataError, match="array of shape \\(20, 4, 4\\)"):
+        ReferenceProfile.from_data(rng.normal(size=(20, 4, 4)))
+    x = rng.normal(size=(20, 2))
+    x[:, 1] = np.nan
+    with pytest.raises(DataError, match=r"column\(s\) \['f1'\] hold no value in the reference"):
+        ReferenceProfile.from_data(x)
+    with pytest.raises(KerafineError, match="`categorical`: received 'regoin'.*Did you mean \"region\""):
+        ReferenceProfile.from_data(_frame(rng), categorical=["regoin"])
+    with pytest.raises(KerafineError, match="`feature_names`: .* expected 2 names"):
+        ReferenceProfile.from_data(x, feature_names=["a"])
+    with pytest.raises(KerafineError, match="`max_samples`: received 3"):
+        ReferenceProfile.from_data(rng.normal(size=(20, 2)), max_samples=3)
+
+
+def test_constant_feature_warns_once_at_build_time():
+    x = np.c_[np.arange(30.0), np.ones(30)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ReferenceProfile.from_data(x)
+    assert [str(w.message)[:40] for w in caught] == ["Feature(s) ['f1'] are constant in the re"]
