@@ -169,6 +169,60 @@ def _check_windows(windows: Any, timesteps: int | None, features: int) -> np.nda
     return array
 
 
+def _pretraining_setup(
+    encoder: keras.Model,
+    array: np.ndarray,
+    objective: str,
+    timesteps: int | None,
+    features: int,
+    mask_value: float | None,
+) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """The self-supervised model around ``encoder`` and its (inputs, targets)."""
+    n_steps = array.shape[1]
+
+    if objective == "forecast":
+        if n_steps < 2:
+            raise invalid_argument(
+                "windows",
+                f"windows of {n_steps} timestep",
+                'at least 2 timesteps for objective="forecast"',
+                error=DataError,
+            )
+        target = array[:, -1, :]
+        if timesteps is None:
+            x = array[:, :-1, :]
+        elif mask_value is not None:
+            x = array.copy()
+            x[:, -1, :] = mask_value
+        else:
+            raise KerafineError(
+                'objective="forecast" needs to hide the last timestep of each window: build '
+                "the encoder with timesteps=None or with masking (mask_value), or use "
+                'objective="reconstruct".'
+            )
+        inputs = keras.Input(shape=(timesteps, features), name="window")
+        outputs = keras.layers.Dense(features, name="next_step")(encoder(inputs))
+    else:
+        target = array
+        inputs = keras.Input(shape=(n_steps, features), name="window")
+        embedding = encoder(inputs)
+        width = int(embedding.shape[-1])
+        recurrent = keras.layers.GRU
+        for layer in encoder.layers:
+            inner = getattr(layer, "forward_layer", layer)
+            if isinstance(inner, keras.layers.LSTM):
+                recurrent = keras.layers.LSTM
+                break
+        x_dec = keras.layers.RepeatVector(n_steps, name="repeat")(embedding)
+        x_dec = recurrent(width, return_sequences=True, name="decoder")(x_dec)
+        outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(
+            x_dec
+        )
+        x = array
+
+    return keras.Model(inputs, outputs, name=f"pretrain_{objective}"), x, target
+
+
 def pretrain_sequence_encoder(
     encoder: keras.Model,
     windows: Any,
@@ -218,7 +272,7 @@ def pretrain_sequence_encoder(
     Example:
 
     >>> import numpy as np
-    >>> windows = np.sin(np.arange(64 * 8).reshape(64, 8, 1) / 5.0).astype("float32")
+    >>> windows = 1.5 + np.sin(np.arange(64 * 8).reshape(64, 8, 1) / 5.0).astype("float32")
     >>> encoder = sequence_encoder((8, 1), units=(4,))
     >>> encoder = pretrain_sequence_encoder(encoder, windows, epochs=1, verbose=0)
     >>> len(encoder.pretraining_history.history["loss"])
@@ -228,49 +282,7 @@ def pretrain_sequence_encoder(
     check_choice("objective", objective, ("forecast", "reconstruct"))
     epochs = check_positive_int("epochs", epochs)
     array = _check_windows(windows, timesteps, features)
-    n_steps = array.shape[1]
-
-    if objective == "forecast":
-        if n_steps < 2:
-            raise invalid_argument(
-                "windows",
-                f"windows of {n_steps} timestep",
-                'at least 2 timesteps for objective="forecast"',
-                error=DataError,
-            )
-        target = array[:, -1, :]
-        if timesteps is None:
-            x = array[:, :-1, :]
-        elif mask_value is not None:
-            x = array.copy()
-            x[:, -1, :] = mask_value
-        else:
-            raise KerafineError(
-                'objective="forecast" needs to hide the last timestep of each window: build '
-                "the encoder with timesteps=None or with masking (mask_value), or use "
-                'objective="reconstruct".'
-            )
-        inputs = keras.Input(shape=(timesteps, features), name="window")
-        outputs = keras.layers.Dense(features, name="next_step")(encoder(inputs))
-    else:
-        target = array
-        inputs = keras.Input(shape=(n_steps, features), name="window")
-        embedding = encoder(inputs)
-        width = int(embedding.shape[-1])
-        recurrent = keras.layers.GRU
-        for layer in encoder.layers:
-            inner = getattr(layer, "forward_layer", layer)
-            if isinstance(inner, keras.layers.LSTM):
-                recurrent = keras.layers.LSTM
-                break
-        x_dec = keras.layers.RepeatVector(n_steps, name="repeat")(embedding)
-        x_dec = recurrent(width, return_sequences=True, name="decoder")(x_dec)
-        outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(
-            x_dec
-        )
-        x = array
-
-    pretrainer = keras.Model(inputs, outputs, name=f"pretrain_{objective}")
+    pretrainer, x, target = _pretraining_setup(encoder, array, objective, timesteps, features, mask_value)
     pretrainer.compile(optimizer=optimizer, loss="mse")
     history = pretrainer.fit(x, target, epochs=epochs, **fit_kwargs)
     encoder.pretraining_history = history
