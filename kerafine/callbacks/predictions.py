@@ -214,8 +214,24 @@ def _layer_model(model, layer: str):
         except ValueError:
             names = [l.name for l in model.layers]
             raise invalid_argument("layer", layer, f"the name of a layer of the model, one of {names}") from None
-        per_model[layer] = keras.Model(model.inputs, target.output)
+        per_model[layer] = keras.Model(model.inputs, _output_in(model, target))
     return per_model[layer]
+
+
+def _output_in(model, target):
+    """The output tensor of ``target`` as called inside ``model``'s graph.
+
+    ``target.output`` is the output of the layer's first call; for a nested
+    model (a backbone inside a transfer model) that is the backbone's own
+    graph, disconnected from ``model.inputs``. The node of ``model``'s graph
+    that calls ``target`` gives the right tensor.
+    """
+    for nodes in getattr(model, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            if getattr(node, "operation", None) is target:
+                out = node.output_tensors
+                return out[0] if len(out) == 1 else out
+    return target.output
 
 
 def predict(model, data: EvalData, layer: str | None = None, epoch: int | None = None) -> Predictions:
