@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 
 import keras
 import numpy as np
+from keras.src.utils import io_utils
 
 from kerafine.callbacks import predictions
 from kerafine.callbacks.state import STATE_VERSION
@@ -323,7 +324,7 @@ class AUCTracker(keras.callbacks.Callback):
             self._best_epoch = int(epoch)
         if self.verbose:
             text = " - ".join(f"{k}: {v:.4f}" for k, v in values.items())
-            keras.utils.io_utils.print_msg(f"Epoch {epoch + 1}: {text}")
+            io_utils.print_msg(f"Epoch {epoch + 1}: {text}")
         if self.log_dir is not None:
             self._write_tensorboard(values, curves, epoch)
 
