@@ -1,0 +1,428 @@
+"""The learning-rate range test: pick a learning rate before fine-tuning.
+
+:func:`lr_find` trains a *copy* of the model for ``num_steps`` batches while the
+learning rate grows exponentially from ``start_lr`` to ``end_lr``, records the
+loss of every batch, smooths it, stops when the loss diverges, and suggests a
+learning rate (Smith, "Cyclical Learning Rates", 2017; the fastai ``lr_find``).
+The model itself, its weights, its optimizer state and iteration count, is
+left exactly as it was: nothing of the test leaks into the real run.
+
+Two suggestion rules are computed, and :attr:`LRFindResult.rule` says which one
+was used and :attr:`LRFindResult.reason` why:
+
+* ``"steepest"``: the rate where the smoothed loss falls fastest (most
+  negative slope against ``log(lr)``) before its minimum. Used when the curve
+  has a clear descent: enough points between the start and the minimum and a
+  drop of at least 5 % of the starting loss.
+* ``"min/10"``: a tenth of the rate at the minimum of the smoothed loss, the
+  rule of thumb that stays safe when the curve is flat, noisy or too short to
+  have a meaningful steepest point, or when the steepest point lies more than
+  a decade below ``min/10`` (a noise dip near the start).
+
+Data are not cycled: a range test that sees the same batches again measures
+memorisation, not the learning rate, so data shorter than ``num_steps`` batches
+is an error (lower ``num_steps`` or ``batch_size``).
+
+For the head-only phase of a transfer model, pass the model with its backbone
+frozen (only the head's weights move in the copy); ``fine_tune`` may instead
+pass the head alone with cached backbone features, which is faster.
+
+Example:
+
+>>> import numpy as np, keras
+>>> from kerafine.lr_finder import lr_find
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(2048, 4)).astype("float32")
+>>> y = x @ np.array([[1.0], [-2.0], [0.5], [3.0]], "float32")
+>>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+>>> model.compile(keras.optimizers.SGD(), loss="mse")
+>>> result = lr_find(model, (x, y), num_steps=60, start_lr=1e-4, end_lr=10, batch_size=32)
+>>> result.rule in ("steepest", "min/10"), 1e-3 < result.suggestion < 1.0
+(True, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+import numpy as np
+
+from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
+
+__all__ = ["lr_find", "LRFindResult"]
+
+_MIN_STEPS = 10
+_MIN_DESCENT_POINTS = 4
+_MIN_RELATIVE_DROP = 0.05
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class LRFindResult:
+    """The outcome of :func:`lr_find`.
+
+    Attributes:
+        learning_rates: ``(n,)`` learning rate of each step run.
+        losses: ``(n,)`` raw training loss of each step.
+        smoothed_losses: ``(n,)`` bias-corrected exponential moving average of the losses.
+        suggestion: the suggested learning rate.
+        rule: ``"steepest"`` or ``"min/10"``: the rule that gave ``suggestion``.
+        reason: one sentence saying why that rule was used.
+        steepest_lr: rate of the steepest descent of the smoothed loss, or
+            ``None`` when the curve has no clear descent.
+        min_loss_lr: rate at the minimum of the smoothed loss.
+        diverged: ``True`` if the test stopped early because the loss diverged.
+        num_steps: the number of steps requested.
+    """
+
+    learning_rates: np.ndarray
+    losses: np.ndarray
+    smoothed_losses: np.ndarray
+    suggestion: float
+    rule: str
+    reason: str
+    steepest_lr: Optional[float]
+    min_loss_lr: float
+    diverged: bool
+    num_steps: int
+
+    def __repr__(self) -> str:
+        return (
+            f"LRFindResult(suggestion={self.suggestion:.3g}, rule={self.rule!r}, "
+            f"steps={len(self.learning_rates)}/{self.num_steps}, diverged={self.diverged})"
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-native dict (arrays as lists)."""
+        out = dataclasses.asdict(self)
+        for key in ("learning_rates", "losses", "smoothed_losses"):
+            out[key] = [float(v) for v in out[key]]
+        return out
+
+    def to_frame(self):
+        """The curve as a pandas DataFrame (``learning_rate``, ``loss``, ``smoothed_loss``)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"learning_rate": self.learning_rates, "loss": self.losses, "smoothed_loss": self.smoothed_losses}
+        )
+
+    def plot(self, ax=None):
+        """Plot loss against learning rate (log scale) with the suggestion marked.
+
+        Args:
+            ax: a matplotlib Axes to draw on. Defaults to a new figure.
+
+        Returns:
+            The matplotlib Axes.
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.learning_rates, self.losses, color="0.75", lw=1, label="loss")
+        ax.plot(self.learning_rates, self.smoothed_losses, color="C0", lw=2, label="smoothed loss")
+        ax.axvline(self.suggestion, color="C3", ls="--", label=f"suggestion {self.suggestion:.2g} ({self.rule})")
+        if self.steepest_lr is not None and self.rule != "steepest":
+            ax.axvline(self.steepest_lr, color="C2", ls=":", label=f"steepest {self.steepest_lr:.2g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss")
+        finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite[0])
+            span = max(hi - lo, 1e-12)
+            ax.set_ylim(lo - 0.1 * span, max(float(finite.max()), hi) + 0.1 * span)
+        ax.set_title("learning-rate range test")
+        ax.legend(loc="best", fontsize="small")
+        return ax
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<b>lr_find</b>: suggestion <b>{self.suggestion:.3g}</b> (rule <code>{self.rule}</code>: "
+            f"{self.reason}); {len(self.learning_rates)} of {self.num_steps} steps"
+            f"{', stopped at divergence' if self.diverged else ''}."
+        )
+
+
+def _check_float(name, value, low=None, high=None, low_open=True, expected=None):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        raise invalid_argument(name, value, expected)
+    return float(value)
+
+
+def _n_rows(x) -> int:
+    if isinstance(x, dict):
+        return len(next(iter(x.values())))
+    if isinstance(x, (list, tuple)):
+        return len(x[0])
+    return len(x)
+
+
+def _take(x, idx):
+    if isinstance(x, dict):
+        return {k: np.asarray(v)[idx] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(v)[idx] for v in x]
+    return np.asarray(x)[idx]
+
+
+def _is_array_like(x) -> bool:
+    if isinstance(x, dict):
+        return all(hasattr(v, "__array__") for v in x.values())
+    return hasattr(x, "__array__") and hasattr(x, "shape")
+
+
+def _batches(train_data, batch_size, num_steps, seed):
+    """Validate ``train_data`` (before any training) and return a batch iterator."""
+    if isinstance(train_data, tuple) and len(train_data) in (2, 3) and _is_array_like(train_data[0]):
+        x, y = train_data[0], train_data[1]
+        w = train_data[2] if len(train_data) == 3 else None
+        if y is None:
+            raise invalid_argument("train_data", train_data, "(x, y) or (x, y, sample_weight) with targets y")
+        n = _n_rows(x)
+        for name, arr in (("y", y), ("sample_weight", w)):
+            if arr is not None and _n_rows(arr) != n:
+                raise DataError(
+                    f"Invalid value for argument `train_data`: x has {n} rows but {name} has {_n_rows(arr)}."
+                )
+        n_batches = n // batch_size
+        if n_batches < num_steps:
+            raise DataError(
+                f"Invalid value for argument `train_data`: {n} rows make {n_batches} full batches of "
+                f"batch_size={batch_size}, fewer than num_steps={num_steps}; the range test does not reuse "
+                f"batches. Pass num_steps <= {n_batches} (at least {_MIN_STEPS}), a smaller batch_size, or more data."
+            )
+        order = np.random.default_rng(seed).permutation(n)
+
+        def gen():
+            for i in range(num_steps):
+                idx = order[i * batch_size : (i + 1) * batch_size]
+                yield _take(x, idx), _take(y, idx), (None if w is None else np.asarray(w)[idx])
+
+        return gen()
+    if _is_array_like(train_data):
+        raise invalid_argument("train_data", train_data, "(x, y) with targets, or a dataset yielding (x, y) batches")
+    if not (hasattr(train_data, "__iter__") or hasattr(train_data, "__getitem__")):
+        raise invalid_argument(
+            "train_data", train_data, "(x, y[, sample_weight]) arrays, a tf.data.Dataset, a PyDataset or a generator"
+        )
+    known = None
+    if hasattr(train_data, "element_spec"):
+        import tensorflow as tf
+
+        card = int(tf.data.experimental.cardinality(train_data))
+        known = None if card < 0 else card  # -1 infinite, -2 unknown
+    elif hasattr(train_data, "__len__"):
+        known = getattr(train_data, "num_batches", None) or len(train_data)
+    if known is not None and known < num_steps:
+        raise DataError(
+            f"Invalid value for argument `train_data`: it yields {known} batches, fewer than "
+            f"num_steps={num_steps}; the range test does not reuse batches. Pass num_steps <= {known} "
+            f"(at least {_MIN_STEPS}) or more data."
+        )
+
+    def gen():
+        if hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__") and not hasattr(train_data, "element_spec"):
+            source = (train_data[i] for i in range(len(train_data)))
+        else:
+            source = iter(train_data)
+        count = 0
+        for batch in source:
+            if count >= num_steps:
+                return
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
+            yield batch[0], batch[1], (batch[2] if len(batch) > 2 else None)
+            count += 1
+        if count < num_steps:
+            raise DataError(
+                f"Invalid value for argument `train_data`: it ran out after {count} batches, fewer than "
+                f"num_steps={num_steps}. Pass num_steps <= {count} or more data."
+            )
+
+    return gen()
+
+
+def _copy_model(model):
+    """A compiled-to-be copy with the same architecture, weights and trainable flags."""
+    import keras
+
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as exc:  # subclassed models without a usable get_config
+        raise KerafineError(
+            f"lr_find could not copy the model ({type(exc).__name__}: {exc}); it needs a Functional or "
+            "Sequential model (kerafine.build_transfer_model builds one) so the original stays untouched."
+        ) from exc
+    src_layers = list(model._flatten_layers(include_self=True, recursive=True))
+    dst_layers = list(clone._flatten_layers(include_self=True, recursive=True))
+    if len(src_layers) == len(dst_layers):
+        for a, b in zip(src_layers, dst_layers):
+            b.trainable = a.trainable
+    clone.set_weights(model.get_weights())
+    if len(clone.trainable_weights) != len(model.trainable_weights):
+        raise KerafineError(
+            "lr_find copied the model but the copy trains a different set of weights "
+            f"({len(clone.trainable_weights)} vs {len(model.trainable_weights)}); please report this model."
+        )
+    return clone
+
+
+def _fresh_optimizer(optimizer, learning_rate: float):
+    config = optimizer.get_config()
+    config["learning_rate"] = learning_rate
+    opt = type(optimizer).from_config(config)
+    return opt
+
+
+def _suggest(lrs, smoothed):
+    n = len(lrs)
+    i_min = int(np.argmin(smoothed))
+    min_lr = float(lrs[i_min])
+    fallback = min_lr / 10.0
+    skip = max(1, n // 10)
+    steepest = None
+    if i_min - skip >= _MIN_DESCENT_POINTS:
+        slope = np.gradient(smoothed, np.log(lrs))
+        i_steep = skip + int(np.argmin(slope[skip : i_min + 1]))
+        steepest = float(lrs[i_steep])
+        start = float(smoothed[skip])
+        drop = (start - float(smoothed[i_min])) / max(abs(start), 1e-12)
+        if drop < _MIN_RELATIVE_DROP:
+            return fallback, "min/10", steepest, (
+                f"the smoothed loss fell only {drop:.1%} before its minimum, so its steepest point is noise"
+            )
+        if steepest < fallback / 10.0:
+            return fallback, "min/10", steepest, (
+                f"the steepest descent ({steepest:.2g}) lies more than a decade below min/10, "
+                "a dip at the start rather than the main descent"
+            )
+        return steepest, "steepest", steepest, (
+            f"the smoothed loss has a clear descent ({drop:.0%} drop) before its minimum at {min_lr:.2g}; "
+            "its steepest point is where learning is fastest and still stable"
+        )
+    return fallback, "min/10", steepest, (
+        f"the smoothed loss reached its minimum after only {max(i_min - skip, 0)} useful steps, "
+        "too few for a reliable steepest point"
+    )
+
+
+def lr_find(
+    model,
+    train_data,
+    start_lr: float = 1e-7,
+    end_lr: float = 1.0,
+    num_steps: int = 100,
+    *,
+    batch_size: int = 32,
+    smoothing: float = 0.98,
+    diverge_factor: float = 4.0,
+    seed: int = 0,
+) -> LRFindResult:
+    """Run the learning-rate range test on a copy of ``model``.
+
+    Args:
+        model: a compiled Functional or Sequential ``keras.Model`` (the
+            optimizer's class and settings and the loss are reused; its state is
+            not touched). Freeze the backbone first to test the head-only phase.
+        train_data: ``(x, y)`` or ``(x, y, sample_weight)`` arrays (batched
+            here, shuffled with ``seed``), or a ``tf.data.Dataset``,
+            ``keras.utils.PyDataset`` or generator yielding ``(x, y[, w])``
+            batches. It must hold at least ``num_steps`` batches.
+        start_lr: learning rate of the first step. Defaults to 1e-7.
+        end_lr: learning rate of the last step; must exceed ``start_lr``.
+            Defaults to 1.
+        num_steps: steps of the exponential ramp (>= 10). Defaults to 100.
+        batch_size: batch size for array data. Defaults to 32.
+        smoothing: factor of the exponential moving average of the loss, in
+            ``[0, 1)``. Defaults to 0.98.
+        diverge_factor: stop when the smoothed loss exceeds this many times
+            its best value (or the loss is NaN/inf). Defaults to 4.
+        seed: seed of the shuffling of array data. Defaults to 0.
+
+    Returns:
+        An :class:`LRFindResult` with the curve, ``suggestion``, ``rule`` and ``reason``.
+
+    Raises:
+        KerafineError: if the model is not compiled, ``start_lr >= end_lr``, or
+            another argument is out of range (before any training).
+        DataError: if ``train_data`` holds fewer than ``num_steps`` batches
+            (checked before training when its length is known).
+        TrainingError: if the loss is not finite even at ``start_lr``.
+
+    Example:
+
+    >>> import numpy as np, keras
+    >>> from kerafine.lr_finder import lr_find
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> lr_find(model, (np.ones((640, 2)), np.ones(640)))
+    Traceback (most recent call last):
+    ...
+    kerafine.errors.KerafineError: Invalid value for argument `model`: received <Sequential ...>; expected a compiled model. Call model.compile(optimizer, loss) first.
+    """
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        raise KerafineError(
+            f"Invalid value for argument `model`: received <{type(model).__name__} name={getattr(model, 'name', '?')}>; "
+            "expected a compiled model. Call model.compile(optimizer, loss) first."
+        )
+    start_lr = _check_float("start_lr", start_lr, low=0.0, expected="a finite float > 0")
+    end_lr = _check_float("end_lr", end_lr, low=0.0, expected="a finite float > 0")
+    if start_lr >= end_lr:
+        raise invalid_argument("start_lr", start_lr, f"a float smaller than end_lr={end_lr}", hint="The ramp goes up.")
+    for name, value, minimum in (("num_steps", num_steps, _MIN_STEPS), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise invalid_argument(name, value, f"an int >= {minimum}")
+    smoothing = _check_float("smoothing", smoothing, low=0.0, high=1.0, low_open=False, expected="a float in [0, 1)")
+    diverge_factor = _check_float("diverge_factor", diverge_factor, low=1.0, expected="a finite float > 1")
+    batches = _batches(train_data, batch_size, num_steps, seed)
+
+    work = _copy_model(model)
+    optimizer = _fresh_optimizer(model.optimizer, start_lr)
+    work.compile(optimizer=optimizer, loss=model.loss, loss_weights=getattr(model, "loss_weights", None))
+    ramp = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
+    lrs, losses, smoothed = [], [], []
+    avg, best, diverged = 0.0, math.inf, False
+    for i, (xb, yb, wb) in enumerate(batches):
+        optimizer.learning_rate = float(ramp[i])
+        logs = work.train_on_batch(xb, yb, sample_weight=wb, return_dict=True)
+        loss = float(logs["loss"])
+        if not math.isfinite(loss):
+            if i == 0:
+                raise TrainingError(
+                    f"lr_find: the loss is {loss} at the first step (learning rate {start_lr:g}); the data or "
+                    "the model produce non-finite values before any learning-rate effect. Check the data "
+                    "(np.isfinite) and the loss."
+                )
+            diverged = True
+            break
+        avg = smoothing * avg + (1.0 - smoothing) * loss
+        value = avg / (1.0 - smoothing ** (i + 1))
+        lrs.append(float(ramp[i]))
+        losses.append(loss)
+        smoothed.append(value)
+        best = min(best, value)
+        if i > 0 and value > diverge_factor * best:
+            diverged = True
+            break
+    del work
+    lrs_a, smoothed_a = np.asarray(lrs), np.asarray(smoothed)
+    suggestion, rule, steepest, reason = _suggest(lrs_a, smoothed_a)
+    return LRFindResult(
+        learning_rates=lrs_a,
+        losses=np.asarray(losses),
+        smoothed_losses=smoothed_a,
+        suggestion=float(suggestion),
+        rule=rule,
+        reason=reason,
+        steepest_lr=steepest,
+        min_loss_lr=float(lrs_a[int(np.argmin(smoothed_a))]),
+        diverged=diverged,
+        num_steps=num_steps,
+    )
