@@ -322,6 +322,8 @@ def _effective_training(model, outer: Optional[bool] = True) -> dict[int, Option
 
     def visit(layer, training):
         result[id(layer)] = training
+        if not isinstance(layer, keras.layers.Layer):
+            return  # a bare op in the graph (keras.ops.*): no sublayers, no training flag
         if isinstance(layer, keras.Sequential):
             for sub in layer.layers:
                 visit(sub, training)

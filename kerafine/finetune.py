@@ -1,0 +1,764 @@
+"""Two-phase fine-tuning with frozen-feature caching.
+
+:func:`fine_tune` runs the recipe of the Keras transfer-learning guide on a
+transfer model (see :mod:`kerafine.transfer`):
+
+1. **head phase**: the backbone is frozen, the head trains at ``head_lr``;
+2. **fine-tuning phase**: the top ``unfreeze_top`` backbone layers are
+   unfrozen (BatchNormalization stays frozen and in inference mode), the model
+   is recompiled at the lower ``finetune_lr`` and training continues the epoch
+   count (``initial_epoch=head_epochs``), so callbacks and TensorBoard see one
+   run.
+
+**Frozen-feature caching.** While the backbone is frozen and runs in
+inference mode, its output for a given input never changes, so running it
+every epoch of the head phase is wasted work. With ``cache_features="auto"``
+(the default) phase 1 computes the backbone's features once (batched,
+``training=False``, with a progress bar when it takes more than a moment),
+fits a head-only model ``features -> outputs`` built from the model's own
+head layers, and the full model therefore holds the trained head weights
+afterwards. Validation data is featurised once too. The result equals the
+slow path (fitting the full model) to float tolerance: see the tests.
+
+"auto" caches when the inputs are arrays or a ``tf.data.Dataset`` and the
+backbone's forward pass in ``fit`` equals its inference pass (it runs with
+``training=False``, or it holds no Dropout, noise, random-augmentation or
+unknown custom layers). Augmentation done in a ``tf.data`` map *before* the
+model cannot be detected: pass ``cache_features=False`` when your dataset
+augments (cached features would freeze one augmented draw), or
+``cache_features=True`` to force caching.
+
+**Callbacks during the cached head phase.** ``fit`` then runs on the head-only
+model, but kerafine points every callback you pass at the *full* model
+(``self.model``), compiled with the very optimizer that is training: learning
+rate changes (``ReduceLROnPlateau``, schedules), ``self.model.stop_training``
+(``EarlyStopping``, ``TerminateOnNaN``), saving (``ModelCheckpoint`` saves the
+full model with the current head weights) and ``get_weights``/``set_weights``
+(``restore_best_weights``) behave as without caching. Limitations: a callback
+that predicts on raw inputs through ``self.model`` (an AUC tracker on raw
+validation data) runs the backbone each epoch, as the slow path would; batch
+hooks see batches of features rather than raw inputs; and anything tied to the
+model object ``fit`` is stepping (``self.model.train_function``, profiling,
+TensorBoard's graph) refers to the full model, which is not the one running.
+
+Example:
+
+>>> import numpy as np, keras, kerafine
+>>> keras.utils.set_random_seed(0)
+>>> inputs = keras.Input((4,))
+>>> backbone = keras.Model(inputs, keras.layers.Dense(8, activation="relu")(inputs), name="enc")
+>>> head = keras.Sequential([keras.layers.Dense(1, activation="sigmoid", name="predictions")], name="head")
+>>> model = kerafine.build_transfer_model(backbone, head)
+>>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+>>> y = (x[:, 0] > 0).astype("float32")
+>>> result = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=1, verbose=0)
+>>> result.features_cached, result.epochs, sorted(result.history)
+(True, 3, ['loss'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import logging
+import math
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from kerafine import transfer
+from kerafine.errors import DataError, KerafineError, invalid_argument
+
+__all__ = ["fine_tune", "FineTuneResult"]
+
+logger = logging.getLogger(__name__)
+
+_VERBOSE = ("auto", 0, 1, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneResult:
+    """What :func:`fine_tune` did.
+
+    Attributes:
+        head_history: the ``keras.callbacks.History`` of phase 1, or ``None``
+            when ``head_epochs=0``.
+        finetune_history: the ``History`` of phase 2, or ``None`` when
+            ``finetune_epochs=0``. Its epochs continue after phase 1's.
+        head_lr: the learning rate (float or schedule) phase 1 used; the
+            suggestion of ``lr_find`` when ``head_lr="find"``.
+        finetune_lr: the same for phase 2.
+        unfreeze_top: the ``unfreeze_top`` of phase 2, as given.
+        features_cached: whether phase 1 trained on cached backbone features.
+        cache_reason: why features were or were not cached.
+        feature_seconds: time spent computing the cached features (0 if none).
+        head_seconds: time spent in phase 1's ``fit``.
+        finetune_seconds: time spent in phase 2's ``fit``.
+        lr_found: ``{"head": (lr, rule), "finetune": (lr, rule)}`` for the
+            phases whose learning rate ``lr_find`` chose.
+    """
+
+    head_history: Any
+    finetune_history: Any
+    head_lr: Any
+    finetune_lr: Any
+    unfreeze_top: Any
+    features_cached: bool
+    cache_reason: str
+    feature_seconds: float
+    head_seconds: float
+    finetune_seconds: float
+    lr_found: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Both phases' logs joined per key, one value per epoch (``nan`` where a phase lacks a key)."""
+        phases = [h.history for h in (self.head_history, self.finetune_history) if h is not None]
+        lengths = [len(next(iter(p.values()))) if p else 0 for p in phases]
+        keys = sorted({k for p in phases for k in p})
+        return {
+            k: [float(v) for p, n in zip(phases, lengths) for v in p.get(k, [math.nan] * n)] for k in keys
+        }
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs run in the two phases together."""
+        return sum(len(h.epoch) for h in (self.head_history, self.finetune_history) if h is not None)
+
+    @property
+    def total_seconds(self) -> float:
+        """Feature caching plus both phases."""
+        return self.feature_seconds + self.head_seconds + self.finetune_seconds
+
+    def to_dict(self) -> dict:
+        """A JSON-able summary (histories as lists, learning rates as floats or their config)."""
+
+        def lr(value):
+            if isinstance(value, (int, float)):
+                return float(value)
+            return None if value is None else {"class_name": type(value).__name__, "config": value.get_config()}
+
+        return {
+            "history": self.history,
+            "epochs": self.epochs,
+            "head_lr": lr(self.head_lr),
+            "finetune_lr": lr(self.finetune_lr),
+            "unfreeze_top": self.unfreeze_top,
+            "features_cached": self.features_cached,
+            "cache_reason": self.cache_reason,
+            "feature_seconds": self.feature_seconds,
+            "head_seconds": self.head_seconds,
+            "finetune_seconds": self.finetune_seconds,
+            "lr_found": {k: [float(v[0]), v[1]] for k, v in self.lr_found.items()},
+        }
+
+
+# ---------------------------------------------------------------------------
+# data
+
+
+@dataclasses.dataclass
+class _Data:
+    """Arrays ``(x, y, w)`` or a dataset, with what fine_tune needs to know of them."""
+
+    x: Any = None
+    y: Any = None
+    w: Any = None
+    dataset: Any = None
+
+    @property
+    def is_dataset(self) -> bool:
+        return self.dataset is not None
+
+    def fit_kwargs(self, batch_size: int) -> dict:
+        if self.is_dataset:
+            return {"x": self.dataset}
+        return {"x": self.x, "y": self.y, "sample_weight": self.w, "batch_size": batch_size}
+
+    def as_validation(self):
+        if self.is_dataset:
+            return self.dataset
+        return (self.x, self.y) if self.w is None else (self.x, self.y, self.w)
+
+    def label_shape(self) -> tuple:
+        if self.is_dataset:
+            return tuple(self.dataset.element_spec[1].shape)
+        return tuple(np.shape(self.y))
+
+
+def _n_rows(x) -> int:
+    if isinstance(x, dict):
+        return len(next(iter(x.values())))
+    if isinstance(x, (list, tuple)):
+        return len(x[0])
+    return len(x)
+
+
+def _take(x, start: int, stop: int):
+    if isinstance(x, dict):
+        return {k: v[start:stop] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [v[start:stop] for v in x]
+    return x[start:stop]
+
+
+def _is_array(x) -> bool:
+    if isinstance(x, dict):
+        return bool(x) and all(_is_array(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(_is_array(v) for v in x)
+    return hasattr(x, "__array__") and hasattr(x, "shape")
+
+
+def _check_data(data, argument: str, required: bool = True) -> Optional[_Data]:
+    import tensorflow as tf
+
+    expected = "(x, y) or (x, y, sample_weight) arrays (x may be a dict of arrays), or a finite tf.data.Dataset"
+    if data is None:
+        if required:
+            raise invalid_argument(argument, data, expected, error=DataError)
+        return None
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+            raise invalid_argument(
+                argument,
+                data,
+                "a tf.data.Dataset yielding (x, y) or (x, y, sample_weight) batches",
+                hint="Batch it and map it to (inputs, labels).",
+                error=DataError,
+            )
+        if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise invalid_argument(
+                argument,
+                data,
+                "a finite dataset (fine_tune runs whole epochs)",
+                hint="Remove .repeat() from the pipeline.",
+                error=DataError,
+            )
+        if int(data.cardinality()) == 0:
+            raise invalid_argument(argument, data, "a dataset with at least one batch", error=DataError)
+        if len(spec[1].shape) == 0:
+            raise invalid_argument(argument, data, "batched data (call .batch(n) on the dataset)", error=DataError)
+        return _Data(dataset=data)
+    if not isinstance(data, tuple) or len(data) not in (2, 3) or not _is_array(data[0]):
+        raise invalid_argument(argument, data, expected, error=DataError)
+    x, y = data[0], data[1]
+    w = data[2] if len(data) == 3 else None
+    if y is None or not _is_array(y):
+        raise invalid_argument(argument, data, expected, hint="The labels y are missing.", error=DataError)
+    n = _n_rows(x)
+    if n == 0:
+        raise DataError(f"Invalid value for argument `{argument}`: it has 0 rows; pass at least one sample.")
+    if isinstance(x, dict):
+        sizes = {k: len(v) for k, v in x.items()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(
+                f"Invalid value for argument `{argument}`: its input columns have different lengths {sizes}."
+            )
+    for name, arr in (("labels", y), ("sample weights", w)):
+        if arr is not None and len(arr) != n:
+            raise DataError(
+                f"Invalid value for argument `{argument}`: the inputs have {n} rows but the {name} have "
+                f"{len(arr)}; they must have the same length."
+            )
+    return _Data(x=x, y=np.asarray(y), w=None if w is None else np.asarray(w))
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+
+
+def _check_epochs(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise invalid_argument(name, value, "an int >= 0")
+    return int(value)
+
+
+def _check_lr(name: str, value):
+    import keras
+
+    if isinstance(value, str) and value == "find":
+        return value
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        return value
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+        if math.isfinite(float(value)) and float(value) > 0:
+            return float(value)
+    raise invalid_argument(
+        name, value, 'a positive finite float, a keras.optimizers.schedules.LearningRateSchedule or "find"'
+    )
+
+
+def _check_optimizer(optimizer):
+    import keras
+
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        try:
+            return keras.optimizers.get(optimizer)
+        except ValueError:
+            pass
+    raise invalid_argument(
+        "optimizer", optimizer, 'the name of a Keras optimizer (e.g. "adam", "sgd") or a keras.optimizers.Optimizer'
+    )
+
+
+def _make_optimizer(template, learning_rate):
+    # A fresh optimizer per phase: phase 2 must not inherit phase 1's moments or step count.
+    config = template.get_config()
+    config["learning_rate"] = learning_rate
+    return type(template).from_config(config)
+
+
+def _clone_metrics(metrics):
+    """Fresh metric objects, so two compiled models never share metric state."""
+    import keras
+
+    if metrics is None:
+        return None
+    if isinstance(metrics, (list, tuple)):
+        return [
+            m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric) else m for m in metrics
+        ]
+    return metrics
+
+
+def _predictions_layer(model, backbone):
+    inside = {id(l) for l in transfer._all_sublayers(backbone)}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.name == "predictions" and id(layer) not in inside:
+            return layer
+    return None
+
+
+def _infer_loss(model, backbone, data: _Data) -> str:
+    layer = _predictions_layer(model, backbone)
+    if layer is None or not hasattr(layer, "activation"):
+        raise invalid_argument(
+            "loss",
+            None,
+            'a Keras loss (a name such as "binary_crossentropy", or a keras.losses.Loss): it cannot be inferred '
+            'because the model has no Dense layer named "predictions"',
+            hint="kerafine.heads name their output layer so; otherwise pass `loss=` explicitly.",
+        )
+    activation = getattr(layer.activation, "__name__", str(layer.activation))
+    units = getattr(layer, "units", None)
+    if activation == "sigmoid":
+        return "binary_crossentropy"
+    if activation == "linear":
+        return "mean_squared_error"
+    if activation == "softmax":
+        shape = data.label_shape()
+        if len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1):
+            return "sparse_categorical_crossentropy"
+        if len(shape) == 2 and shape[-1] == units:
+            return "categorical_crossentropy"
+        raise invalid_argument(
+            "loss",
+            None,
+            f"a Keras loss: labels of shape {shape} fit neither sparse (n,) nor one-hot (n, {units}) labels "
+            "of the softmax \"predictions\" layer",
+        )
+    raise invalid_argument(
+        "loss",
+        None,
+        f'a Keras loss: the "predictions" layer\'s activation {activation!r} has no default loss '
+        "(sigmoid, softmax and linear do)",
+    )
+
+
+# ---------------------------------------------------------------------------
+# caching
+
+
+_DROPOUT_LIKE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+                 "GaussianNoise", "AlphaDropout")
+
+
+def _training_dependent_layers(backbone) -> list[str]:
+    """Backbone layers whose output depends on ``training`` (so cached features may differ from fit's)."""
+    import keras
+
+    found = []
+    for layer in transfer._all_sublayers(backbone)[1:]:
+        cls = type(layer)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if layer.trainable:
+                found.append(layer.name)
+        elif cls.__name__ in _DROPOUT_LIKE:
+            if float(getattr(layer, "rate", getattr(layer, "stddev", 1.0)) or 0.0) > 0:
+                found.append(layer.name)
+        elif hasattr(layer, "recurrent_dropout") and hasattr(layer, "dropout"):
+            if float(layer.dropout or 0) > 0 or float(layer.recurrent_dropout or 0) > 0:
+                found.append(layer.name)
+        elif cls.__name__.startswith("Random") and cls.__module__.startswith("keras"):
+            found.append(layer.name)
+        elif not cls.__module__.startswith("keras") and not isinstance(layer, keras.Model):
+            # A custom layer: it may behave differently in training, kerafine cannot tell.
+            found.append(layer.name)
+    return found
+
+
+def _head_model(model, backbone):
+    """A model from the backbone's features to ``model``'s outputs, sharing ``model``'s head layers."""
+    import keras
+
+    features = transfer._feature_tensors(model, backbone)
+    if not features or len(features) != 1:
+        return None, "the backbone is called more than once or has several outputs"
+    try:
+        head_model = keras.Model(features[0], model.outputs, name=f"{model.name}_head_only")
+    except Exception as exc:  # noqa: BLE001 - any graph error means "not separable"
+        return None, f"the layers after the backbone do not depend on its features alone ({exc})"
+    return head_model, ""
+
+
+def _cache_decision(model, backbone, cache_features, head_epochs: int):
+    """``(head_model or None, reason)``."""
+    if cache_features is False:
+        return None, "cache_features=False"
+    if head_epochs == 0:
+        return None, "no head epochs"
+    head_model, why = _head_model(model, backbone)
+    if head_model is None:
+        if cache_features is True:
+            raise KerafineError(f"Invalid value for argument `cache_features`: received True, but {why}.")
+        return None, why
+    if not transfer._runs_in_inference(model, backbone):
+        dependent = _training_dependent_layers(backbone)
+        if dependent and cache_features == "auto":
+            return None, (
+                f"the backbone is not called with training=False and its layers {transfer._short_list(dependent)} "
+                "behave differently in training"
+            )
+    return head_model, "frozen backbone: features computed once" + (
+        " (forced by cache_features=True)" if cache_features is True else ""
+    )
+
+
+def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str):
+    """Backbone outputs (``training=False``) over ``data``: ``(features, y, w, batch_size)``."""
+    from tqdm.auto import tqdm
+
+    feats, ys, ws = [], [], []
+    if data.is_dataset:
+        total = int(data.dataset.cardinality())
+        bar = tqdm(total=total if total > 0 else None, unit="batch", desc=f"features ({what})", delay=1.0,
+                   disable=not progress, leave=False)
+        seen_batch = None
+        for batch in data.dataset:
+            xb, yb = batch[0], batch[1]
+            feats.append(np.asarray(backbone.predict_on_batch(xb)))
+            ys.append(np.asarray(yb))
+            if len(batch) == 3:
+                ws.append(np.asarray(batch[2]))
+            seen_batch = seen_batch or len(ys[-1])
+            bar.update(1)
+        bar.close()
+        return np.concatenate(feats), np.concatenate(ys), (np.concatenate(ws) if ws else None), seen_batch
+    n = _n_rows(data.x)
+    bar = tqdm(total=n, unit="sample", desc=f"features ({what})", delay=1.0, disable=not progress, leave=False)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        feats.append(np.asarray(backbone.predict_on_batch(_take(data.x, start, stop))))
+        bar.update(stop - start)
+    bar.close()
+    return np.concatenate(feats), data.y, data.w, batch_size
+
+
+# ---------------------------------------------------------------------------
+# callbacks during the cached phase
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+def _retarget_callbacks(user_callbacks, full_model, head_model):
+    """The callbacks to give ``head_model.fit`` so that ``user_callbacks`` see ``full_model``."""
+    from keras.src import utils as keras_utils
+
+    base = _keras_callback_base()
+
+    class _Retarget(base):
+        # First in the list: runs before the user's on_train_begin.
+        def on_train_begin(self, logs=None):
+            full_model.stop_training = False
+            for cb in user_callbacks:
+                cb.set_model(full_model)
+
+    class _SyncStop(base):
+        # Last in the list: forwards a stop requested on the full model to the model fit is running.
+        def on_epoch_end(self, epoch, logs=None):
+            if full_model.stop_training:
+                head_model.stop_training = True
+
+    class _SyncStopBatch(_SyncStop):
+        def on_train_batch_end(self, batch, logs=None):
+            if full_model.stop_training:
+                head_model.stop_training = True
+
+    batch_hooks = any(
+        not keras_utils.is_default(cb.on_train_batch_end) or not keras_utils.is_default(cb.on_batch_end)
+        for cb in user_callbacks
+    )
+    return [_Retarget()] + list(user_callbacks) + [(_SyncStopBatch if batch_hooks else _SyncStop)()]
+
+
+# ---------------------------------------------------------------------------
+# learning-rate finder
+
+
+def _lr_find(phase_model, data: _Data, batch_size: int, verbose) -> tuple[float, str]:
+    lr_finder = importlib.import_module("kerafine.lr_finder")
+    params = inspect.signature(lr_finder.lr_find).parameters
+    kwargs = {}
+    if "batch_size" in params and not data.is_dataset:
+        kwargs["batch_size"] = batch_size
+    if "verbose" in params:
+        kwargs["verbose"] = verbose
+    train = data.dataset if data.is_dataset else ((data.x, data.y) if data.w is None else (data.x, data.y, data.w))
+    result = lr_finder.lr_find(phase_model, train, **kwargs)
+    return float(result.suggestion), str(result.rule)
+
+
+def _say(verbose, message: str) -> None:
+    logger.info(message)
+    if verbose not in (0, None):
+        print(f"kerafine.fine_tune: {message}")
+
+
+# ---------------------------------------------------------------------------
+# fine_tune
+
+
+def fine_tune(
+    model,
+    train_data,
+    validation_data=None,
+    head_epochs: int = 5,
+    finetune_epochs: int = 5,
+    head_lr=1e-3,
+    finetune_lr=1e-5,
+    unfreeze_top="all",
+    callbacks=None,
+    loss=None,
+    metrics=None,
+    optimizer="adam",
+    batch_size: int = 32,
+    cache_features="auto",
+    verbose="auto",
+    shuffle: bool = True,
+    class_weight=None,
+) -> FineTuneResult:
+    """Train a transfer model in two phases: the head on a frozen backbone, then the top of the backbone.
+
+    Phase 1 freezes the whole backbone and trains for ``head_epochs`` at
+    ``head_lr`` (on cached backbone features when possible, see the module
+    docstring). Phase 2 unfreezes the top ``unfreeze_top`` backbone layers,
+    recompiles at ``finetune_lr`` with a fresh optimizer and trains for
+    ``finetune_epochs`` more, numbering epochs from ``head_epochs``.
+    BatchNormalization layers of the backbone stay frozen and in inference
+    mode in both phases (keras-team/keras#11590, #20285); a warning at the
+    start says when the model as given would have updated their statistics.
+    A backbone the model calls with ``training=False`` is kept in inference
+    mode during ``fit`` (Keras 3.15 would otherwise override it).
+
+    The model is left compiled (phase 2's optimizer, or phase 1's when
+    ``finetune_epochs=0``) with the phase-2 freezing, ready for ``evaluate``.
+
+    Args:
+        model: a transfer model, from :func:`kerafine.build_transfer_model` or
+            a functional model calling one pretrained model as a layer.
+        train_data: ``(x, y)`` or ``(x, y, sample_weight)`` arrays (``x`` may
+            be a dict of arrays for named inputs), or a finite, batched
+            ``tf.data.Dataset`` of such tuples.
+        validation_data: the same forms, or ``None``. Defaults to ``None``.
+        head_epochs: epochs of phase 1, >= 0. Defaults to 5.
+        finetune_epochs: epochs of phase 2, >= 0. Defaults to 5.
+        head_lr: learning rate of phase 1: a float, a
+            ``keras.optimizers.schedules.LearningRateSchedule``, or ``"find"``
+            to run ``kerafine.lr_find`` first and use its suggestion (on the
+            cached features when they apply). Defaults to ``1e-3``.
+        finetune_lr: the same for phase 2. Defaults to ``1e-5``.
+        unfreeze_top: backbone layers phase 2 trains: an int (the top ``n``
+            layers), ``"all"``, or a layer name (the layers after it). See
+            :func:`kerafine.unfreeze`. Defaults to ``"all"``.
+        callbacks: Keras callbacks for both phases. Defaults to ``None``.
+        loss: a Keras loss. Defaults to ``None``: inferred from the activation
+            of the layer named ``"predictions"``: sigmoid -> binary
+            cross-entropy, softmax -> sparse or categorical cross-entropy by the
+            labels' shape, linear -> mean squared error.
+        metrics: Keras metrics (names or objects; objects are copied per phase).
+            Defaults to ``None``.
+        optimizer: an optimizer name or instance, used as a template: each
+            phase gets a fresh copy with its learning rate. Defaults to ``"adam"``.
+        batch_size: batch size for arrays (training and feature extraction).
+            Defaults to 32.
+        cache_features: ``"auto"``, ``True`` (force) or ``False`` (never).
+            Defaults to ``"auto"``.
+        verbose: Keras's ``verbose`` (``"auto"``, 0, 1, 2); 0 also hides the
+            feature progress bar and kerafine's messages. Defaults to ``"auto"``.
+        shuffle: shuffle array data (and cached features) each epoch. Defaults to ``True``.
+        class_weight: Keras's ``class_weight``, for both phases. Defaults to ``None``.
+
+    Returns:
+        A :class:`FineTuneResult`.
+
+    Raises:
+        KerafineError: before any training, for bad epochs, learning rates,
+            ``unfreeze_top``, ``cache_features``, ``verbose``, ``batch_size``,
+            optimizer or callbacks, or when ``loss=None`` cannot be inferred.
+        DataError: for unusable ``train_data`` / ``validation_data``.
+
+    Example:
+
+    >>> import numpy as np, keras, kerafine
+    >>> inputs = keras.Input((3,))
+    >>> enc = keras.Model(inputs, keras.layers.Dense(4, name="enc")(inputs), name="encoder")
+    >>> model = kerafine.build_transfer_model(enc, keras.layers.Dense(1, name="predictions"))
+    >>> x, y = np.ones((16, 3), "float32"), np.zeros(16, "float32")
+    >>> r = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, unfreeze_top=1, verbose=0)
+    >>> r.head_history.epoch, r.finetune_history.epoch
+    ([0], [1])
+    """
+    import keras
+
+    # ---- validate everything before any work
+    if not isinstance(model, keras.Model):
+        raise invalid_argument("model", model, "a keras.Model (for example from kerafine.build_transfer_model)")
+    backbone = transfer.backbone_of(model)
+    head_epochs = _check_epochs("head_epochs", head_epochs)
+    finetune_epochs = _check_epochs("finetune_epochs", finetune_epochs)
+    if head_epochs + finetune_epochs == 0:
+        raise invalid_argument(
+            "finetune_epochs", finetune_epochs, "an int >= 1 when head_epochs is 0 (there is nothing to train)"
+        )
+    head_lr = _check_lr("head_lr", head_lr)
+    finetune_lr = _check_lr("finetune_lr", finetune_lr)
+    if "find" in (head_lr, finetune_lr) and importlib.util.find_spec("kerafine.lr_finder") is None:
+        raise KerafineError(
+            'A learning rate of "find" needs kerafine.lr_finder, which this installation lacks; pass a float.'
+        )
+    n_top = transfer._n_trainable_top(backbone, unfreeze_top, "unfreeze_top") if unfreeze_top != "all" else None
+    if isinstance(cache_features, bool):
+        pass
+    elif not (isinstance(cache_features, str) and cache_features == "auto"):
+        raise invalid_argument("cache_features", cache_features, '"auto", True or False')
+    if isinstance(verbose, bool) or verbose not in _VERBOSE:
+        raise invalid_argument("verbose", verbose, '"auto", 0, 1 or 2')
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise invalid_argument("batch_size", batch_size, "a positive int")
+    batch_size = int(batch_size)
+    if not isinstance(shuffle, bool):
+        raise invalid_argument("shuffle", shuffle, "True or False")
+    template = _check_optimizer(optimizer)
+    callbacks = [] if callbacks is None else callbacks
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, (list, tuple)) or not all(
+        isinstance(cb, keras.callbacks.Callback) for cb in callbacks
+    ):
+        raise invalid_argument("callbacks", callbacks, "None or a list of keras.callbacks.Callback")
+    callbacks = list(callbacks)
+    train = _check_data(train_data, "train_data")
+    val = _check_data(validation_data, "validation_data", required=False)
+    if loss is None:
+        loss = _infer_loss(model, backbone, train)
+
+    # ---- BatchNorm: restore recorded inference calls, then say what the model as given would do
+    transfer._pin_recorded_inference(model)
+    transfer.check_batchnorm(model)
+
+    fit_common = dict(verbose=verbose, class_weight=class_weight)
+    result = dict(
+        head_history=None, finetune_history=None, head_lr=head_lr if head_epochs else None,
+        finetune_lr=finetune_lr if finetune_epochs else None, unfreeze_top=unfreeze_top,
+        features_cached=False, cache_reason="", feature_seconds=0.0, head_seconds=0.0, finetune_seconds=0.0,
+        lr_found={},
+    )
+    progress = verbose != 0
+
+    # ---- phase 1: frozen backbone
+    transfer.freeze(model, "all")
+    head_model, reason = _cache_decision(model, backbone, cache_features, head_epochs)
+    result["cache_reason"] = reason
+    if head_epochs:
+        if head_model is not None:
+            t0 = time.perf_counter()
+            f_train, y_train, w_train, bs = _featurise(backbone, train, batch_size, progress, "train_data")
+            val_cached = None
+            if val is not None:
+                f_val, y_val, w_val, _ = _featurise(backbone, val, batch_size, progress, "validation_data")
+                val_cached = (f_val, y_val) if w_val is None else (f_val, y_val, w_val)
+            result["feature_seconds"] = time.perf_counter() - t0
+            result["features_cached"] = True
+            cached = _Data(x=f_train, y=y_train, w=w_train)
+            _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples "
+                          f"in {result['feature_seconds']:.1f}s")
+            lr = head_lr
+            if lr == "find":
+                head_model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
+                lr, rule = _lr_find(head_model, cached, bs, verbose)
+                result["lr_found"]["head"] = (lr, rule)
+                _say(verbose, f'head_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
+            opt = _make_optimizer(template, lr)
+            head_model.compile(optimizer=opt, loss=loss, metrics=_clone_metrics(metrics))
+            # The full model shares the optimizer, so callbacks pointed at it see the real one.
+            model.compile(optimizer=opt, loss=loss, metrics=_clone_metrics(metrics))
+            t0 = time.perf_counter()
+            history = head_model.fit(
+                f_train, y_train, sample_weight=w_train, batch_size=bs, epochs=head_epochs,
+                validation_data=val_cached, shuffle=shuffle,
+                callbacks=_retarget_callbacks(callbacks, model, head_model), **fit_common,
+            )
+            result["head_seconds"] = time.perf_counter() - t0
+            model.history = history
+        else:
+            _say(verbose, f"phase 1: not caching features ({reason})")
+            lr = head_lr
+            if lr == "find":
+                model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
+                lr, rule = _lr_find(model, train, batch_size, verbose)
+                result["lr_found"]["head"] = (lr, rule)
+                _say(verbose, f'head_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
+            model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))
+            t0 = time.perf_counter()
+            history = model.fit(
+                **train.fit_kwargs(batch_size), epochs=head_epochs,
+                validation_data=None if val is None else val.as_validation(),
+                shuffle=shuffle, callbacks=callbacks, **fit_common,
+            )
+            result["head_seconds"] = time.perf_counter() - t0
+        result["head_history"] = history
+        result["head_lr"] = lr
+
+    # ---- phase 2: unfreeze the top of the backbone
+    if finetune_epochs:
+        transfer._apply(backbone, len(transfer._leaf_layers(backbone)) if n_top is None else n_top)
+        if transfer.check_batchnorm(model, warn=False)["updating"]:  # only custom BatchNorm set-ups get here
+            transfer.check_batchnorm(model)
+        lr = finetune_lr
+        if lr == "find":
+            model.compile(optimizer=_make_optimizer(template, 1e-5), loss=loss, metrics=_clone_metrics(metrics))
+            lr, rule = _lr_find(model, train, batch_size, verbose)
+            result["lr_found"]["finetune"] = (lr, rule)
+            _say(verbose, f'finetune_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
+        model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))
+        t0 = time.perf_counter()
+        history = model.fit(
+            **train.fit_kwargs(batch_size), initial_epoch=head_epochs, epochs=head_epochs + finetune_epochs,
+            validation_data=None if val is None else val.as_validation(),
+            shuffle=shuffle, callbacks=callbacks, **fit_common,
+        )
+        result["finetune_seconds"] = time.perf_counter() - t0
+        result["finetune_history"] = history
+        result["finetune_lr"] = lr
+    return FineTuneResult(**result)

@@ -1,0 +1,327 @@
+"""Tests for kerafine.finetune: the two phases, frozen-feature caching, callbacks, bad input."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerafine import transfer
+from kerafine.errors import DataError, KerafineError
+from kerafine.finetune import FineTuneResult, fine_tune
+from kerafine.transfer import BatchNormWarning, backbone_of, build_transfer_model
+
+
+def conv_backbone():
+    inputs = keras.Input((6, 6, 2), name="image")
+    x = keras.layers.Conv2D(3, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Activation("relu", name="relu1")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv2")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name="convnet")
+
+
+def dict_backbone():
+    num = keras.Input((3,), name="num")
+    cat = keras.Input((1,), name="cat", dtype="int32")
+    emb = keras.layers.Flatten(name="flat")(keras.layers.Embedding(4, 2, name="emb")(cat))
+    x = keras.layers.Dense(4, activation="relu", name="dense")(keras.layers.Concatenate(name="concat")([num, emb]))
+    return keras.Model({"num": num, "cat": cat}, x, name="tabular")
+
+
+def head(units=1, activation="sigmoid", hidden=0):
+    layers = [keras.layers.Dense(hidden, activation="relu", name="hidden")] if hidden else []
+    layers.append(keras.layers.Dense(units, activation=activation, name="predictions"))
+    return keras.Sequential(layers, name="head")
+
+
+def image_data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(2.0, 2.0, size=(n, 6, 6, 2)).astype("float32")
+    y = (x[:, :3, :, 0].mean(axis=(1, 2)) > 2.0).astype("float32")
+    return x, y
+
+
+def tabular_data(n=40, seed=1):
+    rng = np.random.default_rng(seed)
+    x = {"num": rng.normal(size=(n, 3)).astype("float32"), "cat": rng.integers(0, 4, size=(n, 1))}
+    y = (x["num"][:, 0] + (x["cat"][:, 0] == 2) > 0.5).astype("float32")
+    return x, y
+
+
+def bn_stats(model):
+    return [keras.ops.convert_to_numpy(v).copy() for bn in transfer._batchnorm_layers(backbone_of(model))
+            for v in (bn.moving_mean, bn.moving_variance)]
+
+
+def weights_of(layer):
+    return [keras.ops.convert_to_numpy(w).copy() for w in layer.weights]
+
+
+# ---------------------------------------------------------------------------
+# caching equals the slow path
+
+
+def test_cached_head_phase_equals_full_model_fit():
+    keras.utils.set_random_seed(7)
+    model = build_transfer_model(conv_backbone(), head(hidden=4))
+    start = model.get_weights()
+    x, y = image_data()
+    xv, yv = image_data(16, seed=3)
+    untrained = model.predict(xv, verbose=0)
+    runs = {}
+    for cache in (True, False):
+        model.set_weights(start)
+        keras.utils.set_random_seed(11)  # both paths draw the same shuffles
+        result = fine_tune(model, (x, y), (xv, yv), head_epochs=3, finetune_epochs=0, head_lr=0.05,
+                           batch_size=8, cache_features=cache, shuffle=True, verbose=0)
+        assert result.features_cached is cache
+        runs[cache] = (model.predict(xv, verbose=0), result.head_history.history)
+    assert np.abs(runs[True][0] - untrained).max() > 1e-3  # the head did train
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5, atol=1e-6)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(runs[True][1][key], runs[False][1][key], rtol=1e-5)
+
+
+def test_cached_phase_with_dict_inputs_validates_like_the_full_model():
+    keras.utils.set_random_seed(3)
+    model = build_transfer_model(dict_backbone(), head())
+    x, y = tabular_data()
+    xv, yv = tabular_data(20, seed=5)
+    result = fine_tune(model, (x, y), (xv, yv), head_epochs=4, finetune_epochs=0, head_lr=0.05,
+                       metrics=["accuracy"], verbose=0)
+    assert result.features_cached and result.cache_reason.startswith("frozen backbone")
+    assert result.feature_seconds > 0 and result.head_seconds > 0 and result.finetune_history is None
+    # the last val_loss was computed on cached features; the full model on raw inputs agrees
+    val_loss, val_acc = model.evaluate(xv, yv, verbose=0)
+    assert result.head_history.history["val_loss"][-1] == pytest.approx(val_loss, rel=1e-5)
+    assert result.head_history.history["val_accuracy"][-1] == pytest.approx(val_acc)
+
+
+def test_cached_phase_from_a_dataset_equals_the_slow_path():
+    keras.utils.set_random_seed(5)
+    model = build_transfer_model(conv_backbone(), head())
+    start = model.get_weights()
+    x, y = image_data(40)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(10)
+    preds = {}
+    for cache in (True, False):
+        model.set_weights(start)
+        result = fine_tune(model, ds, head_epochs=3, finetune_epochs=0, head_lr=0.05,
+                           cache_features=cache, shuffle=False, verbose=0)
+        assert result.features_cached is cache
+        preds[cache] = model.predict(x[:8], verbose=0)
+    np.testing.assert_allclose(preds[True], preds[False], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# the whole recipe
+
+
+def test_full_fine_tune_run_trains_head_then_top_with_batchnorm_frozen():
+    keras.utils.set_random_seed(1)
+    model = build_transfer_model(conv_backbone(), head())
+    x, y = image_data()
+    bb = backbone_of(model)
+    stats, conv1, conv2 = bn_stats(model), weights_of(bb.get_layer("conv1")), weights_of(bb.get_layer("conv2"))
+    result = fine_tune(model, (x, y), (x[:16], y[:16]), head_epochs=2, finetune_epochs=2, head_lr=1e-2,
+                       finetune_lr=1e-2, unfreeze_top=3, batch_size=16, verbose=0)
+    assert isinstance(result, FineTuneResult)
+    assert result.head_history.epoch == [0, 1] and result.finetune_history.epoch == [2, 3]
+    assert result.epochs == 4 and len(result.history["val_loss"]) == 4
+    assert result.head_lr == 1e-2 and result.finetune_lr == 1e-2 and result.features_cached
+    # phase 2 trained the top 3 layers (conv2 bn2 pool) and nothing below
+    for a, b in zip(conv1, weights_of(bb.get_layer("conv1"))):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(conv2[0], weights_of(bb.get_layer("conv2"))[0])
+    # BatchNorm statistics never moved, in either phase
+    for a, b in zip(stats, bn_stats(model)):
+        np.testing.assert_array_equal(a, b)
+    assert result.to_dict()["epochs"] == 4
+    # left compiled, in its phase-2 state
+    assert model.optimizer is not None and len(model.trainable_weights) == 4
+
+
+def test_loss_is_inferred_from_the_predictions_layer():
+    from kerafine.finetune import _check_data, _infer_loss
+
+    x, _ = image_data(6)
+    labels = np.arange(6) % 3
+    cases = [
+        (head(3, "softmax"), labels, "sparse_categorical_crossentropy"),
+        (head(3, "softmax"), labels[:, None], "sparse_categorical_crossentropy"),
+        (head(3, "softmax"), np.eye(3, dtype="float32")[labels], "categorical_crossentropy"),
+        (head(1, None), labels.astype("float32"), "mean_squared_error"),
+        (head(2, "sigmoid"), np.eye(3, dtype="float32")[labels][:, :2], "binary_crossentropy"),
+    ]
+    for h, y, expected in cases:
+        model = build_transfer_model(conv_backbone(), h)
+        assert _infer_loss(model, backbone_of(model), _check_data((x, y), "train_data")) == expected
+    ds = tf.data.Dataset.from_tensor_slices((x, np.eye(3, dtype="float32")[labels])).batch(2)
+    model = build_transfer_model(conv_backbone(), head(3, "softmax"))
+    assert _infer_loss(model, backbone_of(model), _check_data(ds, "train_data")) == "categorical_crossentropy"
+
+
+def test_loaded_model_is_fine_tuned_with_cached_features(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = build_transfer_model(conv_backbone(), head())
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x, y = image_data(24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchNormWarning)
+        result = fine_tune(loaded, (x, y), head_epochs=1, finetune_epochs=0, verbose=0)
+    assert result.features_cached
+
+
+# ---------------------------------------------------------------------------
+# hand-made models, BatchNorm warning, when not to cache
+
+
+def test_hand_made_model_without_training_false_warns_and_is_not_cached_with_dropout():
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, name="c")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dropout(0.3, name="drop")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    base = keras.Model(inputs, x, name="base")
+    raw = keras.Input((6, 6, 2))
+    model = keras.Model(raw, keras.layers.Dense(1, activation="sigmoid", name="predictions")(base(raw)))
+    base.trainable = True  # the classic mistake: BN trainable and running in training mode
+    stats = bn_stats(model)
+    x, y = image_data(24)
+    with pytest.warns(BatchNormWarning, match=r"\['base/bn'\]"):
+        result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0)
+    assert not result.features_cached and "'drop'" in result.cache_reason
+    for a, b in zip(stats, bn_stats(model)):  # fine_tune kept them frozen anyway
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_features_false_and_no_head_epochs_skip_caching():
+    model = build_transfer_model(dict_backbone(), head())
+    x, y = tabular_data(16)
+    r = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, cache_features=False, verbose=0)
+    assert not r.features_cached and r.cache_reason == "cache_features=False"
+    r = fine_tune(model, (x, y), head_epochs=0, finetune_epochs=1, verbose=0)
+    assert r.head_history is None and r.finetune_history.epoch == [0] and not r.features_cached
+
+
+# ---------------------------------------------------------------------------
+# callbacks in the cached phase see the full model
+
+
+class Recorder(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.models, self.lrs = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.models.append(self.model)
+        self.lrs.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_callbacks_in_cached_phase_see_the_full_model(tmp_path):
+    keras.utils.set_random_seed(8)
+    model = build_transfer_model(conv_backbone(), head())
+    x, y = image_data(32)
+    recorder = Recorder()
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="loss")
+    reduce = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=1e9, factor=0.5)
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=1e9)
+    result = fine_tune(model, (x, y), head_epochs=5, finetune_epochs=0, head_lr=0.01,
+                       callbacks=[checkpoint, reduce, stop, recorder], verbose=0)
+    assert result.features_cached
+    assert all(m is model for m in recorder.models)
+    # ReduceLROnPlateau changed the optimizer that was training; EarlyStopping stopped the head-only fit
+    assert recorder.lrs[0] == pytest.approx(0.01) and recorder.lrs[1] == pytest.approx(0.005)
+    assert result.head_history.epoch == [0, 1]
+    saved = keras.models.load_model(tmp_path / "best.keras")
+    assert [t.name for t in saved.inputs] == ["image"]
+    np.testing.assert_allclose(saved.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# with kerafine's own backbones and heads
+
+
+def test_fine_tune_with_kerafine_sequence_encoder_and_head():
+    from kerafine import backbones, heads
+
+    keras.utils.set_random_seed(9)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 5, 2)).astype("float32")
+    y = (x[:, -1, 0] > 0).astype("int64")
+    model = build_transfer_model(backbones.sequence_encoder((5, 2), units=(4,)), heads.classification(2))
+    result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, unfreeze_top=1, verbose=0)
+    assert result.features_cached and model.loss == "binary_crossentropy"
+
+
+# ---------------------------------------------------------------------------
+# bad input, rejected before any work
+
+
+@pytest.fixture
+def small():
+    model = build_transfer_model(conv_backbone(), head())
+    x, y = image_data(8)
+    return model, (x, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"head_epochs": -1}, r"argument `head_epochs`: received -1; expected an int >= 0"),
+        ({"finetune_epochs": 2.5}, r"argument `finetune_epochs`: received 2.5; expected an int >= 0"),
+        ({"head_epochs": True}, r"argument `head_epochs`: received True"),
+        ({"head_epochs": 0, "finetune_epochs": 0}, r"`finetune_epochs`: received 0; expected an int >= 1 when"),
+        ({"head_lr": -0.1}, r"argument `head_lr`: received -0.1; expected a positive finite float, .*\"find\""),
+        ({"finetune_lr": float("nan")}, r"argument `finetune_lr`: received nan"),
+        ({"head_lr": "fast"}, r"argument `head_lr`: received 'fast'"),
+        ({"cache_features": "yes"}, r"argument `cache_features`: received 'yes'; expected \"auto\", True or False"),
+        ({"unfreeze_top": 99}, r"argument `unfreeze_top`: received 99; .*it has 6 layers"),
+        ({"unfreeze_top": "conv3"}, r"argument `unfreeze_top`: received 'conv3'.*Did you mean \"conv2\" or \"conv1\""),
+        ({"verbose": 3}, r"argument `verbose`: received 3"),
+        ({"batch_size": 0}, r"argument `batch_size`: received 0"),
+        ({"optimizer": "adamm"}, r"argument `optimizer`: received 'adamm'"),
+        ({"callbacks": ["stop"]}, r"argument `callbacks`"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(small, kwargs, match):
+    model, data = small
+    before = weights_of(model)
+    with pytest.raises(KerafineError, match=match):
+        fine_tune(model, data, **kwargs)
+    assert getattr(model, "optimizer", None) is None  # never compiled
+    for a, b in zip(before, weights_of(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_cannot_be_inferred_without_a_predictions_layer():
+    model = build_transfer_model(conv_backbone(), keras.layers.Dense(1, name="out"))
+    with pytest.raises(KerafineError, match=r"argument `loss`: received None; .*no Dense layer named \"predictions\""):
+        fine_tune(model, image_data(8))
+    model = build_transfer_model(conv_backbone(), head(3, "softmax"))
+    with pytest.raises(KerafineError, match=r"labels of shape \(8, 2\) fit neither sparse"):
+        fine_tune(model, (image_data(8)[0], np.zeros((8, 2))))
+    model = build_transfer_model(conv_backbone(), head(1, "relu"))
+    with pytest.raises(KerafineError, match=r"activation 'relu' has no default loss"):
+        fine_tune(model, image_data(8))
+
+
+def test_bad_data_is_rejected(small):
+    model, (x, y) = small
+    with pytest.raises(DataError, match=r"`train_data`: the inputs have 8 rows but the labels have 7"):
+        fine_tune(model, (x, y[:7]))
+    with pytest.raises(DataError, match=r"`validation_data`: received \[1, 2\]"):
+        fine_tune(model, (x, y), validation_data=[1, 2])
+    with pytest.raises(DataError, match=r"`train_data`.*expected a finite dataset.*repeat"):
+        fine_tune(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat())
+    with pytest.raises(DataError, match=r"`train_data`.*\(x, y\) or \(x, y, sample_weight\) batches"):
+        fine_tune(model, tf.data.Dataset.from_tensor_slices(x).batch(4))
+    with pytest.raises(KerafineError, match=r"argument `model`: received 'model'"):
+        fine_tune("model", (x, y))
+    assert getattr(model, "optimizer", None) is None
