@@ -58,6 +58,9 @@ def _graph_inputs(model: keras.Model) -> Any:
             hint="Subclassed models and Sequential models built without keras.Input have no "
             "layer graph to cut; rebuild it functionally or call it once on a keras.Input.",
         )
+    if isinstance(model, keras.Sequential):
+        return inputs[0]
+    # Keeps a dict of named inputs a dict (e.g. a tabular model).
     return model.input
 
 
