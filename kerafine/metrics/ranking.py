@@ -16,10 +16,9 @@ samples. Two sort strategies are used, both exact:
   then the Mann-Whitney statistic with ties counted one half, in integer
   arithmetic until one final division.
 * everything that needs the full descending order (sample weights, curves,
-  DeLong variance) uses a stable argsort built from one (float32) or two
-  (float64) radix passes of 32-bit keys packed with the row index into
-  ``uint64`` and sorted by value, which is faster than ``np.argsort`` and
-  gives exactly the same permutation as ``np.argsort(kind="stable")``.
+  DeLong variance) uses one argsort; for float32 scores it is a radix pass
+  (32-bit order keys packed with the row index into ``uint64`` and sorted by
+  value), stable and faster than ``np.argsort``.
 
 Undefined cases (labels with a single class) warn with
 :class:`~kerafine.metrics.UndefinedMetricWarning` and return ``nan``.
@@ -64,42 +63,33 @@ _RADIX_MIN = 1 << 15
 
 
 def _order_key(x: np.ndarray) -> np.ndarray:
-    """Unsigned integer keys whose order is the order of the floats ``x`` (finite, no -0.0)."""
-    if x.dtype == np.float32:
-        u = x.view(np.uint32)
-        # Arithmetic shift: all ones for negative numbers, zero otherwise.
-        flip = (x.view(np.int32) >> np.int32(31)).view(np.uint32) | np.uint32(0x80000000)
-        return u ^ flip
-    u = x.view(np.uint64)
-    flip = (x.view(np.int64) >> np.int64(63)).view(np.uint64) | np.uint64(0x8000000000000000)
+    """uint32 keys whose order is the order of the float32 values ``x`` (finite, no -0.0)."""
+    u = x.view(np.uint32)
+    # Arithmetic shift: all ones for negative numbers (flip every bit), else flip the sign bit.
+    flip = (x.view(np.int32) >> np.int32(31)).view(np.uint32) | np.uint32(0x80000000)
     return u ^ flip
 
 
-def _stable_argsort_desc(s: np.ndarray) -> np.ndarray:
-    """``np.argsort(-s, kind="stable")``, faster for large float inputs.
+def _argsort_desc(s: np.ndarray) -> np.ndarray:
+    """Indices that sort ``s`` in decreasing order.
 
-    Scores are negated (exact) so that an ascending stable sort gives the
-    descending order with ties in their original order, as scikit-learn sorts.
+    float32 scores (what Keras models output) of a large array: one radix pass,
+    a value sort of ``(32-bit order key << 32) | row index`` packed in uint64,
+    which is stable (ties keep their row order, as scikit-learn's stable sort)
+    and faster than ``np.argsort``. float64: numpy's default ``argsort``; a
+    two-pass radix sort measured no faster on 1e6-1e7 samples (benchmarks/RESULTS.md). Inside a
+    tie group the order then differs from scikit-learn's, which changes only
+    the order of the float64 additions of that group's weights (about 1e-16
+    relative), never which samples are tied.
     """
     n = s.size
-    if n < _RADIX_MIN or n >= (1 << 32):
-        return np.argsort(-s, kind="stable")
+    if s.dtype != np.float32 or n < _RADIX_MIN or n >= (1 << 32):
+        return np.argsort(-s)
     neg = np.negative(s)
-    neg += 0.0  # -0.0 -> +0.0, so the two zeros tie as they compare equal
-    key = _order_key(neg)
-    index = np.arange(n, dtype=np.uint64)
-    if key.dtype == np.uint32:
-        packed = (key.astype(np.uint64) << _SHIFT32) | index
-        packed.sort()
-        return (packed & _LOW32).astype(np.intp)
-    # LSD radix sort in two 32-bit passes; each pass is a value sort of
-    # (digit << 32 | position), which is stable because position breaks ties.
-    packed = ((key & _LOW32) << _SHIFT32) | index
+    neg += np.float32(0.0)  # -0.0 -> +0.0, so the two zeros tie as they compare equal
+    packed = (_order_key(neg).astype(np.uint64) << _SHIFT32) | np.arange(n, dtype=np.uint64)
     packed.sort()
-    perm = (packed & _LOW32).astype(np.intp)
-    packed = ((key[perm] >> _SHIFT32) << _SHIFT32) | index
-    packed.sort()
-    return perm[(packed & _LOW32).astype(np.intp)]
+    return (packed & _LOW32).astype(np.intp)
 
 
 @dataclasses.dataclass
@@ -122,7 +112,7 @@ def _groups(y: np.ndarray, s: np.ndarray, w: Optional[np.ndarray], squares: bool
         keep = w != 0
         if not keep.all():
             y, s, w = y[keep], s[keep], w[keep]
-    order = _stable_argsort_desc(s)
+    order = _argsort_desc(s)
     s_d = s[order]
     y_d = y[order]
     n = s_d.size
