@@ -304,9 +304,12 @@ def check_targets(y_true, y_score, sample_weight=None, labels: Sequence | None =
         sorted_lab = lab[order]
         if np.unique(lab).size != lab.size:
             raise _error("labels", f"duplicated labels {_preview(lab)}", "distinct labels")
-        pos_in = np.searchsorted(sorted_lab, y)
-        pos_in = np.clip(pos_in, 0, k - 1)
-        ok = sorted_lab[pos_in] == y
+        try:
+            pos_in = np.clip(np.searchsorted(sorted_lab, y), 0, k - 1)
+            ok = np.asarray(sorted_lab[pos_in] == y, dtype=bool)
+        except (TypeError, ValueError):  # e.g. integer labels against string names
+            ok = np.zeros(n, dtype=bool)
+            pos_in = np.zeros(n, dtype=np.intp)
         if not np.all(ok):
             found = np.unique(y[~ok])
             raise _error(

@@ -304,6 +304,8 @@ def test_score_columns_that_do_not_match_the_classes_are_an_error():
         roc_auc(np.eye(3)[:, :2], np.eye(3))
     with pytest.raises(DataError, match="one label per score column"):
         roc_auc([0, 1, 2], np.eye(3), labels=["a", "b"])
+    with pytest.raises(DataError, match=r"labels \[0, 1, 2\] that are not in `labels`"):
+        roc_auc([0, 1, 2], np.eye(3), labels=["a", "b", "c"])
 
 
 def test_more_than_two_labels_with_one_dimensional_scores_is_an_error():
