@@ -51,17 +51,14 @@ Example:
 >>> model = kerafine.build_transfer_model(backbone, head)
 >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
 >>> y = (x[:, 0] > 0).astype("float32")
->>> result = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=1, verbose=0)
+>>> result = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=0, verbose=0)
 >>> result.features_cached, result.epochs, sorted(result.history)
-(True, 3, ['loss'])
+(True, 2, ['loss'])
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import inspect
 import logging
 import math
 import time
@@ -516,16 +513,23 @@ def _retarget_callbacks(user_callbacks, full_model, head_model):
 # learning-rate finder
 
 
-def _lr_find(phase_model, data: _Data, batch_size: int, verbose) -> tuple[float, str]:
-    lr_finder = importlib.import_module("kerafine.lr_finder")
-    params = inspect.signature(lr_finder.lr_find).parameters
-    kwargs = {}
-    if "batch_size" in params and not data.is_dataset:
-        kwargs["batch_size"] = batch_size
-    if "verbose" in params:
-        kwargs["verbose"] = verbose
+def _n_batches(data: _Data, batch_size: int) -> Optional[int]:
+    if data.is_dataset:
+        n = int(data.dataset.cardinality())
+        return n if n > 0 else None
+    return -(-_n_rows(data.x) // batch_size)
+
+
+_LR_FIND_MIN_STEPS = 10
+
+
+def _lr_find(phase_model, data: _Data, batch_size: int) -> tuple[float, str]:
+    from kerafine.lr_finder import lr_find
+
+    n = _n_batches(data, batch_size)
+    num_steps = 100 if n is None else max(_LR_FIND_MIN_STEPS, min(100, n))
     train = data.dataset if data.is_dataset else ((data.x, data.y) if data.w is None else (data.x, data.y, data.w))
-    result = lr_finder.lr_find(phase_model, train, **kwargs)
+    result = lr_find(phase_model, train, num_steps=num_steps, batch_size=batch_size)
     return float(result.suggestion), str(result.rule)
 
 
@@ -643,10 +647,6 @@ def fine_tune(
         )
     head_lr = _check_lr("head_lr", head_lr)
     finetune_lr = _check_lr("finetune_lr", finetune_lr)
-    if "find" in (head_lr, finetune_lr) and importlib.util.find_spec("kerafine.lr_finder") is None:
-        raise KerafineError(
-            'A learning rate of "find" needs kerafine.lr_finder, which this installation lacks; pass a float.'
-        )
     n_top = transfer._n_trainable_top(backbone, unfreeze_top, "unfreeze_top") if unfreeze_top != "all" else None
     if isinstance(cache_features, bool):
         pass
@@ -672,6 +672,14 @@ def fine_tune(
     val = _check_data(validation_data, "validation_data", required=False)
     if loss is None:
         loss = _infer_loss(model, backbone, train)
+    if "find" in (head_lr, finetune_lr):
+        n = _n_batches(train, batch_size)
+        if n is not None and n < _LR_FIND_MIN_STEPS:
+            name = "head_lr" if head_lr == "find" else "finetune_lr"
+            raise invalid_argument(
+                name, "find", f"a float: lr_find needs at least {_LR_FIND_MIN_STEPS} batches of train_data and "
+                f"there are {n}", hint="Pass more data, a smaller batch_size, or a learning rate.",
+            )
 
     # ---- BatchNorm: restore recorded inference calls, then say what the model as given would do
     transfer._pin_recorded_inference(model)
@@ -706,7 +714,7 @@ def fine_tune(
             lr = head_lr
             if lr == "find":
                 head_model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
-                lr, rule = _lr_find(head_model, cached, bs, verbose)
+                lr, rule = _lr_find(head_model, cached, bs)
                 result["lr_found"]["head"] = (lr, rule)
                 _say(verbose, f'head_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
             opt = _make_optimizer(template, lr)
@@ -726,7 +734,7 @@ def fine_tune(
             lr = head_lr
             if lr == "find":
                 model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
-                lr, rule = _lr_find(model, train, batch_size, verbose)
+                lr, rule = _lr_find(model, train, batch_size)
                 result["lr_found"]["head"] = (lr, rule)
                 _say(verbose, f'head_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
             model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))
@@ -748,7 +756,7 @@ def fine_tune(
         lr = finetune_lr
         if lr == "find":
             model.compile(optimizer=_make_optimizer(template, 1e-5), loss=loss, metrics=_clone_metrics(metrics))
-            lr, rule = _lr_find(model, train, batch_size, verbose)
+            lr, rule = _lr_find(model, train, batch_size)
             result["lr_found"]["finetune"] = (lr, rule)
             _say(verbose, f'finetune_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
         model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))

@@ -76,7 +76,7 @@ def test_cached_head_phase_equals_full_model_fit():
     for cache in (True, False):
         model.set_weights(start)
         keras.utils.set_random_seed(11)  # both paths draw the same shuffles
-        result = fine_tune(model, (x, y), (xv, yv), head_epochs=3, finetune_epochs=0, head_lr=0.05,
+        result = fine_tune(model, (x, y), (xv, yv), head_epochs=2, finetune_epochs=0, head_lr=0.05,
                            batch_size=8, cache_features=cache, shuffle=True, verbose=0)
         assert result.features_cached is cache
         runs[cache] = (model.predict(xv, verbose=0), result.head_history.history)
@@ -193,7 +193,7 @@ def test_hand_made_model_without_training_false_warns_and_is_not_cached_with_dro
     model = keras.Model(raw, keras.layers.Dense(1, activation="sigmoid", name="predictions")(base(raw)))
     base.trainable = True  # the classic mistake: BN trainable and running in training mode
     stats = bn_stats(model)
-    x, y = image_data(24)
+    x, y = image_data(16)
     with pytest.warns(BatchNormWarning, match=r"\['base/bn'\]"):
         result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0)
     assert not result.features_cached and "'drop'" in result.cache_reason
@@ -256,7 +256,7 @@ def test_fine_tune_with_kerafine_sequence_encoder_and_head():
     x = rng.normal(size=(32, 5, 2)).astype("float32")
     y = (x[:, -1, 0] > 0).astype("int64")
     model = build_transfer_model(backbones.sequence_encoder((5, 2), units=(4,)), heads.classification(2))
-    result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, unfreeze_top=1, verbose=0)
+    result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, verbose=0)
     assert result.features_cached and model.loss == "binary_crossentropy"
 
 
@@ -325,3 +325,21 @@ def test_bad_data_is_rejected(small):
     with pytest.raises(KerafineError, match=r"argument `model`: received 'model'"):
         fine_tune("model", (x, y))
     assert getattr(model, "optimizer", None) is None
+
+
+def test_head_lr_find_uses_the_lr_find_suggestion(caplog):
+    keras.utils.set_random_seed(10)
+    inputs = keras.Input((4,))
+    model = build_transfer_model(keras.Model(inputs, keras.layers.Dense(6, activation="tanh")(inputs), name="enc"),
+                                 head())
+    x = np.random.default_rng(2).normal(size=(80, 4)).astype("float32")
+    y = (x[:, 0] - x[:, 1] > 0).astype("float32")
+    with caplog.at_level("INFO", logger="kerafine.finetune"):
+        result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, head_lr="find", batch_size=8, verbose=0)
+    lr, rule = result.lr_found["head"]
+    assert result.head_lr == lr and rule in ("steepest", "min/10") and 0 < lr < 1.0
+    # the optimizer that trained the head (shared by the full model in the cached phase) ran at it
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(lr, rel=1e-6)
+    assert f"lr_find suggested {lr:.3g} (rule: {rule})" in caplog.text
+    with pytest.raises(KerafineError, match=r"`finetune_lr`: received 'find'; .*at least 10 batches .* there are 3"):
+        fine_tune(model, (x[:24], y[:24]), finetune_lr="find", batch_size=8)
