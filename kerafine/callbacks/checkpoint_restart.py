@@ -167,9 +167,13 @@ def _fingerprint_difference(saved: dict, current: dict) -> str | None:
                 return f"layer #{i}: {x} in the checkpoint, {y} in the model"
         return f"{len(a)} layers in the checkpoint, {len(b)} in the model"
     a, b = saved.get("variables", []), current.get("variables", [])
+
+    def show(v):
+        return f"{v[0]} {tuple(v[1])} {v[2]}"
+
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
-            return f"variable #{i}: {tuple(x)} in the checkpoint, {tuple(y)} in the model"
+            return f"variable #{i}: {show(x)} in the checkpoint, {show(y)} in the model"
     return f"{len(a)} variables in the checkpoint, {len(b)} in the model"
 
 
@@ -185,7 +189,7 @@ def _rng_state() -> dict:
 
     gen = global_state.get_global_attribute("global_seed_generator")
     if gen is not None:
-        out["keras_global"] = np.asarray(keras.ops.convert_to_numpy(gen.state.value))
+        out["keras_global"] = np.asarray(gen.state.numpy())
     return out
 
 
@@ -200,6 +204,11 @@ def _set_rng_state(rng: dict) -> None:
         from keras.src.random.seed_generator import global_seed_generator
 
         global_seed_generator().state.assign(np.asarray(rng["keras_global"]))
+
+
+def _to_float(value) -> float:
+    # .numpy() rather than np.asarray: Keras variables warn under NumPy 2 otherwise.
+    return float(value.numpy() if hasattr(value, "numpy") else value)
 
 
 def _is_chief() -> bool:
@@ -611,13 +620,14 @@ class CheckpointRestart(keras.callbacks.Callback):
                 f"Training diverged at {where} ({reason}) before any valid checkpoint existed in "
                 f"{os.fspath(self._path)!r}, so there is nothing to roll back to."
             )
+        step = self._global_step()  # of the diverged step, before the restore rewinds it
         self._restore(target, begun=self._others, resume=False)
         self._rollbacks += 1
         self.rollbacks = self._rollbacks
         optimizer = self.model.optimizer
         new_lr = None
         try:
-            old_lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            old_lr = _to_float(optimizer.learning_rate)
             new_lr = old_lr * self.lr_factor
             optimizer.learning_rate = new_lr
         except (TypeError, AttributeError):
@@ -636,7 +646,6 @@ class CheckpointRestart(keras.callbacks.Callback):
         if self.log_dir is not None:
             from kerafine import tensorboard
 
-            step = self._global_step()
             tensorboard.scalar(self.log_dir, "rollback", self._rollbacks, step)
             tensorboard.text(self.log_dir, "rollback", message, step)
 
@@ -654,7 +663,7 @@ class CheckpointRestart(keras.callbacks.Callback):
     def _global_step(self) -> int:
         opt = getattr(self.model, "optimizer", None)
         try:
-            return int(keras.ops.convert_to_numpy(opt.iterations))
+            return int(_to_float(opt.iterations))
         except Exception:
             return 0
 
@@ -686,12 +695,12 @@ class CheckpointRestart(keras.callbacks.Callback):
             return
         started = time.perf_counter()
         model = self.model
-        groups = {"model": [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in model.variables]}
+        groups = {"model": [np.asarray(v.numpy()) for v in model.variables]}
         opt = getattr(model, "optimizer", None)
         groups["optimizer"] = (
-            [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in opt.variables] if opt is not None and opt.built else []
+            [np.asarray(v.numpy()) for v in opt.variables] if opt is not None and opt.built else []
         )
-        groups["metrics"] = [np.asarray(keras.ops.convert_to_numpy(v.value)) for v in model.metrics_variables] if batch > 0 else []
+        groups["metrics"] = [np.asarray(v.numpy()) for v in model.metrics_variables] if batch > 0 else []
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"

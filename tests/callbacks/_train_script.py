@@ -1,8 +1,9 @@
 """Deterministic tiny training run for the fault-injection tests (run as a subprocess).
 
-Usage: python _train_script.py CONFIG_JSON
+Usage: python _train_script.py CONFIGS_JSON
 
-CONFIG_JSON keys:
+CONFIGS_JSON is a list of configs, run one after the other in this process
+(each run reseeds everything); config keys:
   directory    checkpoint directory (None: no CheckpointRestart, the reference run)
   out          where to write the final weights and what happened (.npz)
   save_freq    "epoch" or an int
@@ -21,8 +22,6 @@ import os
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 
 def _die():
     sys.stdout.flush()
@@ -31,6 +30,7 @@ def _die():
 
 
 def main(config):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
     import tensorflow as tf
 
@@ -119,4 +119,5 @@ def main(config):
 
 
 if __name__ == "__main__":
-    main(json.loads(sys.argv[1]))
+    for config in json.loads(sys.argv[1]):
+        main(config)
