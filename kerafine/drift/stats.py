@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -189,6 +190,7 @@ def ks_2samp(x, y) -> tuple[float, float]:
     return ks_sorted(np.sort(x[~np.isnan(x)]), np.sort(y[~np.isnan(y)]))
 
 
+@functools.lru_cache(maxsize=8)
 def _quantile_grid(n: int, m: int):
     """Merged grid of the quantile levels k/n and l/m, as indices into each sample.
 
@@ -201,6 +203,9 @@ def _quantile_grid(n: int, m: int):
     # Q(u) on (a, b] is x[ceil(b * size) - 1]; here b*n = right/m and b*m = right/n.
     idx_ref = (right + m - 1) // m - 1
     idx_cur = (right + n - 1) // n - 1
+    # Cached and shared between calls: keep them read-only.
+    for a in (idx_ref, idx_cur, weights):
+        a.setflags(write=False)
     return idx_ref, idx_cur, weights
 
 
