@@ -78,8 +78,11 @@ class AUCTracker(keras.callbacks.Callback):
       Keras's ``validation_freq``). On the other epochs the keys are left OUT of
       the logs rather than repeating a stale value or writing NaN: Keras's
       ``EarlyStopping`` and ``ReduceLROnPlateau`` then skip the epoch with a
-      warning (NaN would count as "no improvement" and stop training early).
-      ``History`` lists then hold one value per evaluated epoch.
+      warning (NaN would count as "no improvement" and stop training early);
+      kerafine's ``EarlyStopping`` skips it only when ``fit`` has no
+      ``validation_data`` of its own, and otherwise raises (a monitored key
+      should use ``every_n_epochs=1``). ``History`` lists then hold one value
+      per evaluated epoch.
     * A callback earlier in the list that monitors one of these keys never
       sees them: a warning at the start of training names it and the fix.
     * Scores may be probabilities or logits; sample weights in
@@ -297,8 +300,8 @@ class AUCTracker(keras.callbacks.Callback):
                     warnings.warn(
                         f"{type(cb).__name__} monitors {monitor!r}, which AUCTracker writes only every "
                         f"{self.every_n_epochs} epochs; on the other epochs the key is absent (Keras's monitors "
-                        "skip those epochs with a warning; kerafine's EarlyStopping may raise). Use "
-                        "every_n_epochs=1 for a monitored key.",
+                        "skip those epochs with a warning; kerafine's EarlyStopping raises when fit() has "
+                        "validation_data of its own). Use every_n_epochs=1 for a monitored key.",
                         stacklevel=3,
                     )
 
