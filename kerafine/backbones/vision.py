@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any
 
 import keras
@@ -239,7 +240,10 @@ def vision(
         raise
     if weights not in (None, "imagenet"):
         try:
-            model.load_weights(weights)
+            # Keras warns about each unmatched group before it raises; the error says it all.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.load_weights(weights)
         except Exception as error:
             raise invalid_argument(
                 "weights",
@@ -248,6 +252,10 @@ def vision(
                 hint=f"Keras could not load it: {str(error)[:400]}",
                 error=WeightsError,
             ) from error
+        for warning in caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     # Keras builds it from get_source_inputs(), a one-element list: rewrap it on the
     # bare Input so calling the backbone on a single tensor matches its structure.
     return keras.Model(inputs, model.output, name=model.name)

@@ -92,7 +92,7 @@ def test_forecast_pretraining_lowers_its_loss_on_a_learnable_series(seeded):
 
 
 def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(seeded):
-    windows = _sine_windows(n=128, steps=8)
+    windows = _sine_windows(n=64, steps=8)
     encoder = sequence_encoder((8, 1), kind="lstm", units=(8,))
     before = [w.copy() for w in encoder.get_weights()]
     start = _LossAtStart(windows, windows)
@@ -102,7 +102,7 @@ def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(seeded)
         objective="reconstruct",
         epochs=10,
         optimizer=keras.optimizers.Adam(0.02),
-        batch_size=32,
+        batch_size=16,
         callbacks=[start],
         verbose=0,
     )

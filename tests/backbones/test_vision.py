@@ -40,7 +40,7 @@ def test_mobilenet_v2_builds_with_tf_mode_preprocessing(seeded):
     backbone = vision("mobilenet_v2", weights=None, input_shape=SHAPE)
     assert backbone.output.shape == (None, 1280)
     assert backbone.get_layer("preprocessing").mode == "tf"
-    assert np.all(np.isfinite(backbone.predict(_images(), verbose=0)))
+    assert np.all(np.isfinite(np.asarray(backbone(_images()))))
 
 
 def test_unknown_pooling_is_rejected():
@@ -54,10 +54,10 @@ def test_raw_pixels_in_equals_family_preprocess_input_outside(seeded):
     assert inside.output.shape == (None, 1, 1, 512)  # pooling=None: the feature map
     outside.set_weights(inside.get_weights())
     images = _images()
-    expected = outside.predict(keras.applications.vgg16.preprocess_input(images.copy()), verbose=0)
-    np.testing.assert_allclose(inside.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-3)
+    expected = np.asarray(outside(keras.applications.vgg16.preprocess_input(images.copy())))
+    np.testing.assert_allclose(np.asarray(inside(images)), expected, rtol=1e-4, atol=1e-3)
     # The caffe mode is not a no-op: raw pixels into the model without it differ.
-    assert not np.allclose(outside.predict(images, verbose=0), expected, rtol=1e-2)
+    assert not np.allclose(np.asarray(outside(images)), expected, rtol=1e-2)
 
 
 def test_keras_round_trip_keeps_predictions(tmp_path, seeded):
@@ -66,7 +66,7 @@ def test_keras_round_trip_keeps_predictions(tmp_path, seeded):
     backbone.save(path)
     restored = keras.models.load_model(path, safe_mode=True)
     images = _images()
-    np.testing.assert_array_equal(restored.predict(images, verbose=0), backbone.predict(images, verbose=0))
+    np.testing.assert_array_equal(np.asarray(restored(images)), np.asarray(backbone(images)))
     assert restored.get_layer("preprocessing").mode == "caffe"
 
 
@@ -92,8 +92,8 @@ def test_legacy_h5_weights_file_like_keras_notop_downloads_loads(tmp_path, seede
     loaded = vision("vgg16", weights=path, input_shape=SHAPE)
     images = _images()
     np.testing.assert_allclose(
-        loaded.predict(images, verbose=0),
-        source.predict(keras.applications.vgg16.preprocess_input(images.copy()), verbose=0),
+        np.asarray(loaded(images)),
+        np.asarray(source(keras.applications.vgg16.preprocess_input(images.copy()))),
         rtol=1e-4,
         atol=1e-3,
     )
