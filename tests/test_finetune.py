@@ -217,11 +217,12 @@ def test_cache_features_false_and_no_head_epochs_skip_caching():
 class Recorder(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
-        self.models, self.lrs = [], []
+        self.models, self.lrs, self.heads = [], [], []
 
     def on_epoch_end(self, epoch, logs=None):
         self.models.append(self.model)
         self.lrs.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        self.heads.append(self.model.get_layer("head").get_weights())
 
 
 def test_callbacks_in_cached_phase_see_the_full_model(tmp_path):
@@ -229,19 +230,25 @@ def test_callbacks_in_cached_phase_see_the_full_model(tmp_path):
     model = build_transfer_model(conv_backbone(), head())
     x, y = image_data(32)
     recorder = Recorder()
-    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="loss")
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "last.keras"), monitor="loss")
     reduce = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=1e9, factor=0.5)
-    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=1e9)
+    stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=1e9, restore_best_weights=True)
     result = fine_tune(model, (x, y), head_epochs=5, finetune_epochs=0, head_lr=0.01,
-                       callbacks=[checkpoint, reduce, stop, recorder], verbose=0)
+                       callbacks=[checkpoint, reduce, recorder, stop], verbose=0)
     assert result.features_cached
     assert all(m is model for m in recorder.models)
     # ReduceLROnPlateau changed the optimizer that was training; EarlyStopping stopped the head-only fit
-    assert recorder.lrs[0] == pytest.approx(0.01) and recorder.lrs[1] == pytest.approx(0.005)
+    assert recorder.lrs == [pytest.approx(0.01), pytest.approx(0.005)]
     assert result.head_history.epoch == [0, 1]
-    saved = keras.models.load_model(tmp_path / "best.keras")
+    # ModelCheckpoint saved the full model (raw image input) as it was after epoch 1 ...
+    saved = keras.models.load_model(tmp_path / "last.keras")
     assert [t.name for t in saved.inputs] == ["image"]
-    np.testing.assert_allclose(saved.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), rtol=1e-5)
+    for a, b in zip(saved.get_layer("head").get_weights(), recorder.heads[1]):
+        np.testing.assert_array_equal(a, b)
+    # ... and EarlyStopping restored the epoch-0 head into the model
+    assert not np.array_equal(recorder.heads[0][0], recorder.heads[1][0])
+    for a, b in zip(model.get_layer("head").get_weights(), recorder.heads[0]):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------------------
