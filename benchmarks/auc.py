@@ -1,6 +1,7 @@
 """Benchmark: exact ROC-AUC of kerafine vs scikit-learn, and AUCTracker's cost per epoch.
 
-Run: ``python benchmarks/auc.py`` (about two minutes on 2 cores). One run per
+Run: ``python benchmarks/auc.py`` (about two minutes on 2 cores;
+``--no-metrics`` or ``--no-tracker`` runs one half). One run per
 size, as the issue asks; the machine is shared, so record ``uptime`` with the
 figures.
 
@@ -97,19 +98,37 @@ def bench_tracker(n_train=100_000, n_val=50_000, epochs=4):
         )
         model.compile("adam", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
         timer = EpochTimer()
-        # The timer goes last so that its epoch end includes the tracker's work.
-        callbacks = ([AUCTracker((xv, yv), name="val_exact_auc", batch_size=2048)] if with_tracker else []) + [timer]
-        model.fit(x, y, validation_data=(xv, yv), batch_size=256, epochs=epochs, verbose=0, callbacks=callbacks)
-        return float(np.median(timer.times[1:]))  # epoch 0 includes tracing
+        tracker_times = []
+        callbacks = [timer]
+        if with_tracker:
+            tracker = AUCTracker((xv, yv), name="val_exact_auc", batch_size=2048)
+            inner = tracker.on_epoch_end
 
-    base = run(False)
-    tracked = run(True)
+            def timed(epoch, logs=None):
+                t0 = time.perf_counter()
+                inner(epoch, logs)
+                tracker_times.append(time.perf_counter() - t0)
+
+            tracker.on_epoch_end = timed
+            # The timer goes last so that its epoch end includes the tracker's work.
+            callbacks = [tracker, timer]
+        model.fit(x, y, validation_data=(xv, yv), batch_size=256, epochs=epochs, verbose=0, callbacks=callbacks)
+        # Epoch 0 includes tracing: medians over the later epochs.
+        return float(np.median(timer.times[1:])), (float(np.median(tracker_times[1:])) if tracker_times else 0.0), model
+
+    base, _, _ = run(False)
+    tracked, tracker_time, model = run(True)
+    from kerafine.metrics import ranking
+
+    p = model.predict(xv, batch_size=2048, verbose=0).ravel()
+    metric_time, _ = _time(ranking._binary_summary, yv.astype(bool), p, None, 0.95)
     print("\n== AUCTracker per-epoch overhead (median of epochs 2..{}) ==".format(epochs))
-    print(f"train rows {n_train}, validation rows {n_val}, model Dense(32)-Dense(1)")
-    print(f"epoch without AUCTracker: {base:.3f} s")
-    print(f"epoch with AUCTracker:    {tracked:.3f} s")
-    print(f"overhead: {tracked - base:+.3f} s per epoch, ratio {tracked / base:.2f}")
-    return base, tracked
+    print(f"train rows {n_train}, validation rows {n_val}, model Dense(32)-Dense(1), fit(validation_data=...)")
+    print(f"epoch without AUCTracker:            {base:.3f} s")
+    print(f"epoch with AUCTracker:               {tracked:.3f} s (ratio {tracked / base:.2f}; noisy on a shared machine)")
+    print(f"AUCTracker.on_epoch_end itself:      {tracker_time:.3f} s = {tracker_time / base:.1%} of the epoch without it")
+    print(f"  of which exact AUC + PR + DeLong:  {metric_time:.4f} s (the rest is the prediction pass)")
+    return base, tracked, tracker_time, metric_time
 
 
 def main():
@@ -117,7 +136,8 @@ def main():
 
     print(f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}")
     print(f"nproc {os.cpu_count()}, load average {os.getloadavg()}")
-    bench_metrics()
+    if "--no-metrics" not in sys.argv:
+        bench_metrics()
     if "--no-tracker" not in sys.argv:
         bench_tracker()
     print(f"load average at the end {os.getloadavg()}")
