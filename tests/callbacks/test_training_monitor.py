@@ -234,7 +234,7 @@ def test_learning_rate_too_low_or_too_high_is_reported_with_a_tensorboard_text_e
 
 def test_healthy_run_reports_nothing(seeded):
     x, y = _regression(n=128)
-    model = _linear_model(optimizer=keras.optimizers.SGD(0.002))
+    model = _linear_model(optimizer=keras.optimizers.SGD(0.0005))
     found = []
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=_regression(n=32, seed=1),
               callbacks=[TrainingMonitor(every_n_batches=3, on_problem=found.append)])
