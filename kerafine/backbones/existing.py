@@ -64,6 +64,37 @@ def _graph_inputs(model: keras.Model) -> Any:
     return model.input
 
 
+def _node_of(model: keras.Model, layer: keras.layers.Layer) -> Any:
+    """The node where ``model``'s own graph calls ``layer``.
+
+    ``layer.output`` / ``layer.input`` are not enough: a nested model answers with
+    its inner graph's tensors, and a shared layer has several calls.
+    """
+    graph = getattr(model, "_functional", None) or model  # Sequential keeps its graph there
+    nodes = [
+        node
+        for depth_nodes in graph._nodes_by_depth.values()
+        for node in depth_nodes
+        if node.operation is layer
+    ]
+    if len(nodes) != 1:
+        raise KerafineError(
+            f"Layer {layer.name!r} is called {len(nodes)} times in model {model.name!r}, so "
+            "its output is ambiguous; pass another `cut_at`."
+        )
+    return nodes[0]
+
+
+def _nested_owner(model: keras.Model, name: str) -> str | None:
+    """Name of the top-level nested model that holds a layer called ``name``."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = [sub.name for sub in layer.layers]
+            if name in inner or _nested_owner(layer, name) is not None:
+                return layer.name
+    return None
+
+
 def from_model(model_or_path: keras.Model | str | os.PathLike, cut_at: str | None = None) -> keras.Model:
     """Use your own pretrained Keras model as a backbone, cut below its old head.
 
@@ -112,21 +143,24 @@ def from_model(model_or_path: keras.Model | str | os.PathLike, cut_at: str | Non
     names = [layer.name for layer in model.layers]
     if cut_at is None:
         last = model.layers[-1]
-        try:
-            output = last.input
-        except (AttributeError, ValueError) as error:
+        tensors = _node_of(model, last).input_tensors
+        if len(tensors) != 1:
             raise KerafineError(
-                f"Cannot drop the last layer {last.name!r} of model {model.name!r} "
-                "automatically (it is called more than once or has no single input); "
-                f"pass `cut_at`, one of: {names[-6:]}."
-            ) from error
-        if isinstance(output, (list, tuple, dict)):
-            raise KerafineError(
-                f"The last layer {last.name!r} of model {model.name!r} takes several inputs, "
-                f"so there is no single tensor below it; pass `cut_at`, one of: {names[-6:]}."
+                f"The last layer {last.name!r} of model {model.name!r} takes {len(tensors)} "
+                f"tensors, so there is no single tensor below it; pass `cut_at`, one of: {names[-6:]}."
             )
+        output = tensors[0]
     else:
         if not isinstance(cut_at, str) or cut_at not in names:
+            owner = _nested_owner(model, cut_at) if isinstance(cut_at, str) else None
+            if owner is not None:
+                raise invalid_argument(
+                    "cut_at",
+                    cut_at,
+                    f"the name of a top-level layer of model {model.name!r}",
+                    hint=f"{cut_at!r} is inside the nested model {owner!r}: cut at {owner!r} "
+                    f"itself, or use from_model(model.get_layer({owner!r}), cut_at={cut_at!r}).",
+                )
             hint = did_you_mean(str(cut_at), names).strip()
             listing = names if len(names) <= 12 else names[:3] + ["..."] + names[-8:]
             raise invalid_argument(
@@ -135,5 +169,6 @@ def from_model(model_or_path: keras.Model | str | os.PathLike, cut_at: str | Non
                 f"the name of a layer of model {model.name!r}",
                 hint=(hint + " " if hint else "") + f"Its layers: {listing}.",
             )
-        output = model.get_layer(cut_at).output
+        outputs = _node_of(model, model.get_layer(cut_at)).output_tensors
+        output = outputs[0] if len(outputs) == 1 else list(outputs)
     return keras.Model(inputs, output, name=f"{model.name}_backbone")

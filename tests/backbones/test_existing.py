@@ -114,3 +114,24 @@ def test_dict_inputs_keep_their_names(seeded):
     backbone = from_model(model)
     assert sorted(backbone.input) == ["a", "b"]
     assert np.asarray(backbone({"a": np.ones((2, 1)), "b": np.zeros((2, 1))})).shape == (2, 3)
+
+
+def test_layer_inside_a_nested_model_points_to_its_owner():
+    inner = _pretrained()
+    inputs = keras.Input((6,))
+    outer = keras.Model(inputs, keras.layers.Dense(2, name="new_head")(inner(inputs)), name="outer")
+    with pytest.raises(KerafineError, match=r"'embedding' is inside the nested model 'pretrained'.*from_model\(model.get_layer\('pretrained'\), cut_at='embedding'\)"):
+        from_model(outer, cut_at="embedding")
+    assert from_model(outer, cut_at="pretrained").output.shape == (None, 3)
+    assert from_model(inner, cut_at="embedding").output.shape == (None, 8)
+
+
+def test_dropping_a_nested_head_keeps_the_outer_graph(seeded):
+    """A transfer-style model (nested backbone, Sequential head) reused as a backbone."""
+    inner = _pretrained()
+    inputs = keras.Input((6,))
+    head = keras.Sequential([keras.layers.Dense(2, name="predictions")], name="head")
+    outer = keras.Model(inputs, head(inner(inputs)), name="outer")
+    backbone = from_model(outer)
+    assert [layer.name for layer in backbone.layers][-1] == "pretrained"
+    np.testing.assert_array_equal(np.asarray(backbone(_x())), np.asarray(inner(_x())))
