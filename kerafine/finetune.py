@@ -39,7 +39,9 @@ that predicts on raw inputs through ``self.model`` (an AUC tracker on raw
 validation data) runs the backbone each epoch, as the slow path would; batch
 hooks see batches of features rather than raw inputs; and anything tied to the
 model object ``fit`` is stepping (``self.model.train_function``, profiling,
-TensorBoard's graph) refers to the full model, which is not the one running.
+TensorBoard's graph) refers to the full model, which is not the one running. Callbacks that resume a run into the model
+being trained (``kerafine.callbacks.CheckpointRestart``, Keras's
+``BackupAndRestore``) turn "auto" caching off.
 
 Example:
 
@@ -415,12 +417,21 @@ def _head_model(model, backbone):
     return head_model, ""
 
 
-def _cache_decision(model, backbone, cache_features, head_epochs: int):
+# Callbacks that restore a run into the model fit is stepping (and rewind its epoch
+# counter): pointed at the full model they would not resume the head-only model.
+_RESUMING_CALLBACKS = ("CheckpointRestart", "BackupAndRestore")
+
+
+def _cache_decision(model, backbone, cache_features, head_epochs: int, callbacks=()):
     """``(head_model or None, reason)``."""
     if cache_features is False:
         return None, "cache_features=False"
     if head_epochs == 0:
         return None, "no head epochs"
+    resuming = [type(cb).__name__ for cb in callbacks
+                if any(c.__name__ in _RESUMING_CALLBACKS for c in type(cb).__mro__)]
+    if resuming and cache_features == "auto":
+        return None, f"callback {resuming[0]} resumes the model fit is running, which must be the full model"
     head_model, why = _head_model(model, backbone)
     if head_model is None:
         if cache_features is True:
@@ -696,7 +707,7 @@ def fine_tune(
 
     # ---- phase 1: frozen backbone
     transfer.freeze(model, "all")
-    head_model, reason = _cache_decision(model, backbone, cache_features, head_epochs)
+    head_model, reason = _cache_decision(model, backbone, cache_features, head_epochs, callbacks)
     result["cache_reason"] = reason
     if head_epochs:
         if head_model is not None:

@@ -210,6 +210,14 @@ def test_cache_features_false_and_no_head_epochs_skip_caching():
     assert r.head_history is None and r.finetune_history.epoch == [0] and not r.features_cached
 
 
+def test_resuming_callback_turns_auto_caching_off(tmp_path):
+    model = build_transfer_model(dict_backbone(), head())
+    x, y = tabular_data(16)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    r = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, callbacks=[backup], verbose=0)
+    assert not r.features_cached and "BackupAndRestore" in r.cache_reason
+
+
 # ---------------------------------------------------------------------------
 # callbacks in the cached phase see the full model
 
