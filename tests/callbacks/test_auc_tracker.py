@@ -218,8 +218,9 @@ def test_tensorboard_and_csv_logger_record_the_scalars_curve_images_and_pr_curve
     assert {"val_auc/roc_curve", "val_auc/pr_curve"} <= tags["images"]
     assert "val_auc/pr/pr_curves" in tags["pr_curves"]
     # Keras's own TensorBoard, later in the list, logged the key too.
-    keras_side = tensorboard.read_scalars(log_dir, subdir="train")
-    assert "epoch_val_auc" in keras_side or "epoch_auc" in tensorboard.read_scalars(log_dir, subdir="validation")
+    keras_side = tensorboard.read_scalars(log_dir, subdir="validation")
+    assert [v for _, v in keras_side["epoch_auc"]] == pytest.approx(history.history["val_auc"], abs=1e-6)
+    assert "epoch_pr_auc" in keras_side and "epoch_auc_lower" in keras_side
 
 
 @pytest.mark.parametrize(
