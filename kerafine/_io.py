@@ -132,18 +132,29 @@ def crc32_file(path: str | os.PathLike) -> str:
     return f"{crc & 0xFFFFFFFF:08x}"
 
 
-def write_manifest(directory: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> dict:
+def write_manifest(
+    directory: str | os.PathLike,
+    extra: Mapping[str, Any] | None = None,
+    checksums: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict:
     """Write ``MANIFEST.json`` listing every file in ``directory`` with size and CRC32.
 
     Sub-directories are walked; paths are stored relative to ``directory`` with
-    forward slashes. ``extra`` is stored under ``"meta"``. Returns the manifest.
+    forward slashes. ``extra`` is stored under ``"meta"``. ``checksums`` maps a
+    relative path to ``{"size", "crc32"}`` already computed while writing it
+    (saves reading a large file back); it is used only if the size on disk
+    agrees. Returns the manifest.
     """
     directory = Path(directory)
+    checksums = checksums or {}
     files = {}
     for p in sorted(directory.rglob("*")):
         if p.is_file() and p.name != MANIFEST_NAME:
             rel = p.relative_to(directory).as_posix()
-            files[rel] = {"size": p.stat().st_size, "crc32": crc32_file(p)}
+            size = p.stat().st_size
+            known = checksums.get(rel)
+            crc = known["crc32"] if known and known.get("size") == size else crc32_file(p)
+            files[rel] = {"size": size, "crc32": crc}
     manifest = {"format": 1, "files": files, "meta": dict(extra or {})}
     atomic_write_json(directory / MANIFEST_NAME, manifest)
     return manifest
@@ -186,7 +197,11 @@ def read_manifest_meta(directory: str | os.PathLike) -> dict:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: str | os.PathLike, manifest_meta: Mapping[str, Any] | None = None) -> Iterator[Path]:
+def atomic_directory(
+    final: str | os.PathLike,
+    manifest_meta: Mapping[str, Any] | None = None,
+    checksums: dict[str, Mapping[str, Any]] | None = None,
+) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place as a whole.
 
     Files written inside the yielded directory are fsynced, a ``MANIFEST.json``
@@ -194,6 +209,10 @@ def atomic_directory(final: str | os.PathLike, manifest_meta: Mapping[str, Any] 
     only if the ``with`` block finished without an exception. On error (a full
     disk, a kill) the temporary directory is removed, or, after a kill, left
     behind under a dot-name that readers ignore; ``final`` is never half-written.
+
+    ``checksums`` (optional) is a dict the ``with`` block may fill with the
+    ``{"size", "crc32"}`` of files it computed while writing them (see
+    :func:`write_manifest`).
 
     Raises:
         FileExistsError: if ``final`` already exists.
@@ -218,7 +237,7 @@ def atomic_directory(final: str | os.PathLike, manifest_meta: Mapping[str, Any] 
             if p.is_file():
                 with open(p, "rb+") as f:
                     os.fsync(f.fileno())
-        write_manifest(tmp, manifest_meta)
+        write_manifest(tmp, manifest_meta, checksums)
         fsync_dir(tmp)
         os.rename(tmp, final)
         fsync_dir(final.parent)

@@ -45,7 +45,9 @@ import random
 import re
 import shutil
 import statistics
+import threading
 import time
+import zlib
 import warnings
 from collections import deque
 from pathlib import Path
@@ -108,22 +110,44 @@ def _remove_tree_atomically(path: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _write_variables(directory: Path, groups: dict[str, list[np.ndarray]]) -> None:
-    """Write arrays as one raw file plus a JSON index (no pickle, one sequential write)."""
-    index = {}
+def _write_variables(directory: Path, groups: dict[str, list[np.ndarray]], checksums: dict | None = None) -> None:
+    """Write arrays as one raw file plus a JSON index (no pickle, one sequential write).
+
+    The CRC32 of the raw file is computed from memory in a second thread while
+    the file is written (zlib and file writes release the GIL), and put in
+    ``checksums`` for the manifest, instead of reading 100s of MB back.
+    """
+    index, buffers = {}, []
     offset = 0
-    with open(directory / _VARIABLES, "wb") as f:
-        for group, arrays in groups.items():
-            entries = []
-            for a in arrays:
-                # asarray(order="C"), not ascontiguousarray, which turns scalars into shape (1,).
-                a = np.asarray(a, order="C")
-                f.write(a.tobytes() if a.ndim == 0 else memoryview(a).cast("B"))
-                entries.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
-                offset += a.nbytes
-            index[group] = entries
-        f.flush()
-        os.fsync(f.fileno())
+    for group, arrays in groups.items():
+        entries = []
+        for a in arrays:
+            # asarray(order="C"), not ascontiguousarray, which turns scalars into shape (1,).
+            a = np.asarray(a, order="C")
+            buffers.append(a.tobytes() if a.ndim == 0 else memoryview(a).cast("B"))
+            entries.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
+            offset += a.nbytes
+        index[group] = entries
+    crc = [0]
+
+    def checksum():
+        value = 0
+        for b in buffers:
+            value = zlib.crc32(b, value)
+        crc[0] = value
+
+    worker = threading.Thread(target=checksum, name="kerafine-crc32")
+    worker.start()
+    try:
+        with open(directory / _VARIABLES, "wb") as f:
+            for b in buffers:
+                f.write(b)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        worker.join()
+    if checksums is not None:
+        checksums[_VARIABLES] = {"size": offset, "crc32": f"{crc[0] & 0xFFFFFFFF:08x}"}
     with open(directory / _INDEX, "w", encoding="utf-8") as f:
         json.dump({"format": FORMAT_VERSION, "groups": index}, f)
 
@@ -704,9 +728,11 @@ class CheckpointRestart(keras.callbacks.Callback):
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"
+        checksums: dict = {}
+        meta = {"epoch": epoch, "batch": batch, "sequence": self._seq}
         try:
-            with _io.atomic_directory(final, manifest_meta={"epoch": epoch, "batch": batch, "sequence": self._seq}) as tmp:
-                _write_variables(tmp, groups)
+            with _io.atomic_directory(final, manifest_meta=meta, checksums=checksums) as tmp:
+                _write_variables(tmp, groups, checksums)
                 _io.save_state(tmp, _STATE, state)
         except OSError as exc:
             intact = [p.name for p in self.checkpoints() if p not in self._bad]

@@ -86,8 +86,8 @@ def main(config):
         original = cr._write_variables
         writes = [0]
 
-        def dying_write(directory, groups):
-            original(directory, groups)
+        def dying_write(directory, groups, checksums=None):
+            original(directory, groups, checksums)
             writes[0] += 1
             if writes[0] == kill[1]:
                 _die()

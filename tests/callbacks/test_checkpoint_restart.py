@@ -259,13 +259,13 @@ def test_disk_full_during_save_reports_it_and_keeps_previous_checkpoints(tmp_pat
     original = cr._write_variables
     calls = [0]
 
-    def write_until_full(directory, groups):
+    def write_until_full(directory, groups, checksums=None):
         calls[0] += 1
         if calls[0] == 3:
             # Half a file reaches the disk, then no space is left.
             (directory / "variables.bin").write_bytes(b"\0" * 100)
             raise OSError(errno.ENOSPC, "No space left on device")
-        original(directory, groups)
+        original(directory, groups, checksums)
 
     monkeypatch.setattr(cr, "_write_variables", write_until_full)
     with pytest.raises(CheckpointError, match=r"failed: the disk is full.*previous checkpoints are intact \(ckpt-00000002, ckpt-00000001\)"):

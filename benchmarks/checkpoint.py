@@ -1,0 +1,131 @@
+"""Benchmark: CheckpointRestart vs keras.callbacks.BackupAndRestore on a VGG16-size model.
+
+Run: ``python benchmarks/checkpoint.py`` (a few minutes on 2 cores). One run,
+as the issue asks; the machine is shared, so ``uptime`` is printed with the
+figures.
+
+Model: ``keras.applications.VGG16(weights=None, include_top=False)`` on
+32x32x3 inputs with a 10-way dense head (about 14.7M parameters), Adam, so a
+checkpoint holds about 177 MB (weights plus two Adam slots per weight).
+
+1. Per-checkpoint save time: ``CheckpointRestart._save`` (atomic directory,
+   fsync, CRC32 manifest, plus callback and random state) vs
+   ``BackupAndRestore._save_model`` (``model.save_weights`` to one
+   ``.weights.h5`` written in place, no fsync), median over the epochs of one
+   ``fit``.
+2. Restore time: what each does in ``on_train_begin`` of a restarted fit
+   (CheckpointRestart also verifies every file's CRC32).
+3. Per-epoch overhead of each callback relative to the same ``fit`` without
+   it (1 training step an epoch, so the save dominates the difference).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+
+def _model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    model = keras.Sequential([base, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    model.compile(keras.optimizers.Adam(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _timed(obj, name, sink):
+    original = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = original(*args, **kwargs)
+        sink.append(time.perf_counter() - t0)
+        return out
+
+    setattr(obj, name, wrapper)
+
+
+def main(epochs=6):
+    import keras
+    import tensorflow as tf
+
+    from kerafine.callbacks.checkpoint_restart import CheckpointRestart
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=16)
+    model = _model()
+    print(f"parameters: {model.count_params():,}")
+    fit = dict(x=x, y=y, batch_size=16, verbose=0, shuffle=False)
+    model.fit(epochs=1, **fit)  # trace the train step and build Adam's slots
+    root = tempfile.mkdtemp(prefix="kerafine-bench-", dir=os.environ.get("BENCH_DIR"))
+
+    def run(callbacks):
+        t0 = time.perf_counter()
+        model.fit(epochs=epochs, callbacks=callbacks, **fit)
+        return (time.perf_counter() - t0) / epochs
+
+    results = {}
+    try:
+        base = statistics.median(run([]) for _ in range(2))
+
+        ours_saves, ours_restores = [], []
+        ckpt = CheckpointRestart(os.path.join(root, "kerafine"), keep=2, rollback_on_divergence=False)
+        _timed(ckpt, "_save", ours_saves)
+        ours_epoch = run([ckpt])
+        size = sum(f.stat().st_size for f in ckpt.checkpoints()[0].rglob("*") if f.is_file())
+        ckpt2 = CheckpointRestart(os.path.join(root, "kerafine"), keep=2, rollback_on_divergence=False)
+        _timed(ckpt2, "_restore", ours_restores)
+        model.fit(epochs=epochs, callbacks=[ckpt2], **fit)  # resumes at the end: restores, trains nothing
+
+        keras_saves, keras_restores = [], []
+        bar = keras.callbacks.BackupAndRestore(os.path.join(root, "keras"), delete_checkpoint=False)
+        _timed(bar, "_save_model", keras_saves)
+        keras_epoch = run([bar])
+        keras_size = os.path.getsize(os.path.join(root, "keras", "latest.weights.h5"))
+        bar2 = keras.callbacks.BackupAndRestore(os.path.join(root, "keras"), delete_checkpoint=False)
+        _timed(bar2, "_load_model", keras_restores)
+        model.fit(epochs=epochs, callbacks=[bar2], **fit)
+
+        results = {
+            "save_ours": statistics.median(ours_saves),
+            "save_keras": statistics.median(keras_saves),
+            "restore_ours": ours_restores[0],
+            "restore_keras": keras_restores[0],
+            "epoch_base": base,
+            "epoch_ours": ours_epoch,
+            "epoch_keras": keras_epoch,
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc: {os.cpu_count()}; {uptime}")
+    print(f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}")
+    print(f"checkpoint size: kerafine {size / 1e6:.0f} MB (directory), keras {keras_size / 1e6:.0f} MB (.weights.h5)")
+    r = results
+    print(f"save    : CheckpointRestart {r['save_ours']:.3f} s, BackupAndRestore {r['save_keras']:.3f} s, ratio {r['save_ours'] / r['save_keras']:.2f}x (goal <= 1.2x)")
+    print(f"restore : CheckpointRestart {r['restore_ours']:.3f} s, BackupAndRestore {r['restore_keras']:.3f} s, ratio {r['restore_ours'] / r['restore_keras']:.2f}x")
+    print(
+        f"epoch   : no callback {r['epoch_base']:.3f} s; CheckpointRestart {r['epoch_ours']:.3f} s "
+        f"(+{r['epoch_ours'] - r['epoch_base']:.3f} s, {r['epoch_ours'] / r['epoch_base']:.2f}x); "
+        f"BackupAndRestore {r['epoch_keras']:.3f} s (+{r['epoch_keras'] - r['epoch_base']:.3f} s, "
+        f"{r['epoch_keras'] / r['epoch_base']:.2f}x)"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 6)
