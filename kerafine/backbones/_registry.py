@@ -163,7 +163,16 @@ def get_spec(name: str) -> BackboneSpec:
         canonical = _ALIASES.get(_compact(name))
         if canonical is not None:
             return registry[canonical]
-    suggestion = did_you_mean(_compact(name) if isinstance(name, str) else name, _ALIASES)
+    compact = _compact(name) if isinstance(name, str) else str(name)
+    # A family name alone ("mobilenet_v3", "efficientnet") gets its variants.
+    variants = sorted(c for a, c in _ALIASES.items() if compact and a.startswith(compact))
+    if variants:
+        quoted = [f'"{v}"' for v in variants[:3]]
+        suggestion = " Did you mean " + (
+            quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        ) + "?"
+    else:
+        suggestion = did_you_mean(compact, _ALIASES)
     # did_you_mean matched against compact aliases: show canonical names instead.
     for alias, canonical in _ALIASES.items():
         suggestion = suggestion.replace(f'"{alias}"', f'"{canonical}"')

@@ -117,3 +117,8 @@ def test_preprocessing_layer_equals_each_family_preprocess_input():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4, err_msg=name)
         checked.add(spec.preprocessing)
     assert checked == {"caffe", "tf", "torch"}
+
+
+def test_a_family_name_alone_suggests_its_variants():
+    with pytest.raises(KerafineError, match=r'Did you mean "mobilenet_v3_large" or "mobilenet_v3_small"\?'):
+        vision("MobileNet_V3", weights=None)
