@@ -658,7 +658,9 @@ def fine_tune(
         )
     head_lr = _check_lr("head_lr", head_lr)
     finetune_lr = _check_lr("finetune_lr", finetune_lr)
-    n_top = transfer._n_trainable_top(backbone, unfreeze_top, "unfreeze_top") if unfreeze_top != "all" else None
+    if unfreeze_top is None:
+        raise invalid_argument("unfreeze_top", None, '"all", an int or a backbone layer name')
+    n_top = transfer._n_unfrozen_top(backbone, unfreeze_top, "unfreeze_top")
     if isinstance(cache_features, bool):
         pass
     elif not (isinstance(cache_features, str) and cache_features == "auto"):
@@ -761,9 +763,7 @@ def fine_tune(
 
     # ---- phase 2: unfreeze the top of the backbone
     if finetune_epochs:
-        transfer._apply(backbone, len(transfer._leaf_layers(backbone)) if n_top is None else n_top)
-        if transfer.check_batchnorm(model, warn=False)["updating"]:  # only custom BatchNorm set-ups get here
-            transfer.check_batchnorm(model)
+        transfer._apply(backbone, n_top)
         lr = finetune_lr
         if lr == "find":
             model.compile(optimizer=_make_optimizer(template, 1e-5), loss=loss, metrics=_clone_metrics(metrics))

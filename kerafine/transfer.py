@@ -530,8 +530,9 @@ def unfreeze(model, top_layers: Optional[FreezeSpec] = None) -> None:
     Args:
         model: a transfer model (see :func:`backbone_of`).
         top_layers: how many top backbone layers train (the others are frozen),
-            ``"all"`` (or ``None``) for the whole backbone, or a layer name:
-            the layers *after* it train. Defaults to ``None`` (all).
+            ``"all"`` (or ``None``) for the whole backbone, ``"none"`` to keep
+            it frozen, or a layer name: the layers *after* it train. Defaults
+            to ``None`` (all).
 
     Raises:
         KerafineError: as :func:`freeze`, for an unknown name or a count beyond
@@ -550,12 +551,17 @@ def unfreeze(model, top_layers: Optional[FreezeSpec] = None) -> None:
     """
     _check_model(model)
     backbone = backbone_of(model)
-    if top_layers is None or top_layers == "all":
-        n_top = len(_leaf_layers(backbone))
-    else:
-        # A name unfreezes what comes after it: freeze up to and including it.
-        n_top = _n_trainable_top(backbone, top_layers, "top_layers")
-    _apply(backbone, n_top)
+    _apply(backbone, _n_unfrozen_top(backbone, top_layers, "top_layers"))
+
+
+def _n_unfrozen_top(backbone, spec: Any, argument: str) -> int:
+    """Like :func:`_n_trainable_top`, read from the unfreezing side: "all"/None unfreeze all, "none" nothing."""
+    if spec is None or (isinstance(spec, str) and spec == "all"):
+        return len(_leaf_layers(backbone))
+    if isinstance(spec, str) and spec == "none":
+        return 0
+    # An int counts the top layers that train; a name unfreezes what comes after it.
+    return _n_trainable_top(backbone, spec, argument)
 
 
 # ---------------------------------------------------------------------------
