@@ -131,9 +131,16 @@ def test_skipped_epochs_leave_the_keys_out_instead_of_stale_values():
     x, y = _data(32)
     recorder = _Recorder(x, y)
     tracker = AUCTracker((x, y), every_n_epochs=2)
-    history = _model().fit(x, y, epochs=2, verbose=0, callbacks=[tracker, recorder])
+    reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _model().fit(x, y, epochs=2, verbose=0, callbacks=[tracker, recorder, reduce])
     assert ["val_auc" in logs for logs in recorder.seen] == [False, True]
     np.testing.assert_allclose(history.history["val_auc"], [recorder.expected[1]], atol=1e-12)
+    messages = [str(w.message) for w in caught]
+    assert any("writes only every 2 epochs" in m and "every_n_epochs=1" in m for m in messages)
+    # Keras's monitor skips the epoch without the key (a warning), it does not count it as a bad epoch.
+    assert sum("conditioned on metric `val_auc`" in m for m in messages) == 1 and reduce.wait == 0
 
 
 def test_multiclass_writes_the_average_and_one_key_per_class():
