@@ -317,12 +317,9 @@ class DriftMonitor(keras.callbacks.Callback):
             ref, cur, names = self._values
             j = names.index(name)
             return ref[:, j], cur[:, j]
-        from kerafine.drift.profile import continuous_matrix
-
         prof = self._detector.profile
         ref = prof.continuous_summary(name)["sorted_sample"]
-        cur_df = self._detector._align(self._current_x)
-        cur = continuous_matrix(cur_df, [name], "current_data")[0]
+        cur = self._detector._align(self._current_x).numeric([name], "current_data")[0]
         return ref, cur
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats as _sstats
 
 from kerafine.drift import stats as S
-from kerafine.drift.profile import MIN_ROWS, ReferenceProfile, continuous_matrix, level_counts, to_frame
+from kerafine.drift.profile import MIN_ROWS, ReferenceProfile, Table
 from kerafine.drift.report import DriftReport, FeatureDrift
 from kerafine.errors import DataError, did_you_mean, invalid_argument
 
@@ -26,6 +26,10 @@ CORRECTIONS = ("bonferroni", "fdr", "none")
 DEFAULT_THRESHOLDS = {"psi": 0.1, "jensenshannon": 0.1, "wasserstein": 0.1}
 _TEST_NAMES = {"ks": "Kolmogorov-Smirnov", "chi2": "chi-squared"}
 _HIST_TOP = 10
+# Up to this many values per feature (reference sample + current), the KS
+# statistics of a block of features come from one stable argsort of the merged
+# rows; above it, per-feature binary searches into the sorted reference are cheaper.
+_MERGE_MAX = 4096
 _HIST_BINS = 30
 
 
@@ -156,13 +160,13 @@ class DriftDetector:
         self.profile = profile
 
     # ------------------------------------------------------------- checking
-    def _align(self, current) -> pd.DataFrame:
+    def _align(self, current) -> Table:
         names = list(self.profile.feature_names)
         if isinstance(current, pd.DataFrame):
-            df = to_frame(current, argument="current")
-            have = list(df.columns)
-            missing = [n for n in names if n not in set(have)]
-            extra = [c for c in have if c not in set(names)]
+            table = Table.of(current, argument="current")
+            have = set(table.names)
+            missing = [n for n in names if n not in have]
+            extra = [c for c in table.names if c not in set(names)]
             if missing or extra:
                 parts = []
                 if missing:
@@ -174,15 +178,14 @@ class DriftDetector:
                     f"({'; '.join(parts)}). Pass the same features (select or rename the columns)."
                 )
             # Columns are read by name below, so their order does not matter.
-            return df
-        df = to_frame(current, argument="current")
-        if df.shape[1] != len(names):
+            return table
+        table = Table.of(current, argument="current")
+        if len(table.names) != len(names):
             raise DataError(
-                f"Invalid value for argument `current`: it has {df.shape[1]} features but the reference has "
+                f"Invalid value for argument `current`: it has {len(table.names)} features but the reference has "
                 f"{len(names)} ({names[:10]}{'...' if len(names) > 10 else ''}). Pass the same features in the same order."
             )
-        df.columns = names
-        return df
+        return table.renamed(names)
 
     def check(self, current) -> DriftReport:
         """Test ``current`` against the reference.
@@ -201,8 +204,8 @@ class DriftDetector:
                 needs (naming the test and the minimum).
         """
         prof = self.profile
-        df = self._align(current)
-        m_rows = len(df)
+        table = self._align(current)
+        m_rows = table.n_rows
         needed = []
         if prof.continuous:
             needed.append("ks")
@@ -218,98 +221,98 @@ class DriftDetector:
         rows = {}
         hist = {}
         if prof.continuous:
-            rows.update(self._continuous(df, hist))
+            rows.update(self._continuous(table, hist))
         for name in prof.categorical:
-            rows[name] = self._categorical(name, df[name], hist)
-        self._missing_tests(df, rows)
+            rows[name] = self._categorical(name, table, hist)
+        self._missing_tests(m_rows, rows)
         return self._finish(rows, hist, m_rows)
 
-    def _continuous(self, df: pd.DataFrame, hist: dict) -> dict:
+    def _continuous(self, table: Table, hist: dict) -> dict:
         prof = self.profile
         names = list(prof.continuous)
         arrays = prof.cont_arrays
-        cur = np.sort(continuous_matrix(df, names, "current"), axis=1)  # NaN last
+        cur = np.sort(table.numeric(names, "current"), axis=1)  # NaN last
         m_valid = np.sum(~np.isnan(cur), axis=1)
         ref = prof.sorted_sample
         n_valid = prof.sample_valid
         p = len(names)
         d = np.full(p, np.nan)
         tested = m_valid >= MIN_ROWS["ks"]
-        for i in np.flatnonzero(tested):
-            d[i] = S._ks_statistic(ref[i, : n_valid[i]], cur[i, : m_valid[i]])
-        pv = np.full(p, np.nan)
-        if tested.any():
-            pv[tested] = S.ks_pvalue(d[tested], n_valid[tested], m_valid[tested], method="fast")
-        # Wasserstein: one vectorised pass per distinct (n, m) pair (usually one).
-        w = np.full(p, np.nan)
+        # Features sharing their (n, m) sizes (usually all) are handled as one block.
         pairs = {}
         for i in np.flatnonzero(tested):
             pairs.setdefault((int(n_valid[i]), int(m_valid[i])), []).append(i)
+        w = np.full(p, np.nan)
         for (n, m), idx in pairs.items():
+            if n + m <= _MERGE_MAX:
+                d[idx] = S.ks_block(ref[idx, :n], cur[idx, :m])
+            else:
+                for i in idx:
+                    d[i] = S._ks_statistic(ref[i, :n], cur[i, :m])
             w[idx] = S.wasserstein_sorted(ref[idx, :n], cur[idx, :m])
+        pv = np.full(p, np.nan)
+        if tested.any():
+            pv[tested] = S.ks_pvalue(d[tested], n_valid[tested], m_valid[tested], method="fast")
         std = arrays["std"]
         with np.errstate(divide="ignore", invalid="ignore"):
             w_norm = np.where(std > 0, w / np.where(std > 0, std, 1.0), w)
         inner = arrays["inner_edges"]
         ref_counts = arrays["bin_counts"]
-        cur_counts = np.zeros_like(ref_counts)
-        for i in range(p):
-            cuts = np.searchsorted(cur[i, : m_valid[i]], inner[i], side="left")
-            cur_counts[i] = np.diff(np.concatenate([[0], cuts, [m_valid[i]]]))
+        if cur.shape[1] * inner.size <= 4_000_000:
+            # NaN compares False, so missing values fall in no bin below the last edge.
+            below = (cur[:, :, None] < inner[:, None, :]).sum(axis=1)
+        else:
+            below = np.stack([np.searchsorted(cur[i, : m_valid[i]], inner[i], side="left") for i in range(p)])
+        cur_counts = np.diff(np.concatenate([np.zeros((p, 1), np.int64), below, m_valid[:, None]], axis=1), axis=1)
         psi = S.psi(ref_counts, cur_counts)
         js = S.js_distance(ref_counts, cur_counts)
         psi = np.where(m_valid > 0, psi, np.nan)
         js = np.where(m_valid > 0, js, np.nan)
         method = self.method if self.method in DEFAULT_THRESHOLDS else "ks"
+        statistic = {"ks": d, "psi": psi, "jensenshannon": js, "wasserstein": w_norm}[method]
+        p_col = pv if method == "ks" else np.full(p, np.nan)
+        miss_ref = (prof.n_rows - arrays["n_valid"]) / prof.n_rows
+        miss_cur = (table.n_rows - m_valid) / table.n_rows if table.n_rows else np.full(p, np.nan)
+        constant = arrays["min"] == arrays["max"]
+        # Python lists once, rather than numpy scalars feature by feature.
+        cols = [x.tolist() for x in (statistic, p_col, d, n_valid, m_valid, psi, js, w_norm, miss_ref, miss_cur, tested)]
         out = {}
         for i, name in enumerate(names):
+            st, pvi, di, ni, mi, psii, jsi, wi, mr, mc, ti = (c[i] for c in cols)
             note = ""
-            if not tested[i]:
-                note = (
-                    f"not tested: {int(m_valid[i])} non-missing current values; the Kolmogorov-Smirnov test needs "
-                    f"at least {MIN_ROWS['ks']}"
-                )
-            elif arrays["min"][i] == arrays["max"][i]:
+            if not ti:
+                note = f"not tested: {mi} non-missing current values; the Kolmogorov-Smirnov test needs at least {MIN_ROWS['ks']}"
+            elif constant[i]:
                 note = f"constant in the reference ({arrays['min'][i]:g})"
-            statistic = {"ks": d[i], "psi": psi[i], "jensenshannon": js[i], "wasserstein": w_norm[i]}[method]
             out[name] = dict(
                 name=name,
                 kind="continuous",
                 method=method,
-                statistic=float(statistic),
-                p_value=float(pv[i]) if method == "ks" else math.nan,
-                effect=float(d[i]),
-                n_reference=int(n_valid[i]),
-                n_current=int(m_valid[i]),
-                psi=float(psi[i]),
-                js_distance=float(js[i]),
-                wasserstein=float(w_norm[i]),
-                missing_reference=_share(prof.n_rows - int(arrays["n_valid"][i]), prof.n_rows),
-                missing_current=_share(df.shape[0] - int(m_valid[i]), df.shape[0]),
+                statistic=st,
+                p_value=pvi,
+                effect=di,
+                n_reference=ni,
+                n_current=mi,
+                psi=psii,
+                js_distance=jsi,
+                wasserstein=wi,
+                missing_reference=mr,
+                missing_current=mc,
                 note=note,
-                _tested=bool(tested[i]),
+                _tested=ti,
             )
-        # Histograms for plot(): the features with the largest effect only.
+        # Data for plot(): the features with the largest effect only; histograms
+        # are computed when a plot is asked for.
         order = np.argsort(-np.nan_to_num(d, nan=-1.0))[:_HIST_TOP]
         for i in order:
-            if not tested[i]:
-                continue
-            r, c = ref[i, : n_valid[i]], cur[i, : m_valid[i]]
-            lo, hi = min(r[0], c[0]), max(r[-1], c[-1])
-            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, _HIST_BINS + 1)
-            # Both sides are sorted: bin counts are differences of positions.
-            width = np.diff(edges)
-            hr = np.diff(np.searchsorted(r, edges, side="right")) / (r.size * width)
-            hc = np.diff(np.searchsorted(c, edges, side="right")) / (c.size * width)
-            hr[0] += np.sum(r == edges[0]) / (r.size * width[0])
-            hc[0] += np.sum(c == edges[0]) / (c.size * width[0])
-            hist[names[i]] = ("continuous", edges.tolist(), hr.tolist(), hc.tolist())
+            if tested[i]:
+                hist[names[i]] = ("continuous", ref[i, : n_valid[i]], cur[i, : m_valid[i]].copy(), None)
         return out
 
-    def _categorical(self, name: str, column: pd.Series, hist: dict) -> dict:
+    def _categorical(self, name: str, table: Table, hist: dict) -> dict:
         prof = self.profile
         summary = prof.categorical_summary(name)
-        cur_map, _ = level_counts(column)
+        cur_map, _ = table.level_counts(name)
         levels = list(summary["levels"])
         known = set(levels)
         unseen = sorted(k for k in cur_map if k not in known)
@@ -348,15 +351,15 @@ class DriftDetector:
             js_distance=float(js),
             wasserstein=math.nan,
             missing_reference=_share(summary["n_missing"], prof.n_rows),
-            missing_current=_share(len(column) - n_cur, len(column)),
+            missing_current=_share(table.n_rows - n_cur, table.n_rows),
             unseen_levels=tuple(unseen),
             unseen_share=unseen_share,
             note=note,
             _tested=tested,
         )
 
-    def _missing_tests(self, df: pd.DataFrame, rows: dict) -> None:
-        n_ref, n_cur = self.profile.n_rows, len(df)
+    def _missing_tests(self, n_cur: int, rows: dict) -> None:
+        n_ref = self.profile.n_rows
         for r in rows.values():
             k_ref = round(r["missing_reference"] * n_ref)
             k_cur = round(r["missing_current"] * n_cur)

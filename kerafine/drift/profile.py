@@ -58,10 +58,12 @@ MIN_ROWS = {"ks": 10, "chi2": 10}
 
 def _is_categorical_dtype(series) -> bool:
     dtype = getattr(series, "dtype", series)
+    if isinstance(dtype, np.dtype):  # fast path: no pandas dispatch
+        return dtype.kind not in "iuf"
     return not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
 
 
-def level_counts(values: pd.Series) -> tuple[dict[str, int], int]:
+def level_counts(values) -> tuple[dict[str, int], int]:
     """Counts of the non-missing levels of a categorical column, and the missing count.
 
     Levels are keyed by their string form; integer-valued floats become
@@ -69,9 +71,16 @@ def level_counts(values: pd.Series) -> tuple[dict[str, int], int]:
     float (because of a NaN) in another still matches. Counting happens on the
     raw values first, so only the distinct values are converted.
     """
-    vc = values.value_counts(dropna=True, sort=False)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+        v = values.astype(np.float64, copy=False)
+        v = v[np.isfinite(v)]
+        uniq, cnt = np.unique(v, return_counts=True)
+        pairs = zip(uniq.tolist(), cnt.tolist())
+    else:
+        vc = pd.Series(values).value_counts(dropna=True, sort=False)
+        pairs = zip(vc.index, vc.to_numpy())
     counts: dict[str, int] = {}
-    for v, c in zip(vc.index, vc.to_numpy()):
+    for v, c in pairs:
         if isinstance(v, float) and not np.isfinite(v):
             continue
         key = _level_key(v)
@@ -89,80 +98,111 @@ def _level_key(v) -> str:
     return str(v)
 
 
-def to_frame(x, feature_names=None, argument: str = "x") -> pd.DataFrame:
-    """Normalise a DataFrame, a 1-d/2-d array or a dict of columns to a DataFrame.
+class Table:
+    """Named columns of a DataFrame or of a numeric 2-d array, read column-block-wise.
 
-    Arrays get the names ``feature_names`` or ``"f0", "f1", ...``.
+    Numeric arrays are never turned into a DataFrame: a drift check of a
+    ``(250, 55)`` array then costs microseconds of bookkeeping, not milliseconds.
     """
-    if isinstance(x, pd.DataFrame):
-        if feature_names is not None:
-            raise invalid_argument(
-                "feature_names", feature_names, "None when the data is a DataFrame (its column names are used)"
-            )
-        df = x
-    elif isinstance(x, pd.Series):
-        df = x.to_frame()
-    elif isinstance(x, dict):
-        df = pd.DataFrame(x)
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # noqa: BLE001 - any unconvertible object
-            raise invalid_argument(argument, type(x).__name__, "a pandas DataFrame or a 1-d/2-d array") from exc
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2:
-            raise invalid_argument(
-                argument,
-                f"array of shape {arr.shape}",
-                "a pandas DataFrame or a 1-d/2-d array (n_samples, n_features)",
-                "Flatten images first, or monitor embeddings instead.",
-                error=DataError,
-            )
-        if feature_names is None:
-            names = [f"f{i}" for i in range(arr.shape[1])]
-        else:
-            names = [str(n) for n in feature_names]
-            if len(names) != arr.shape[1]:
+
+    def __init__(self, names, n_rows, frame=None, array=None):
+        self.names = list(names)
+        self.n_rows = int(n_rows)
+        self._frame = frame
+        self._array = array
+        self._index = {n: i for i, n in enumerate(self.names)}
+
+    @classmethod
+    def of(cls, x, feature_names=None, argument: str = "x") -> "Table":
+        """Wrap a DataFrame, a Series, a dict of columns or a 1-d/2-d array."""
+        if isinstance(x, (pd.DataFrame, pd.Series, dict)):
+            if feature_names is not None and isinstance(x, pd.DataFrame):
                 raise invalid_argument(
-                    "feature_names", feature_names, f"{arr.shape[1]} names (one per column of `{argument}`)"
+                    "feature_names", feature_names, "None when the data is a DataFrame (its column names are used)"
                 )
-        df = pd.DataFrame(arr, columns=names)
-    df.columns = [str(c) for c in df.columns]
-    if len(set(df.columns)) != df.shape[1]:
-        dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-        raise invalid_argument(argument, f"columns {dup} repeated", "unique column names", error=DataError)
-    if df.shape[1] == 0:
-        raise invalid_argument(argument, "no columns", "at least one feature", error=DataError)
-    return df
+            df = x.to_frame() if isinstance(x, pd.Series) else (pd.DataFrame(x) if isinstance(x, dict) else x)
+            names = [str(c) for c in df.columns]
+            if names != list(df.columns):
+                df = df.set_axis(names, axis=1)
+            table = cls(names, len(df), frame=df)
+        else:
+            try:
+                arr = np.asarray(x)
+            except Exception as exc:  # noqa: BLE001 - any unconvertible object
+                raise invalid_argument(argument, type(x).__name__, "a pandas DataFrame or a 1-d/2-d array") from exc
+            if arr.ndim == 1:
+                arr = arr[:, None]
+            if arr.ndim != 2:
+                raise invalid_argument(
+                    argument,
+                    f"array of shape {arr.shape}",
+                    "a pandas DataFrame or a 1-d/2-d array (n_samples, n_features)",
+                    "Flatten images first, or monitor embeddings instead.",
+                    error=DataError,
+                )
+            if feature_names is None:
+                names = [f"f{i}" for i in range(arr.shape[1])]
+            else:
+                names = [str(n) for n in feature_names]
+                if len(names) != arr.shape[1]:
+                    raise invalid_argument(
+                        "feature_names", feature_names, f"{arr.shape[1]} names (one per column of `{argument}`)"
+                    )
+            if arr.dtype.kind in "iuf":
+                table = cls(names, arr.shape[0], array=arr)
+            else:  # strings, objects, booleans: let pandas hold them
+                table = cls(names, arr.shape[0], frame=pd.DataFrame(arr, columns=names))
+        if len(set(table.names)) != len(table.names):
+            dup = sorted({c for c in table.names if table.names.count(c) > 1})
+            raise invalid_argument(argument, f"columns {dup} repeated", "unique column names", error=DataError)
+        if not table.names:
+            raise invalid_argument(argument, "no columns", "at least one feature", error=DataError)
+        return table
 
+    def renamed(self, names) -> "Table":
+        """The same columns under new names (positional), for arrays matched to a reference."""
+        if self._array is not None:
+            return Table(names, self.n_rows, array=self._array)
+        return Table(names, self.n_rows, frame=self._frame.set_axis(list(names), axis=1))
 
-def continuous_matrix(df: pd.DataFrame, names: Sequence[str], argument: str) -> np.ndarray:
-    """``(p, n)`` float64 matrix of the named columns, one feature a row; non-finite -> NaN."""
-    if not names:
-        return np.empty((0, len(df)), dtype=np.float64)
-    dtypes = df.dtypes
-    if not any(_is_categorical_dtype(dtypes[c]) for c in names):
-        sub = df if list(df.columns) == list(names) else df[list(names)]
-        # One block conversion; transposed so each feature is a contiguous row.
-        out = np.array(sub.to_numpy(dtype=np.float64, na_value=np.nan).T, order="C")
+    def is_categorical(self, name: str) -> bool:
+        if self._array is not None:
+            return False
+        return _is_categorical_dtype(self._frame.dtypes.iloc[self._index[name]])
+
+    def column(self, name: str):
+        if self._array is not None:
+            return self._array[:, self._index[name]]
+        return self._frame.iloc[:, self._index[name]]
+
+    def level_counts(self, name: str) -> tuple[dict[str, int], int]:
+        return level_counts(self.column(name))
+
+    def numeric(self, names: Sequence[str], argument: str) -> np.ndarray:
+        """``(p, n)`` float64 matrix of the named columns, one feature a row; non-finite -> NaN."""
+        if not names:
+            return np.empty((0, self.n_rows), dtype=np.float64)
+        idx = [self._index[n] for n in names]
+        if self._array is not None:
+            block = self._array if idx == list(range(self._array.shape[1])) else self._array[:, idx]
+            out = np.array(block.T, dtype=np.float64, order="C")
+        elif not any(self.is_categorical(n) for n in names):
+            sub = self._frame if idx == list(range(self._frame.shape[1])) else self._frame.iloc[:, idx]
+            # One block conversion; transposed so each feature is a contiguous row.
+            out = np.array(sub.to_numpy(dtype=np.float64, na_value=np.nan).T, order="C")
+        else:
+            out = np.empty((len(names), self.n_rows), dtype=np.float64)
+            for i, name in enumerate(names):
+                col = self.column(name)
+                try:
+                    out[i] = pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"Invalid value for argument `{argument}`: column {name!r} is continuous in the reference "
+                        f"but holds non-numeric values (dtype {col.dtype}); convert it or declare it categorical."
+                    ) from None
         out[~np.isfinite(out)] = np.nan
         return out
-    out = np.empty((len(names), len(df)), dtype=np.float64)
-    for i, name in enumerate(names):
-        col = df[name]
-        if _is_categorical_dtype(col):
-            try:
-                out[i] = pd.to_numeric(col, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                raise DataError(
-                    f"Invalid value for argument `{argument}`: column {name!r} is continuous in the reference "
-                    f"but holds non-numeric values (dtype {col.dtype}); convert it or declare it categorical."
-                ) from None
-        else:
-            out[i] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    out[~np.isfinite(out)] = np.nan
-    return out
 
 
 class ReferenceProfile:
@@ -240,23 +280,23 @@ class ReferenceProfile:
             raise invalid_argument("max_samples", max_samples, f"an int >= {MIN_ROWS['ks']}")
         if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
             raise invalid_argument("n_bins", n_bins, "an int >= 2")
-        df = to_frame(x, feature_names, argument="x")
-        names = list(df.columns)
+        table = Table.of(x, feature_names, argument="x")
+        names = table.names
         cats = _resolve_categorical(categorical, names)
-        cats |= {n for n, dt in df.dtypes.items() if _is_categorical_dtype(dt)}
-        if len(df) < max(MIN_ROWS.values()):
+        cats |= {n for n in names if table.is_categorical(n)}
+        if table.n_rows < max(MIN_ROWS.values()):
             raise DataError(
-                f"Invalid value for argument `x`: the reference has {len(df)} rows; the drift tests "
+                f"Invalid value for argument `x`: the reference has {table.n_rows} rows; the drift tests "
                 f"(Kolmogorov-Smirnov, chi-squared) need at least {max(MIN_ROWS.values())}."
             )
         cat_names = [n for n in names if n in cats]
         cont_names = [n for n in names if n not in cats]
-        mat = continuous_matrix(df, cont_names, "x")  # (p, n)
+        mat = table.numeric(cont_names, "x")  # (p, n)
         valid = ~np.isnan(mat)
         n_valid = valid.sum(axis=1)
         empty = [n for n, k in zip(cont_names, n_valid) if k == 0]
-        cat_counts = {name: level_counts(df[name]) for name in cat_names}
-        empty += [n for n in cat_names if cat_counts[n][1] == len(df)]
+        cat_counts = {name: table.level_counts(name) for name in cat_names}
+        empty += [n for n in cat_names if cat_counts[n][1] == table.n_rows]
         if empty:
             raise DataError(
                 f"Invalid value for argument `x`: column(s) {empty} hold no value in the reference "
@@ -294,7 +334,7 @@ class ReferenceProfile:
             cuts = np.searchsorted(v, inner[i], side="left")
             counts[i] = np.diff(np.concatenate([[0], cuts, [v.size]]))
         rng = np.random.default_rng(seed)
-        n = len(df)
+        n = table.n_rows
         if n > max_samples:
             rows = np.sort(rng.choice(n, max_samples, replace=False))
             sample, presorted = mat[:, rows].T.copy(), None

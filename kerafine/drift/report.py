@@ -131,7 +131,8 @@ class DriftReport:
     method: str
     n_reference_rows: int
     n_current_rows: int
-    # name -> ("continuous", edges, ref_density, cur_density) or ("categorical", levels, ref_share, cur_share)
+    # name -> ("continuous", sorted reference sample, sorted current values, None)
+    #      or ("categorical", levels, reference shares, current shares)
     histograms: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------- access
@@ -268,13 +269,15 @@ class DriftReport:
         for ax in axes.ravel()[len(feats):]:
             ax.axis("off")
         for ax, f in zip(axes.ravel(), feats):
-            kind, xs, ref, cur = self.histograms[f.name]
+            kind, a, b, c = self.histograms[f.name]
             if kind == "continuous":
-                centers = 0.5 * (np.asarray(xs[1:]) + np.asarray(xs[:-1]))
+                xs, ref, cur = _densities(a, b)
+                centers = 0.5 * (xs[1:] + xs[:-1])
                 width = np.diff(xs)
                 ax.bar(centers, ref, width=width, alpha=0.5, label="reference", color="tab:blue")
                 ax.bar(centers, cur, width=width, alpha=0.5, label="current", color="tab:orange")
             else:
+                xs, ref, cur = a, b, c
                 pos = np.arange(len(xs))
                 ax.bar(pos - 0.2, ref, width=0.4, label="reference", color="tab:blue")
                 ax.bar(pos + 0.2, cur, width=0.4, label="current", color="tab:orange")
@@ -284,3 +287,17 @@ class DriftReport:
             ax.legend(fontsize=7)
         fig.tight_layout()
         return fig
+
+
+def _densities(r: np.ndarray, c: np.ndarray, bins: int = 30):
+    """Bin edges and density histograms of two sorted samples over their joint range."""
+    lo, hi = min(r[0], c[0]), max(r[-1], c[-1])
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    width = np.diff(edges)
+    # np.histogram's bins: [a, b) except the last, [a, b]; on sorted data, by position.
+    def dens(x):
+        pos = np.searchsorted(x, edges, side="left")
+        pos[-1] = x.size
+        return np.diff(pos) / (x.size * width)
+
+    return edges, dens(r), dens(c)

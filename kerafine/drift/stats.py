@@ -105,6 +105,23 @@ def _ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
     return float(np.clip(max(below.max(), above.max(), 0.0), 0.0, 1.0))
 
 
+def ks_block(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> np.ndarray:
+    """KS statistics of several features at once: ``(p, n)`` and ``(p, m)`` arrays, no NaN.
+
+    Both empirical CDFs are evaluated at every value of the merged sample (the
+    last of each run of equal values), exactly as ``scipy.stats.ks_2samp``.
+    """
+    n, m = ref_sorted.shape[1], cur_sorted.shape[1]
+    merged = np.concatenate([ref_sorted, cur_sorted], axis=1)
+    order = np.argsort(merged, axis=1, kind="stable")
+    values = np.take_along_axis(merged, order, axis=1)
+    cum_cur = np.cumsum(order >= n, axis=1)
+    cum_ref = np.arange(1, n + m + 1) - cum_cur
+    gap = np.abs(cum_ref / n - cum_cur / m)
+    gap[:, :-1][values[:, 1:] == values[:, :-1]] = 0.0  # inside a run of ties
+    return np.clip(gap.max(axis=1), 0.0, 1.0)
+
+
 def ks_pvalue(statistic, n_ref, n_cur, method: str = "auto"):
     """Two-sided p-value of the KS statistic for sample sizes ``n_ref`` and ``n_cur``.
 
