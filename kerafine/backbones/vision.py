@@ -78,19 +78,24 @@ class ImagenetPreprocessing(keras.layers.Layer):
         return config
 
 
-def _check_input_shape(spec: BackboneSpec, input_shape: Any) -> tuple[int, int, int]:
+def _check_input_shape(spec: BackboneSpec, input_shape: Any) -> tuple[int | None, int | None, int]:
     expected = (
-        f"(height, width, channels) with height and width >= {spec.min_size} "
-        f"and {spec.channels} channels for {spec.name}"
+        f"(height, width, channels) with height and width >= {spec.min_size} (or None for "
+        f"any size) and {spec.channels} channels for {spec.name}"
     )
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
     if (
         not isinstance(input_shape, (tuple, list))
         or len(input_shape) != 3
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in input_shape)
+        or not all(v is None or is_int(v) for v in input_shape[:2])
+        or not is_int(input_shape[2])
     ):
         raise invalid_argument("input_shape", input_shape, expected)
-    height, width, channels = (int(v) for v in input_shape)
-    if height < spec.min_size or width < spec.min_size:
+    height, width, channels = (None if v is None else int(v) for v in input_shape)
+    if any(side is not None and side < spec.min_size for side in (height, width)):
         raise invalid_argument(
             "input_shape",
             input_shape,
@@ -177,7 +182,8 @@ def vision(
             for random initialisation. Defaults to ``"imagenet"``.
         input_shape: ``(height, width, 3)``, channels last; height and width must be
             at least the family's minimum (32, or 71 for Xception, 75 for
-            InceptionV3 / InceptionResNetV2). Defaults to ``(224, 224, 3)``.
+            InceptionV3 / InceptionResNetV2), or ``None`` for images of any size
+            (batches must still share one size). Defaults to ``(224, 224, 3)``.
         pooling: ``"avg"`` or ``"max"`` for a rank-2 ``(batch, features)`` output,
             or ``None`` for the last rank-4 feature map. Defaults to ``"avg"``.
         include_preprocessing: put the family's ``preprocess_input`` inside the

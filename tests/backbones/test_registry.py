@@ -100,6 +100,8 @@ def test_every_backbone_rejects_bad_input_shape_before_building(monkeypatch):
             vision(name, weights=None, input_shape=(spec.min_size, spec.min_size, 1))
         with pytest.raises(KerafineError, match=r"`input_shape`"):
             vision(name, weights=None, input_shape=(spec.min_size, spec.min_size))
+        with pytest.raises(KerafineError, match=rf"`input_shape`.*at least {spec.min_size}x"):
+            vision(name, weights=None, input_shape=(None, small, 3))
 
 
 def test_preprocessing_layer_equals_each_family_preprocess_input():

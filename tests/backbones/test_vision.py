@@ -74,10 +74,11 @@ def test_local_weights_file_written_by_the_test_loads(tmp_path, seeded):
     source = vision("vgg16", weights=None, input_shape=SHAPE, include_preprocessing=False)
     path = tmp_path / "vgg16_notop.weights.h5"
     source.save_weights(path)
-    # Same architecture, other input size and with the preprocessing layer: weights fit.
-    loaded = vision("VGG16", weights=str(path), input_shape=(48, 48, 3))
+    # Same architecture, any input size and with the preprocessing layer: weights fit.
+    loaded = vision("VGG16", weights=str(path), input_shape=(None, None, 3))
     for a, b in zip(source.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert np.asarray(loaded(np.zeros((1, 48, 40, 3), "float32"))).shape == (1, 512)
 
 
 def test_legacy_h5_weights_file_like_keras_notop_downloads_loads(tmp_path, seeded):
