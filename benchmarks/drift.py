@@ -145,7 +145,7 @@ class Evidently:
         )
         count = share = None
         for m in snapshot.dict()["metrics"]:
-            if "DriftedColumnsCount" in str(m.get("metric_id", "")):
+            if str(m.get("metric_name", "")).startswith("DriftedColumnsCount"):
                 count, share = int(m["value"]["count"]), float(m["value"]["share"])
         # The preset's dataset verdict: drift when at least half the columns drift.
         return bool(share is not None and share >= 0.5), count
@@ -217,15 +217,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--null", type=int, default=50, help="no-shift draws for the false-alarm rate")
     ap.add_argument("--power", type=int, default=30, help="draws with a 0.2-sigma shift")
-    ap.add_argument("--slow-draws", type=int, default=10, help="null/power draws for evidently (7 s a check)")
+    ap.add_argument("--slow-draws", type=int, default=5, help="null/power draws for evidently (7+ s a check)")
     ap.add_argument("--bench-python", default=None, help="python of a venv with alibi-detect/evidently")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-large", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--evidently-large", action="store_true", help="also run evidently on 200k/100k (minutes)")
     ap.add_argument("--json", default=None, help="write the raw results here")
     args = ap.parse_args()
     if args.worker:
         n_null = args.null
         n_power = args.power
-        print(json.dumps(measure(args.worker, n_null, n_power)))
+        print(json.dumps(measure(args.worker, n_null, n_power, large=not args.no_large)))
         return
     load = os.getloadavg()
     results = [measure("kerafine", args.null, args.power), measure("scipy", args.null, args.power)]
@@ -234,8 +236,11 @@ def main():
         for key, draws in (("alibi_ks", None), ("alibi_tabular", None), ("evidently", args.slow_draws)):
             n_null = args.null if draws is None else draws
             n_power = args.power if draws is None else draws
+            cmd = [args.bench_python, os.path.abspath(__file__), "--worker", key, "--null", str(n_null), "--power", str(n_power)]
+            if key == "evidently" and not args.evidently_large:
+                cmd.append("--no-large")
             proc = subprocess.run(
-                [args.bench_python, os.path.abspath(__file__), "--worker", key, "--null", str(n_null), "--power", str(n_power)],
+                cmd,
                 capture_output=True,
                 text=True,
             )

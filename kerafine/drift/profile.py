@@ -368,6 +368,165 @@ class ReferenceProfile:
             _sorted=presorted,
         )
 
+    @classmethod
+    def from_batches(
+        cls,
+        batches,
+        feature_names: Sequence[str] | None = None,
+        categorical: Sequence[str | int] | None = None,
+        max_samples: int = 50_000,
+        n_bins: int = 20,
+        seed: int | None = 0,
+    ) -> "ReferenceProfile":
+        """Profile reference data too large for memory, one batch at a time.
+
+        Counts, missing values, means, standard deviations, ranges and
+        categorical level counts are exact over all batches; the KS/MMD sample
+        is a uniform reservoir sample of ``max_samples`` rows (Vitter's
+        algorithm R, so each row is kept with the same probability whatever
+        its batch). The quantile bins of PSI/Jensen-Shannon, which would need
+        a second pass to count exactly, are taken from the reservoir.
+
+        Args:
+            batches: an iterable of DataFrames or 2-d arrays with the same columns.
+            feature_names: column names for arrays. Defaults to ``None``.
+            categorical: as in :meth:`from_data`. Defaults to ``None``.
+            max_samples: reservoir size. Defaults to 50,000.
+            n_bins: quantile bins. Defaults to 20.
+            seed: seed of the reservoir. Defaults to 0.
+
+        Returns:
+            The :class:`ReferenceProfile`.
+
+        Raises:
+            DataError: if a batch's columns differ from the first batch's, or
+                the batches hold fewer than 10 rows in all.
+
+        Example:
+
+        >>> rng = np.random.default_rng(0)
+        >>> chunks = (rng.normal(size=(1000, 3)) for _ in range(5))
+        >>> p = ReferenceProfile.from_batches(chunks, max_samples=2000)
+        >>> p.n_rows, p.sample.shape
+        (5000, (2000, 3))
+        """
+        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_ROWS["ks"]:
+            raise invalid_argument("max_samples", max_samples, f"an int >= {MIN_ROWS['ks']}")
+        rng = np.random.default_rng(seed)
+        names = cont_names = cat_names = None
+        reservoir = None
+        seen = 0
+        n_valid = total = m2 = lo = hi = None
+        cat_counts: dict[str, dict[str, int]] = {}
+        cat_missing: dict[str, int] = {}
+        for b, batch in enumerate(batches):
+            table = Table.of(batch, feature_names, argument=f"batches[{b}]")
+            if names is None:
+                names = table.names
+                cats = _resolve_categorical(categorical, names) | {n for n in names if table.is_categorical(n)}
+                cat_names = [n for n in names if n in cats]
+                cont_names = [n for n in names if n not in cats]
+                p = len(cont_names)
+                reservoir = np.empty((max_samples, p))
+                n_valid, total, m2 = np.zeros(p, np.int64), np.zeros(p), np.zeros(p)
+                lo, hi = np.full(p, np.inf), np.full(p, -np.inf)
+                cat_counts = {n: {} for n in cat_names}
+                cat_missing = {n: 0 for n in cat_names}
+            elif table.names != names:
+                raise DataError(
+                    f"Invalid value for argument `batches`: batch {b} has columns {table.names[:10]}, "
+                    f"the first batch had {names[:10]}; every batch needs the same columns in the same order."
+                )
+            mat = table.numeric(cont_names, f"batches[{b}]")
+            k = table.n_rows
+            # Exact moments: Chan et al.'s pairwise merge of (count, mean, M2).
+            valid = ~np.isnan(mat)
+            kb = valid.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_b = np.where(kb > 0, np.nansum(mat, axis=1) / np.maximum(kb, 1), 0.0)
+                m2_b = np.nansum((mat - mean_b[:, None]) ** 2, axis=1)
+                mean_a = np.where(n_valid > 0, total / np.maximum(n_valid, 1), 0.0)
+                n_ab = n_valid + kb
+                delta = mean_b - mean_a
+                m2 = m2 + m2_b + delta**2 * n_valid * kb / np.maximum(n_ab, 1)
+            total = total + np.nansum(mat, axis=1)
+            n_valid = n_ab
+            if k:
+                lo = np.fmin(lo, np.nanmin(np.where(valid, mat, np.inf), axis=1))
+                hi = np.fmax(hi, np.nanmax(np.where(valid, mat, -np.inf), axis=1))
+            # Reservoir (algorithm R), vectorised over the batch's rows.
+            rows = mat.T
+            fill = min(max(max_samples - seen, 0), k)
+            reservoir[seen : seen + fill] = rows[:fill]
+            if k > fill:
+                positions = seen + np.arange(fill, k)
+                slots = (rng.random(positions.size) * (positions + 1)).astype(np.int64)
+                keep = slots < max_samples
+                # Later rows overwrite earlier ones in the same slot, as in sequential order.
+                reservoir[slots[keep]] = rows[fill:][keep]
+            seen += k
+            for name in cat_names:
+                counts, missing = table.level_counts(name)
+                acc = cat_counts[name]
+                for key, c in counts.items():
+                    acc[key] = acc.get(key, 0) + c
+                cat_missing[name] += missing
+        if names is None or seen < max(MIN_ROWS.values()):
+            raise DataError(
+                f"Invalid value for argument `batches`: they hold {seen} rows in all; the drift tests need at least "
+                f"{max(MIN_ROWS.values())}."
+            )
+        empty = [n for n, c in zip(cont_names, n_valid) if c == 0] + [n for n in cat_names if not cat_counts[n]]
+        if empty:
+            raise DataError(f"Invalid value for argument `batches`: column(s) {empty} hold no value (all missing).")
+        sample = reservoir[: min(seen, max_samples)]
+        sorted_t = np.sort(sample.T, axis=1)
+        s_valid = np.sum(~np.isnan(sorted_t), axis=1)
+        probs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+        inner = np.empty((len(cont_names), n_bins - 1))
+        bin_counts = np.zeros((len(cont_names), n_bins), dtype=np.int64)
+        for i in range(len(cont_names)):
+            v = sorted_t[i, : s_valid[i]]
+            if v.size == 0:  # all of this column's sampled rows were missing
+                inner[i] = lo[i]
+                continue
+            inner[i] = np.quantile(v, probs)
+            cuts = np.searchsorted(v, inner[i], side="left")
+            bin_counts[i] = np.diff(np.concatenate([[0], cuts, [v.size]]))
+        constant = [n for n, a, b in zip(cont_names, lo, hi) if a == b]
+        if constant:
+            warnings.warn(
+                f"Feature(s) {constant} are constant in the reference: any other value in the current data "
+                "will be reported as drift (the effect is the share of rows that differ).",
+                UserWarning,
+                stacklevel=2,
+            )
+        cont = {
+            "n_valid": n_valid,
+            "mean": total / np.maximum(n_valid, 1),
+            "std": np.sqrt(m2 / np.maximum(n_valid, 1)),
+            "min": lo,
+            "max": hi,
+            "inner_edges": inner,
+            "bin_counts": bin_counts,
+        }
+        cat = {}
+        for name in cat_names:
+            levels = sorted(cat_counts[name])
+            cat[name] = {"levels": levels, "counts": [cat_counts[name][k] for k in levels], "n_missing": cat_missing[name]}
+        return cls(
+            feature_names=names,
+            categorical=cat_names,
+            n_rows=seen,
+            max_samples=max_samples,
+            n_bins=n_bins,
+            cont=cont,
+            cat=cat,
+            sample=sample,
+            seed=seed,
+            _sorted=sorted_t,
+        )
+
     # ------------------------------------------------------------ accessors
     def is_categorical(self, name: str) -> bool:
         return name in self._cat
@@ -486,7 +645,7 @@ class ReferenceProfile:
                 n_bins=state["n_bins"],
                 cont={k: np.asarray(v) for k, v in state["cont"].items()},
                 cat=state["cat"],
-                sample=np.asarray(state["sample"], dtype=np.float64).reshape(-1, len(state["feature_names"]) - len(state["categorical"])),
+                sample=np.asarray(state["sample"], dtype=np.float64),
                 seed=state.get("seed"),
             )
         except (KeyError, TypeError, ValueError) as exc:

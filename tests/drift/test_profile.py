@@ -142,3 +142,30 @@ def test_constant_feature_warns_once_at_build_time():
         warnings.simplefilter("always")
         ReferenceProfile.from_data(x)
     assert [str(w.message)[:40] for w in caught] == ["Feature(s) ['f1'] are constant in the re"]
+
+
+def test_batches_give_exact_summaries_and_a_uniform_reservoir():
+    rng = np.random.default_rng(9)
+    df = _frame(rng, 6000)
+    df.loc[5990:, "cpu"] = np.nan
+    whole = ReferenceProfile.from_data(df)
+    chunks = ReferenceProfile.from_batches((df.iloc[i : i + 700] for i in range(0, 6000, 700)), max_samples=1200, seed=3)
+    assert chunks.n_rows == 6000 and chunks.sample.shape == (1200, 3)
+    for name in ("cpu", "latency", "tier"):
+        a, b = whole.continuous_summary(name), chunks.continuous_summary(name)
+        assert a["n_valid"] == b["n_valid"] and a["min"] == b["min"] and a["max"] == b["max"]
+        assert b["mean"] == pytest.approx(a["mean"], rel=1e-12) and b["std"] == pytest.approx(a["std"], rel=1e-10)
+    assert chunks.categorical_summary("region") == whole.categorical_summary("region")
+    # Rows kept from the first half of the stream: about half, whatever the batch (binomial sd ~ 0.015).
+    first_half = np.isin(chunks.sample[:, 2], df.tier.iloc[:3000]) & np.isin(chunks.sample[:, 0], df.cpu.iloc[:3000])
+    assert abs(first_half.mean() - 0.5) < 0.05
+    cur = _frame(rng, 500)
+    assert DriftDetector(chunks).check(cur).is_drift == DriftDetector(whole).check(cur).is_drift
+
+
+def test_batches_with_other_columns_are_refused():
+    rng = np.random.default_rng(0)
+    with pytest.raises(DataError, match="batch 1 has columns"):
+        ReferenceProfile.from_batches([rng.normal(size=(20, 2)), rng.normal(size=(20, 3))])
+    with pytest.raises(DataError, match="they hold 4 rows in all"):
+        ReferenceProfile.from_batches([rng.normal(size=(4, 2))])
