@@ -91,7 +91,7 @@ def test_forecast_pretraining_lowers_its_loss_on_a_learnable_series(seeded):
     assert final < 0.25
 
 
-def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(seeded):
+def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(tmp_path, seeded):
     windows = _sine_windows(n=64, steps=8)
     encoder = sequence_encoder((8, 1), kind="lstm", units=(8,))
     before = [w.copy() for w in encoder.get_weights()]
@@ -108,6 +108,12 @@ def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(seeded)
     )
     assert _mse(start.model, windows, windows) < 0.5 * start.loss
     assert any(not np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
+    # The pretrained encoder saves alone (the decoder is not part of it).
+    path = tmp_path / "pretrained.keras"
+    encoder.save(path)
+    restored = keras.models.load_model(path, safe_mode=True)
+    assert [layer.name for layer in restored.layers] == [layer.name for layer in encoder.layers]
+    np.testing.assert_array_equal(np.asarray(restored(windows)), np.asarray(encoder(windows)))
 
 
 def test_forecast_with_variable_length_encoder_cuts_the_last_step():
