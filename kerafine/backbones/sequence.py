@@ -245,7 +245,9 @@ def pretrain_sequence_encoder(
       reconstructs the whole window.
 
     The decoder/forecast layers are discarded afterwards; only the encoder's
-    weights are kept.
+    weights are kept. Standardise the windows first (per feature, with statistics
+    of the training windows): on raw offsets such as "CPU around 60 %" the
+    autoencoder spends its first epochs learning the mean level and little else.
 
     Args:
         encoder: a model from :func:`sequence_encoder` (or any model with one

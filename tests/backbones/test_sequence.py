@@ -91,9 +91,10 @@ def test_forecast_pretraining_lowers_its_loss_on_a_learnable_series(seeded):
     assert final < 0.25
 
 
-def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(tmp_path, seeded):
-    windows = _sine_windows(n=64, steps=8)
-    encoder = sequence_encoder((8, 1), kind="lstm", units=(8,))
+def test_reconstruct_pretraining_beats_the_mean_and_updates_the_encoder(tmp_path, seeded):
+    # Standardised windows, as the docs ask (an offset series first learns only the mean).
+    windows = _sine_windows(n=128, steps=8) - 2.0
+    encoder = sequence_encoder((8, 1), kind="lstm", units=(16,), mask_value=None)
     before = [w.copy() for w in encoder.get_weights()]
     start = _LossAtStart(windows, windows)
     pretrain_sequence_encoder(
@@ -101,12 +102,15 @@ def test_reconstruct_pretraining_lowers_its_loss_and_updates_the_encoder(tmp_pat
         windows,
         objective="reconstruct",
         epochs=10,
-        optimizer=keras.optimizers.Adam(0.02),
+        optimizer=keras.optimizers.Adam(0.01),
         batch_size=16,
         callbacks=[start],
         verbose=0,
     )
-    assert _mse(start.model, windows, windows) < 0.5 * start.loss
+    final = _mse(start.model, windows, windows)
+    assert final < 0.5 * start.loss, (start.loss, final)
+    # Predicting the overall mean scores the variance (~0.5): beat it clearly.
+    assert final < 0.35 * windows.var(), (final, windows.var())
     assert any(not np.array_equal(a, b) for a, b in zip(before, encoder.get_weights()))
     # The pretrained encoder saves alone (the decoder is not part of it).
     path = tmp_path / "pretrained.keras"
