@@ -274,7 +274,7 @@ def pretrain_sequence_encoder(
     Example:
 
     >>> import numpy as np
-    >>> windows = 1.5 + np.sin(np.arange(64 * 8).reshape(64, 8, 1) / 5.0).astype("float32")
+    >>> windows = np.sin(0.1 + np.arange(64 * 8).reshape(64, 8, 1) / 5.0).astype("float32")
     >>> encoder = sequence_encoder((8, 1), units=(4,))
     >>> encoder = pretrain_sequence_encoder(encoder, windows, epochs=1, verbose=0)
     >>> len(encoder.pretraining_history.history["loss"])
