@@ -304,10 +304,12 @@ def _recorded_training_honoured() -> bool:
     import numpy as np
 
     keras = _keras()
-    inner_in = keras.Input((2,))
-    inner = keras.Model(inner_in, keras.layers.BatchNormalization(momentum=0.0)(inner_in))
-    outer_in = keras.Input((2,))
-    outer = keras.Model(outer_in, inner(outer_in, training=False))
+    # Explicit names: the probe must not advance Keras's automatic layer numbering.
+    inner_in = keras.Input((2,), name="kerafine_probe_in")
+    bn = keras.layers.BatchNormalization(momentum=0.0, name="kerafine_probe_bn")
+    inner = keras.Model(inner_in, bn(inner_in), name="kerafine_probe_inner")
+    outer_in = keras.Input((2,), name="kerafine_probe_outer_in")
+    outer = keras.Model(outer_in, inner(outer_in, training=False), name="kerafine_probe_outer")
     x = np.array([[10.0, -10.0], [30.0, 10.0]], dtype="float32")
     # Inference mode normalises with the initial moving statistics (mean 0, var 1): x
     # comes back almost unchanged; training mode centres each column on its batch mean.
