@@ -2,10 +2,16 @@
 
 Feed one value at a time (a batch loss, an error indicator, a score) and
 learn when its level changes. Semantics follow river's ``drift.ADWIN`` and
-``drift.PageHinkley`` (same parameters and defaults, same detection rule),
-with two documented differences for ADWIN: the window is kept exactly (every
-split point is examined, not only bucket boundaries, so it reacts at least as
-early) and bounded by ``max_window`` values, so memory is fixed.
+``drift.PageHinkley``: the same parameters and defaults, ADWIN's cut bound
+``|mean0 - mean1| > sqrt(2 m v d') + 2/3 d' m`` with ``m = 1/(n0 - L + 1) +
+1/(n1 - L + 1)``, ``d' = ln(2 ln(W) / delta)`` and ``v`` the window's variance,
+checked every ``clock`` values after ``grace_period``; Page-Hinkley's
+forgetting cumulative sums, restarted after each alarm. This is written from
+river's published algorithm, not cross-checked against river itself (which
+kerafine does not depend on). Two deliberate differences for ADWIN: the
+window is kept exactly (every split point is examined, not only the
+exponential-histogram bucket boundaries, so it reacts at least as early) and
+bounded by ``max_window`` values, so memory is fixed.
 
 Example:
 
