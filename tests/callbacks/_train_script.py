@@ -83,16 +83,16 @@ def main(config):
             epochs_seen_current[0] = epoch
 
     if kill and kill[0] == "write":
-        original = cr._write_variables
+        original = cr._write_checkpoint
         writes = [0]
 
-        def dying_write(directory, groups, checksums=None):
-            original(directory, groups, checksums)
+        def dying_write(directory, groups, state, checksums=None):
+            original(directory, groups, state, checksums)
             writes[0] += 1
             if writes[0] == kill[1]:
                 _die()
 
-        cr._write_variables = dying_write
+        cr._write_checkpoint = dying_write
 
     stop = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.0)

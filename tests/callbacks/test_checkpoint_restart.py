@@ -217,8 +217,8 @@ def _flip_byte(path, at=100):
     [
         ("truncate", "variables.bin"),
         ("bitflip", "variables.bin"),
-        ("bitflip", "state.json"),
-        ("delete", "variables.json"),
+        ("bitflip", "checkpoint.json"),
+        ("delete", "checkpoint.json"),
         ("delete", "MANIFEST.json"),
     ],
 )
@@ -256,21 +256,21 @@ def test_every_checkpoint_corrupt_raises_and_overwrites_nothing(tmp_path, three_
 
 
 def test_disk_full_during_save_reports_it_and_keeps_previous_checkpoints(tmp_path, monkeypatch):
-    original = cr._write_variables
+    original = cr._write_checkpoint
     calls = [0]
 
-    def write_until_full(directory, groups, checksums=None):
+    def write_until_full(directory, groups, state, checksums=None):
         calls[0] += 1
         if calls[0] == 3:
             # Half a file reaches the disk, then no space is left.
             (directory / "variables.bin").write_bytes(b"\0" * 100)
             raise OSError(errno.ENOSPC, "No space left on device")
-        original(directory, groups, checksums)
+        original(directory, groups, state, checksums)
 
-    monkeypatch.setattr(cr, "_write_variables", write_until_full)
+    monkeypatch.setattr(cr, "_write_checkpoint", write_until_full)
     with pytest.raises(CheckpointError, match=r"failed: the disk is full.*previous checkpoints are intact \(ckpt-00000002, ckpt-00000001\)"):
         _fit(_model(), [CheckpointRestart(tmp_path / "c")], epochs=4)
-    monkeypatch.setattr(cr, "_write_variables", original)
+    monkeypatch.setattr(cr, "_write_checkpoint", original)
     assert sorted(os.listdir(tmp_path / "c")) == ["ckpt-00000001", "ckpt-00000002"]  # no temp dir left
     for p in (tmp_path / "c").iterdir():
         assert _io.verify_manifest(p) == []
@@ -311,7 +311,7 @@ def test_divergence_rolls_back_lowers_lr_and_finishes(tmp_path, kind):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.005)
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 3
-    newest = _io.load_state(ckpt.checkpoints()[0], "state")
+    newest, _ = cr._read_checkpoint(ckpt.checkpoints()[0])
     assert newest["rollbacks"] == 1  # the count survives a restart
     events = tensorboard.read_scalars(tmp_path / "logs")["rollback"]
     assert len(events) == 1 and events[0][1] == 1.0 and events[0][0] > 8  # at the global step of the rollback
