@@ -2,22 +2,26 @@
 
 :func:`lr_find` trains a *copy* of the model for ``num_steps`` batches while the
 learning rate grows exponentially from ``start_lr`` to ``end_lr``, records the
-loss of every batch, smooths it, stops when the loss diverges, and suggests a
-learning rate (Smith, "Cyclical Learning Rates", 2017; the fastai ``lr_find``).
+loss of every batch, stops when an exponential moving average of the loss
+diverges, and suggests a learning rate from the loss curve smoothed by a
+centred moving average, which, unlike the exponential average, does not shift
+the curve towards higher rates (Smith, "Cyclical Learning Rates", 2017; the
+fastai ``lr_find``).
 The model itself, its weights, its optimizer state and iteration count, is
 left exactly as it was: nothing of the test leaks into the real run.
 
 Two suggestion rules are computed, and :attr:`LRFindResult.rule` says which one
 was used and :attr:`LRFindResult.reason` why:
 
+* ``"min/10"``: a tenth of the rate at the minimum of the smoothed loss. Used
+  when the loss reached a minimum and rose again (or diverged): the minimum
+  marks the edge of the unstable region, and a tenth of it is the largest rate
+  safely below it. Also the fallback for a flat curve (a drop under 5 % or
+  under twice the batch-to-batch noise of the loss).
 * ``"steepest"``: the rate where the smoothed loss falls fastest (most
-  negative slope against ``log(lr)``) before its minimum. Used when the curve
-  has a clear descent: enough points between the start and the minimum and a
-  drop of at least 5 % of the starting loss.
-* ``"min/10"``: a tenth of the rate at the minimum of the smoothed loss, the
-  rule of thumb that stays safe when the curve is flat, noisy or too short to
-  have a meaningful steepest point, or when the steepest point lies more than
-  a decade below ``min/10`` (a noise dip near the start).
+  negative slope against ``log(lr)``) before its lowest point. Used when the
+  loss was still falling at ``end_lr``, so the minimum, hence ``min/10``, is
+  unknown.
 
 Data are not cycled: a range test that sees the same batches again measures
 memorisation, not the learning rate, so data shorter than ``num_steps`` batches
@@ -65,12 +69,14 @@ class LRFindResult:
     Attributes:
         learning_rates: ``(n,)`` learning rate of each step run.
         losses: ``(n,)`` raw training loss of each step.
-        smoothed_losses: ``(n,)`` bias-corrected exponential moving average of the losses.
+        smoothed_losses: ``(n,)`` the losses smoothed by a centred moving
+            average over about a tenth of the steps (the curve the suggestion
+            is read from).
         suggestion: the suggested learning rate.
         rule: ``"steepest"`` or ``"min/10"``: the rule that gave ``suggestion``.
         reason: one sentence saying why that rule was used.
         steepest_lr: rate of the steepest descent of the smoothed loss, or
-            ``None`` when the curve has no clear descent.
+            ``None`` when too few points precede its minimum.
         min_loss_lr: rate at the minimum of the smoothed loss.
         diverged: ``True`` if the test stopped early because the loss diverged.
         num_steps: the number of steps requested.
@@ -282,35 +288,64 @@ def _fresh_optimizer(optimizer, learning_rate: float):
     return opt
 
 
-def _suggest(lrs, smoothed):
+def _window(n: int) -> int:
+    """Odd width of the centred moving average: about a tenth of the curve."""
+    return max(3, 2 * (n // 20) + 1)
+
+
+def _centred_average(losses: np.ndarray) -> np.ndarray:
+    """Moving average centred on each point, so the curve is not shifted.
+
+    The exponential average used to detect divergence lags by tens of steps,
+    i.e. by a decade or more of learning rate on a 100-step ramp; a suggestion
+    read off it lands several times too high.
+    """
+    w = min(_window(len(losses)), len(losses) - (1 - len(losses) % 2))
+    if w < 2:
+        return losses.astype(np.float64)
+    padded = np.pad(losses.astype(np.float64), w // 2, mode="edge")
+    return np.convolve(padded, np.ones(w) / w, mode="valid")
+
+
+def _suggest(lrs, curve, raw, diverged):
     n = len(lrs)
-    i_min = int(np.argmin(smoothed))
+    i_min = int(np.argmin(curve))
     min_lr = float(lrs[i_min])
-    fallback = min_lr / 10.0
+    min_rule = min_lr / 10.0
     skip = max(1, n // 10)
+    start = float(curve[min(skip, n - 1)])
+    drop = (start - float(curve[i_min])) / max(abs(start), 1e-12)
+    # Batch-to-batch noise of the raw losses: a "descent" smaller than twice
+    # that is the minimum of noise, not learning.
+    # Robust (median absolute deviation) and up to the minimum only, so the
+    # blow-up at divergence does not count as noise.
+    resid = (raw - curve)[: i_min + 1]
+    noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) if resid.size > 2 else 0.0
+    significant = drop >= _MIN_RELATIVE_DROP and (start - float(curve[i_min])) > 2.0 * noise
     steepest = None
     if i_min - skip >= _MIN_DESCENT_POINTS:
-        slope = np.gradient(smoothed, np.log(lrs))
-        i_steep = skip + int(np.argmin(slope[skip : i_min + 1]))
-        steepest = float(lrs[i_steep])
-        start = float(smoothed[skip])
-        drop = (start - float(smoothed[i_min])) / max(abs(start), 1e-12)
-        if drop < _MIN_RELATIVE_DROP:
-            return fallback, "min/10", steepest, (
-                f"the smoothed loss fell only {drop:.1%} before its minimum, so its steepest point is noise"
-            )
-        if steepest < fallback / 10.0:
-            return fallback, "min/10", steepest, (
-                f"the steepest descent ({steepest:.2g}) lies more than a decade below min/10, "
-                "a dip at the start rather than the main descent"
-            )
-        return steepest, "steepest", steepest, (
-            f"the smoothed loss has a clear descent ({drop:.0%} drop) before its minimum at {min_lr:.2g}; "
-            "its steepest point is where learning is fastest and still stable"
+        slope = np.gradient(curve, np.log(lrs))
+        steepest = float(lrs[skip + int(np.argmin(slope[skip : i_min + 1]))])
+    if not significant:
+        return min_rule, "min/10", steepest, (
+            f"the loss fell only {max(drop, 0.0):.1%} over the range, within its batch-to-batch noise, so "
+            "there is no clear descent to read a steepest point from"
         )
-    return fallback, "min/10", steepest, (
-        f"the smoothed loss reached its minimum after only {max(i_min - skip, 0)} useful steps, "
-        "too few for a reliable steepest point"
+    turned_up = diverged or (i_min < n - 1 - _window(n) // 2 and float(curve[-1]) > float(curve[i_min]) * 1.02)
+    if turned_up:
+        return min_rule, "min/10", steepest, (
+            f"the loss reached its minimum at {min_lr:.2g} and then rose"
+            f"{' until the test stopped at divergence' if diverged else ''}; a tenth of that rate is the "
+            "largest one safely below the unstable region"
+        )
+    if steepest is not None:
+        return steepest, "steepest", steepest, (
+            f"the loss was still falling at the end of the range ({float(lrs[-1]):.2g}), so its minimum, "
+            "hence min/10, is unknown; the steepest descent is where learning is fastest"
+        )
+    return min_rule, "min/10", steepest, (
+        "the loss was still falling at the end of the range but too few points precede its lowest value "
+        "for a steepest point; raise end_lr or num_steps for a better estimate"
     )
 
 
@@ -341,10 +376,10 @@ def lr_find(
             Defaults to 1.
         num_steps: steps of the exponential ramp (>= 10). Defaults to 100.
         batch_size: batch size for array data. Defaults to 32.
-        smoothing: factor of the exponential moving average of the loss, in
-            ``[0, 1)``. Defaults to 0.98.
-        diverge_factor: stop when the smoothed loss exceeds this many times
-            its best value (or the loss is NaN/inf). Defaults to 4.
+        smoothing: factor of the exponential moving average of the loss that
+            detects divergence, in ``[0, 1)``. Defaults to 0.98.
+        diverge_factor: stop when that average exceeds this many times its
+            best value (or the loss is NaN/inf). Defaults to 4.
         seed: seed of the shuffling of array data. Defaults to 0.
 
     Returns:
@@ -387,7 +422,7 @@ def lr_find(
     optimizer = _fresh_optimizer(model.optimizer, start_lr)
     work.compile(optimizer=optimizer, loss=model.loss, loss_weights=getattr(model, "loss_weights", None))
     ramp = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
-    lrs, losses, smoothed = [], [], []
+    lrs, losses = [], []
     avg, best, diverged = 0.0, math.inf, False
     for i, (xb, yb, wb) in enumerate(batches):
         optimizer.learning_rate = float(ramp[i])
@@ -406,14 +441,14 @@ def lr_find(
         value = avg / (1.0 - smoothing ** (i + 1))
         lrs.append(float(ramp[i]))
         losses.append(loss)
-        smoothed.append(value)
         best = min(best, value)
         if i > 0 and value > diverge_factor * best:
             diverged = True
             break
     del work
-    lrs_a, smoothed_a = np.asarray(lrs), np.asarray(smoothed)
-    suggestion, rule, steepest, reason = _suggest(lrs_a, smoothed_a)
+    lrs_a = np.asarray(lrs)
+    smoothed_a = _centred_average(np.asarray(losses))
+    suggestion, rule, steepest, reason = _suggest(lrs_a, smoothed_a, np.asarray(losses), diverged)
     return LRFindResult(
         learning_rates=lrs_a,
         losses=np.asarray(losses),

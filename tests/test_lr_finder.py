@@ -32,7 +32,21 @@ def test_suggestion_falls_in_the_analytic_good_range_of_a_quadratic(sigma):
     assert low <= result.suggestion <= high, (result, low, high)
     assert result.diverged and len(result.learning_rates) < 100  # stopped once the loss blew up
     assert result.learning_rates[-1] > 2 / lam  # ... beyond the stability limit, not before
-    assert result.rule in ("steepest", "min/10") and result.reason
+    # The loss turned up at the edge of stability: a tenth of its minimum is used.
+    assert result.rule == "min/10" and "then rose" in result.reason
+    assert result.suggestion == pytest.approx(result.min_loss_lr / 10)
+
+
+def test_a_loss_still_falling_at_end_lr_uses_the_steepest_descent():
+    # Curvature 2: stable up to lr = 1, so a ramp ending at 0.3 never turns up.
+    x, y = _linear_problem(1.0, n=40 * 32)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(keras.optimizers.SGD(), loss="mse")
+    result = lr_find(model, (x, y), start_lr=1e-4, end_lr=0.3, num_steps=40)
+    assert not result.diverged
+    assert result.rule == "steepest" and "still falling" in result.reason
+    assert result.suggestion == result.steepest_lr
+    assert result.learning_rates[0] < result.suggestion < result.min_loss_lr
 
 
 def _transfer_model(frozen):
