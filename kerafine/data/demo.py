@@ -56,6 +56,9 @@ class FleetProfile:
         io_noise: relative (log-normal) spread of disk throughput.
         failure_rate: expected failures per server per simulated day.
         restart_rate: expected planned restarts per server per simulated day.
+        precursor_strength: how far a precursor moves the metrics before a
+            failure, 1.0 being "all the way" (memory to ~99 %, CPU to ~97 %,
+            IO stalled most of the time).
     """
 
     cpu_base: float
@@ -67,15 +70,16 @@ class FleetProfile:
     io_noise: float
     failure_rate: float
     restart_rate: float
+    precursor_strength: float = 1.0
 
 
 FLEET_PROFILES = {
     # Older 16-core web nodes: lower load, noisier, spinning disks.
     "A": FleetProfile(cpu_base=35.0, cpu_amp=18.0, cpu_noise=6.0, mem_base=45.0, mem_amp=8.0,
-                      io_base=25.0, io_noise=0.35, failure_rate=1.6, restart_rate=0.5),
-    # Newer 64-core database nodes: busier, smoother, NVMe throughput.
+                      io_base=25.0, io_noise=0.35, failure_rate=2.5, restart_rate=0.5),
+    # Newer 64-core database nodes: busier, smoother, NVMe throughput, fewer failures.
     "B": FleetProfile(cpu_base=50.0, cpu_amp=12.0, cpu_noise=4.0, mem_base=60.0, mem_amp=5.0,
-                      io_base=140.0, io_noise=0.25, failure_rate=1.6, restart_rate=0.5),
+                      io_base=140.0, io_noise=0.25, failure_rate=0.9, restart_rate=0.5),
 }
 
 _PRECURSORS = ("memory_leak", "cpu_saturation", "io_stall")
@@ -172,7 +176,7 @@ def simulate_fleet(
             if kind == "failure":
                 dur = int(rng.integers(40, 101))
                 a = te - dur
-                ramp = np.linspace(0.0, 1.0, dur) ** 1.5
+                ramp = p.precursor_strength * np.linspace(0.0, 1.0, dur) ** 1.5
                 kind_p = _PRECURSORS[int(rng.integers(0, 3))]
                 if kind_p == "memory_leak":
                     mem[s, a:te] += ramp * (99.0 - mem[s, a:te].mean())

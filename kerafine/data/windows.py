@@ -42,6 +42,11 @@ def _as_2d(series, argument: str = "series") -> np.ndarray:
     return arr
 
 
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so messages read 'b', not np.str_('b')."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _group_bounds(groups, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, ends, labels) of the contiguous runs of ``groups``; each group must be one run."""
     if groups is None:
@@ -61,7 +66,7 @@ def _group_bounds(groups, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     uniq, counts = np.unique(labels.astype(str), return_counts=True)
     if np.any(counts > 1):
         raise DataError(
-            f"Invalid value for argument `groups`: group {uniq[counts > 1][0]!r} appears in "
+            f"Invalid value for argument `groups`: group {_plain(uniq[counts > 1][0])!r} appears in "
             f"{counts[counts > 1][0]} separate runs of rows; sort the rows by group (then time) first."
         )
     return starts, ends, labels
@@ -99,7 +104,7 @@ def window_starts(n_rows: int, window: int, horizon: int = 1, stride: int = 1, g
     short = lengths < need
     if np.any(short):
         i = int(np.flatnonzero(short)[0])
-        who = "The series" if labels[i] is None else f"Group {labels[i]!r}"
+        who = "The series" if labels[i] is None else f"Group {_plain(labels[i])!r}"
         raise DataError(
             f"{who} has {int(lengths[i])} samples, fewer than one window plus its target "
             f"(window={window} + horizon={horizon} = {need}); use a smaller `window`, or drop groups "

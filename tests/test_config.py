@@ -1,0 +1,84 @@
+"""Tests of kerafine.config: the `kerafine fit` schema."""
+
+import pytest
+import yaml
+
+from kerafine.config import EXAMPLE_CONFIG, FitConfig, load_config
+from kerafine.errors import KerafineError
+
+
+def _write(tmp_path, text, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_valid_and_paths_are_relative_to_the_file(tmp_path):
+    cfg = load_config(_write(tmp_path, EXAMPLE_CONFIG))
+    assert cfg.data.kind == "server_metrics" and cfg.data.window == 32 and cfg.backbone.name == "lstm"
+    assert cfg.data.cpu == tmp_path / "data" / "cpu.csv"
+    assert cfg.output_dir == tmp_path / "runs" / "my-run" and cfg.output_dir.is_dir()
+    assert cfg.schedule.learning_rate == "search"
+
+
+def test_unknown_key_is_named(tmp_path):
+    text = EXAMPLE_CONFIG.replace("  batch_size: 64", "  batch_sise: 64")
+    with pytest.raises(KerafineError, match=r"field `schedule.batch_sise`: unknown key"):
+        load_config(_write(tmp_path, text))
+
+
+def test_wrong_type_is_named_with_the_value(tmp_path):
+    text = EXAMPLE_CONFIG.replace("window: 32", "window: thirty")
+    with pytest.raises(KerafineError, match=r"field `data.window`: Input should be a valid integer.*'thirty'"):
+        load_config(_write(tmp_path, text))
+
+
+def test_unknown_backbone_is_named_with_a_suggestion(tmp_path):
+    text = EXAMPLE_CONFIG.replace("name: lstm", "name: lstn")
+    with pytest.raises(KerafineError, match=r"field `backbone.name`: unknown backbone 'lstn'.*Did you mean \"lstm\""):
+        load_config(_write(tmp_path, text))
+
+
+def test_vision_backbone_is_explained(tmp_path):
+    text = EXAMPLE_CONFIG.replace("name: lstm", "name: vgg16")
+    with pytest.raises(KerafineError, match=r"backbone.name.*Vision backbones need images"):
+        load_config(_write(tmp_path, text))
+
+
+def test_backbone_must_fit_the_data_kind():
+    raw = yaml.safe_load(EXAMPLE_CONFIG)
+    raw["backbone"]["name"] = "tabular"
+    with pytest.raises(Exception, match="does not fit data.kind 'server_metrics'"):
+        FitConfig.model_validate(raw)
+
+
+def test_unwritable_output_dir_is_named(tmp_path):
+    # Below a regular file nothing can be created, even as root (chmod does not stop root).
+    (tmp_path / "plain-file").write_text("x")
+    text = EXAMPLE_CONFIG.replace("output_dir: runs/my-run", "output_dir: plain-file/run")
+    with pytest.raises(KerafineError, match=r"field `output_dir`: .*plain-file/run'; expected a writable directory"):
+        load_config(_write(tmp_path, text))
+
+
+def test_output_dir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    text = EXAMPLE_CONFIG.replace("output_dir: runs/my-run", "output_dir: taken")
+    with pytest.raises(KerafineError, match=r"field `output_dir`: Invalid value for argument `output_dir`.*a directory"):
+        load_config(_write(tmp_path, text))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    text = EXAMPLE_CONFIG.replace("seed: 0", "seed: !!python/object/apply:os.system ['echo pwned']")
+    with pytest.raises(KerafineError, match="not valid YAML"):
+        load_config(_write(tmp_path, text))
+
+
+def test_a_config_that_is_not_a_mapping_is_rejected(tmp_path):
+    with pytest.raises(KerafineError, match="expected a mapping"):
+        load_config(_write(tmp_path, "- just\n- a list\n"))
+
+
+def test_fraction_errors_name_the_field(tmp_path):
+    text = EXAMPLE_CONFIG.replace("    val: 0.2", "    val: 0.9")
+    with pytest.raises(KerafineError, match=r"field `data.split`: .*val \+ test must be < 1"):
+        load_config(_write(tmp_path, text))
