@@ -342,6 +342,13 @@ class CheckpointRestart(keras.callbacks.Callback):
             are written under ``<log_dir>/kerafine``. Defaults to ``None``.
         divergence_window: how many recent batch losses make the median.
             Defaults to ``50``.
+        background_save: write each checkpoint in a background thread:
+            training pauses only to take a snapshot of the variables
+            (TensorFlow keeps it intact while training updates them, at the
+            cost of one extra copy of the model and optimizer in memory until
+            the write ends). At most one save is in flight; a failed save is
+            raised at the next save or at the end of ``fit``. ``False`` writes
+            before training continues. Defaults to ``True``.
 
     Raises:
         KerafineError: for a bad argument, before training.
@@ -379,6 +386,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         delete_on_success=False,
         log_dir=None,
         divergence_window=50,
+        background_save=True,
     ):
         super().__init__()
         if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
@@ -408,6 +416,8 @@ class CheckpointRestart(keras.callbacks.Callback):
             raise invalid_argument("log_dir", log_dir, "None or a directory path")
         if isinstance(divergence_window, bool) or not isinstance(divergence_window, numbers.Integral) or divergence_window < _MIN_HISTORY:
             raise invalid_argument("divergence_window", divergence_window, f"an int >= {_MIN_HISTORY}")
+        if not isinstance(background_save, (bool, np.bool_)):
+            raise invalid_argument("background_save", background_save, "True or False")
         _io.check_writable_directory(directory, "directory")
         self.directory = directory
         self.save_freq = save_freq
@@ -419,6 +429,11 @@ class CheckpointRestart(keras.callbacks.Callback):
         self.delete_on_success = delete_on_success
         self.log_dir = log_dir
         self.divergence_window = divergence_window
+        self.background_save = background_save
+        # Outlive _reset(): a save may still be in flight from a fit that raised.
+        self._pending: threading.Thread | None = None
+        self._pending_done = None
+        self._pending_error: BaseException | None = None
         self._reset()
 
     # -- bookkeeping ---------------------------------------------------------
@@ -455,6 +470,7 @@ class CheckpointRestart(keras.callbacks.Callback):
 
     # -- Keras hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
+        self._wait_for_pending()
         self._reset()
         self._chief = _is_chief()
         self._cblist = _find_callback_list(self)
@@ -537,6 +553,7 @@ class CheckpointRestart(keras.callbacks.Callback):
             self._after_epoch(epoch, logs)
 
     def on_train_end(self, logs=None):
+        self._wait_for_pending()
         for thread in self._deleters:
             thread.join()
         self._deleters = []
@@ -686,6 +703,7 @@ class CheckpointRestart(keras.callbacks.Callback):
                 f"max_rollbacks={self.max_rollbacks} reached. Lower the learning rate or check the data; "
                 f"the last good checkpoints are in {os.fspath(self._path)!r}."
             )
+        self._wait_for_pending()
         target = None
         for _, path in _list_checkpoints(self._path):
             if path not in self._bad and not _io.verify_manifest(path):
@@ -769,19 +787,50 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._batches_since_save = 0
         if not self._chief:
             return
+        # One save in flight at most, and the newest always renamed last.
+        self._wait_for_pending()
         started = time.perf_counter()
         model = self.model
         groups = {"model": [_snapshot(v) for v in model.variables]}
         opt = getattr(model, "optimizer", None)
-        groups["optimizer"] = (
-            [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
-        )
+        groups["optimizer"] = [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
         groups["metrics"] = [_snapshot(v) for v in model.metrics_variables] if batch > 0 else []
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"
+        step = self._global_step()
+        if not self.background_save:
+            self._write(final, groups, state, epoch, batch)
+            self._report_save(final, epoch, batch, step, time.perf_counter() - started)
+            return
+
+        def job():
+            try:
+                self._write(final, groups, state, epoch, batch)
+                self._pending_done = (final, epoch, batch, step, time.perf_counter() - started)
+            except BaseException as exc:  # handed to the training thread by _wait_for_pending
+                self._pending_error = exc
+
+        # Not a daemon: if the script ends (or fails) while a checkpoint is being
+        # written, the interpreter waits for it instead of dropping it.
+        self._pending = threading.Thread(target=job, name="kerafine-checkpoint")
+        self._pending.start()
+
+    def _wait_for_pending(self) -> None:
+        """Wait for the background save, report it, re-raise its failure in this thread."""
+        thread, self._pending = self._pending, None
+        if thread is not None:
+            thread.join()
+        done, self._pending_done = self._pending_done, None
+        error, self._pending_error = self._pending_error, None
+        if error is not None:
+            raise error
+        if done is not None:
+            self._report_save(*done)
+
+    def _write(self, final: Path, groups, state, epoch: int, batch: int) -> None:
         checksums: dict = {}
-        meta = {"epoch": epoch, "batch": batch, "sequence": self._seq}
+        meta = {"epoch": epoch, "batch": batch, "sequence": int(final.name.split("-")[1])}
         try:
             with _io.atomic_directory(final, manifest_meta=meta, checksums=checksums) as tmp:
                 _write_checkpoint(tmp, groups, state, checksums)
@@ -794,16 +843,14 @@ class CheckpointRestart(keras.callbacks.Callback):
                 "the same script again to resume from the newest."
             ) from exc
         self._prune()
-        if self.log_dir is not None:
-            from kerafine import tensorboard
 
-            step = self._global_step()
-            tensorboard.scalars(
-                self.log_dir,
-                {"checkpoint/save_seconds": time.perf_counter() - started, "checkpoint/epoch": epoch},
-                step,
-            )
-            tensorboard.text(self.log_dir, "checkpoint", f"saved {final.name} (epoch {epoch}, batch {batch})", step)
+    def _report_save(self, final: Path, epoch: int, batch: int, step: int, seconds: float) -> None:
+        if self.log_dir is None:
+            return
+        from kerafine import tensorboard
+
+        tensorboard.scalars(self.log_dir, {"checkpoint/save_seconds": seconds, "checkpoint/epoch": epoch}, step)
+        tensorboard.text(self.log_dir, "checkpoint", f"saved {final.name} (epoch {epoch}, batch {batch})", step)
 
     def _prune(self):
         found = _list_checkpoints(self._path)

@@ -57,6 +57,7 @@ def _variables(model):
         (dict(divergence_factor=1.0), r"`divergence_factor`: received 1.0; expected a finite number > 1"),
         (dict(lr_factor=0), r"`lr_factor`: received 0; expected a number in \(0, 1\]"),
         (dict(max_rollbacks=-1), r"`max_rollbacks`: received -1"),
+        (dict(background_save="yes"), r"`background_save`: received 'yes'; expected True or False"),
     ],
 )
 def test_bad_arguments_raise_before_training(tmp_path, kwargs, match):
@@ -163,6 +164,30 @@ def test_state_of_other_callbacks_is_restored_wherever_the_checkpoint_sits(tmp_p
     assert float(model2.optimizer.learning_rate) == lr_before
     for a, b in zip(es.best_weights, es2.best_weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_snapshots_for_background_saves_are_unchanged_by_later_training():
+    model = _model(dropout=False)
+    _fit(model, [], epochs=1)
+    snapshots = [cr._snapshot(v) for v in model.variables + model.optimizer.variables]
+    copies = [np.array(s, copy=True) for s in snapshots]
+    _fit(model, [], epochs=1)  # Adam updates every variable in place
+    changed = 0
+    for s, c, v in zip(snapshots, copies, model.variables + model.optimizer.variables):
+        np.testing.assert_array_equal(s, c)
+        changed += not np.array_equal(c, v.numpy())
+    assert changed >= len(model.variables)
+
+
+@pytest.mark.parametrize("background_save", [True, False])
+def test_foreground_and_background_saves_write_the_same_checkpoint(tmp_path, background_save):
+    model = _model()
+    ckpt = CheckpointRestart(tmp_path / "c", background_save=background_save)
+    _fit(model, [ckpt], epochs=2)
+    state, arrays = cr._read_checkpoint(ckpt.checkpoints()[0])
+    assert state["position"] == {"epoch": 2, "batch": 0, "stopped": False}
+    for a, v in zip(arrays["model"] + arrays["optimizer"], model.variables + model.optimizer.variables):
+        np.testing.assert_array_equal(a, v.numpy())
 
 
 def test_checkpoint_from_a_different_model_raises(tmp_path):
