@@ -61,6 +61,7 @@ def main() -> None:
     )
     t_kerafine = time.perf_counter() - t0
     assert result.features_cached
+    print(f"  (kerafine done: {t_kerafine:.1f} s)", flush=True)
 
     # plain Keras: the same frozen model, fit as usual
     keras.utils.set_random_seed(0)
@@ -72,6 +73,7 @@ def main() -> None:
     t0 = time.perf_counter()
     plain.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
     t_plain = time.perf_counter() - t0
+    print(f"  (plain keras done: {t_plain:.1f} s)", flush=True)
 
     # reference: one forward pass + the head epochs on precomputed features
     t0 = time.perf_counter()
