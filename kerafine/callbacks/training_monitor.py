@@ -198,7 +198,9 @@ class TrainingMonitor(keras.callbacks.Callback):
       epoch on, whatever the order of the callbacks. NaN if the optimizer
       exposes no learning rate (said once in a warning).
     * ``step_seconds``: mean wall time per training step (validation excluded);
-      ``samples_per_second``: training samples per second.
+      ``samples_per_second``: training samples per second (NaN when the model
+      the callback sees is not the one being trained, as in ``fine_tune``'s
+      cached-feature phase).
     * ``cpu_percent``: CPU use of this process over the epoch (100 = one core);
       ``rss_mb``: resident memory; ``gpu_memory_mb`` when a GPU is visible.
     * ``update_ratio``: median over the epoch's logging points of
@@ -718,6 +720,10 @@ class TrainingMonitor(keras.callbacks.Callback):
             samples = float(np.asarray(tracker.count))
         except (AttributeError, TypeError, ValueError):
             pass
+        if not samples > 0:
+            # Another model did the training (e.g. fine_tune's head on cached
+            # features, with the callbacks pointed at the full model): unknown.
+            samples = math.nan
         lr = self._last_lr if self._last_lr is not None else self._read_lr()
         ratio = float(np.median(self._epoch_ratios)) if self._epoch_ratios else math.nan
         epoch_values = {
