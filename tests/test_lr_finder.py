@@ -18,7 +18,7 @@ def _linear_problem(sigma, n, d=8, seed=0):
 
 
 @pytest.mark.parametrize("sigma", [1.0, 3.0])
-def test_suggestion_falls_in_the_analytic_good_range_of_a_quadratic(sigma):
+def test_suggestion_falls_in_the_analytic_good_range_of_a_quadratic(seeded, sigma):
     # Mean squared error of a linear model on inputs with covariance sigma^2 I has
     # Hessian 2 sigma^2 I: plain gradient descent contracts the error by
     # |1 - lr * lam| per step, lam = 2 sigma^2. "Good" means stable and at least
@@ -37,7 +37,7 @@ def test_suggestion_falls_in_the_analytic_good_range_of_a_quadratic(sigma):
     assert result.suggestion == pytest.approx(result.min_loss_lr / 10)
 
 
-def test_a_loss_still_falling_at_end_lr_uses_the_steepest_descent():
+def test_a_loss_still_falling_at_end_lr_uses_the_steepest_descent(seeded):
     # Curvature 2: stable up to lr = 1, so a ramp ending at 0.3 never turns up.
     x, y = _linear_problem(1.0, n=40 * 32)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, use_bias=False)])
@@ -96,7 +96,7 @@ def test_model_weights_optimizer_state_and_iteration_count_are_left_bit_identica
     assert int(opt.iterations) == 6
 
 
-def test_a_flat_curve_falls_back_to_min_over_10_and_says_why():
+def test_a_flat_curve_falls_back_to_min_over_10_and_says_why(seeded):
     x, y = _linear_problem(1.0, n=20 * 32)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(), loss="mse")
@@ -109,7 +109,7 @@ def test_a_flat_curve_falls_back_to_min_over_10_and_says_why():
     np.testing.assert_allclose(result.learning_rates[[0, -1]], [1e-10, 1e-8], rtol=1e-6)
 
 
-def test_dataset_input_and_result_outputs():
+def test_dataset_input_and_result_outputs(seeded):
     import matplotlib
 
     matplotlib.use("Agg")
