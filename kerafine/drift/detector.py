@@ -69,6 +69,12 @@ class DriftDetector:
       a large distance), at large n the floor is (everything is significant).
       ``method="psi"``, ``"jensenshannon"`` or ``"wasserstein"`` give
       evidently-style threshold rules instead, ``threshold`` setting the cut.
+    * **Fast p-values.** The KS statistic equals scipy's; its p-value is
+      scipy's exact one when ``n * m <= 100,000`` and Kolmogorov's limiting
+      distribution above, which is conservative and within 2% of the exact
+      value at 20,000 x 5,000 rows (scipy's own asymptotic form is 1-2%
+      anti-conservative and costs 1 ms per feature at 20,000 x 5,000 rows,
+      100 ms at 100,000 x 50,000).
     * **Any drifted feature raises the alarm** (``share_threshold=0``).
       evidently's preset waits until half the columns drift, so a shift
       confined to a few columns is never declared (power 0 in our benchmark);
