@@ -17,7 +17,7 @@ was used and :attr:`LRFindResult.reason` why:
   when the loss reached a minimum and rose again (or diverged): the minimum
   marks the edge of the unstable region, and a tenth of it is the largest rate
   safely below it. Also the fallback for a flat curve (a drop under 5 % or
-  under twice the batch-to-batch noise of the loss).
+  under three times the batch-to-batch noise of the loss).
 * ``"steepest"``: the rate where the smoothed loss falls fastest (most
   negative slope against ``log(lr)``) before its lowest point. Used when the
   loss was still falling at ``end_lr``, so the minimum, hence ``min/10``, is
@@ -315,14 +315,19 @@ def _suggest(lrs, curve, raw, diverged):
     skip = max(1, n // 10)
     start = float(curve[min(skip, n - 1)])
     drop = (start - float(curve[i_min])) / max(abs(start), 1e-12)
-    # Batch-to-batch noise of the raw losses: a "descent" smaller than twice
+    # Batch-to-batch noise of the raw losses: a "descent" smaller than three times
     # that is the minimum of noise, not learning.
-    # Robust (median absolute deviation) and up to the minimum only, so the
-    # blow-up at divergence does not count as noise.
-    resid = (raw - curve)[: i_min + 1]
+    # Robust (median absolute deviation) and over the part before the minimum,
+    # so the blow-up at divergence does not count as noise.
+    resid = (raw - curve)[: max(i_min + 1, n // 2)]
     noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) if resid.size > 2 else 0.0
-    significant = drop >= _MIN_RELATIVE_DROP and (start - float(curve[i_min])) > 2.0 * noise
+    significant = drop >= _MIN_RELATIVE_DROP and (start - float(curve[i_min])) > 3.0 * noise
     steepest = None
+    if i_min <= skip:
+        return min_rule, "min/10", steepest, (
+            "the loss never fell below its value at the start of the range; if it rose, start_lr is "
+            "already too high (lower it), otherwise the range is too narrow to tell"
+        )
     if i_min - skip >= _MIN_DESCENT_POINTS:
         slope = np.gradient(curve, np.log(lrs))
         steepest = float(lrs[skip + int(np.argmin(slope[skip : i_min + 1]))])

@@ -103,7 +103,7 @@ def test_a_flat_curve_falls_back_to_min_over_10_and_says_why(seeded):
     # Rates far too small to move the weights: the loss stays flat.
     result = lr_find(model, (x, y), start_lr=1e-10, end_lr=1e-8, num_steps=20)
     assert result.rule == "min/10"
-    assert "fell only" in result.reason
+    assert "fell only" in result.reason or "never fell" in result.reason
     assert result.suggestion == pytest.approx(result.min_loss_lr / 10)
     assert not result.diverged and len(result.learning_rates) == 20
     np.testing.assert_allclose(result.learning_rates[[0, -1]], [1e-10, 1e-8], rtol=1e-6)
