@@ -181,6 +181,15 @@ def _build_groups(model):
     return groups, state_vars
 
 
+def _scalar(value) -> float:
+    """A Python float from a Keras variable, a tensor or a number."""
+    # KerasVariable.__array__ lacks numpy 2's `copy` keyword (a DeprecationWarning
+    # through np.asarray); .numpy() reads the value directly.
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return float(np.asarray(value))
+
+
 def _fingerprint(variables) -> list[int]:
     return [zlib.crc32(np.ascontiguousarray(v.numpy()).view(np.uint8)) for v in variables]
 
@@ -386,7 +395,7 @@ class TrainingMonitor(keras.callbacks.Callback):
     def _iterations(self) -> int:
         opt = getattr(self.model, "optimizer", None)
         try:
-            return int(np.asarray(opt.iterations))
+            return int(_scalar(opt.iterations))
         except (AttributeError, TypeError, ValueError):
             return int(self._global_batches)
 
@@ -420,12 +429,12 @@ class TrainingMonitor(keras.callbacks.Callback):
             if isinstance(raw, keras.optimizers.schedules.LearningRateSchedule):
                 # optimizer.learning_rate is the rate of the *next* step;
                 # the last step applied was iteration - 1.
-                step = max(int(np.asarray(opt.iterations)) - 1, 0)
-                return float(keras.ops.convert_to_numpy(raw(step)))
+                step = max(int(_scalar(opt.iterations)) - 1, 0)
+                return _scalar(raw(step))
             lr = opt.learning_rate
             if lr is None:
                 return None
-            value = float(keras.ops.convert_to_numpy(lr))
+            value = _scalar(lr)
         except (AttributeError, TypeError, ValueError, NotImplementedError):
             return None
         return value
@@ -717,7 +726,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         try:
             # Keras weights the loss mean by the batch size: its count is the
             # number of samples seen this epoch.
-            samples = float(np.asarray(tracker.count))
+            samples = _scalar(tracker.count)
         except (AttributeError, TypeError, ValueError):
             pass
         if not samples > 0:

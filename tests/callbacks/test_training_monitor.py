@@ -298,12 +298,15 @@ def test_frozen_backbone_modified_by_hand_is_a_freezing_bug_but_trainable_batchn
         if epoch == 1:
             kernel.assign(kernel + 0.5)
 
-    found = []
     x, y = _regression(n=64, d=6)
-    model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[
-        keras.callbacks.LambdaCallback(on_epoch_end=tamper),
-        TrainingMonitor(on_problem=found.append),
-    ])
+    monitor = TrainingMonitor()  # on_problem="warn": a warning, training goes on
+    with pytest.warns(TrainingProblemWarning, match=r"frozen layer group 'backbone' changed during epoch 2 .*freezing bug"):
+        history = model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[
+            keras.callbacks.LambdaCallback(on_epoch_end=tamper),
+            monitor,
+        ])
+    assert len(history.epoch) == 4
+    found = monitor.problems
     frozen = [p for p in found if p.kind == "frozen_weights_changed"]
     assert _kinds(frozen) == [("frozen_weights_changed", 1)]
     assert frozen[0].values["group"] == "backbone"
