@@ -144,23 +144,28 @@ def test_state_of_other_callbacks_is_restored_wherever_the_checkpoint_sits(tmp_p
         es = EarlyStopping("loss", patience=50, restore_best_weights=True)
         kes = keras.callbacks.EarlyStopping("loss", patience=50)
         rlr = keras.callbacks.ReduceLROnPlateau("loss", patience=1, factor=0.5, min_delta=10.0)
+        mc = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), "loss", save_best_only=True, save_weights_only=True)
+        # Keras's stateless writers ride along unharmed.
+        tb = keras.callbacks.TensorBoard(str(tmp_path / "tb"), write_graph=False, profile_batch=0)
+        csv = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"), append=True)
         ckpt = CheckpointRestart(tmp_path / "c")
-        others = [es, kes, rlr]
-        return ([ckpt] + others if position == "first" else others + [ckpt]), es, kes, rlr
+        others = [es, kes, rlr, mc, tb, csv]
+        return ([ckpt] + others if position == "first" else others + [ckpt]), es, kes, rlr, mc
 
-    cbs, es, kes, rlr = callbacks()
+    cbs, es, kes, rlr, mc = callbacks()
     model = _model()
     _fit(model, cbs, epochs=3)
-    before = (es.wait, es.best, es.best_epoch, kes.wait, kes.best, rlr.wait, rlr.best)
+    before = (es.wait, es.best, es.best_epoch, kes.wait, kes.best, rlr.wait, rlr.best, mc.best)
     lr_before = float(model.optimizer.learning_rate)
     assert lr_before < 0.01  # ReduceLROnPlateau acted, so its state matters
 
-    cbs2, es2, kes2, rlr2 = callbacks()
+    cbs2, es2, kes2, rlr2, mc2 = callbacks()
     model2 = _model()
     # The run finished all 3 epochs: resuming runs none and keeps every state.
     history = _fit(model2, cbs2, epochs=3)
     assert history.history == {}
-    assert (es2.wait, es2.best, es2.best_epoch, kes2.wait, kes2.best, rlr2.wait, rlr2.best) == before
+    assert (es2.wait, es2.best, es2.best_epoch, kes2.wait, kes2.best, rlr2.wait, rlr2.best, mc2.best) == before
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 4  # header + 3 epochs
     assert float(model2.optimizer.learning_rate) == lr_before
     for a, b in zip(es.best_weights, es2.best_weights):
         np.testing.assert_array_equal(a, b)
