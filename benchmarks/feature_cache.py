@@ -51,31 +51,12 @@ def main() -> None:
 
     tf.constant(1.0) + 1.0  # start the runtime outside the timings
 
-    # kerafine: cached head phase
-    keras.utils.set_random_seed(0)
-    model = kerafine.build_transfer_model(vgg(), head(), freeze="all")
-    t0 = time.perf_counter()
-    result = kerafine.fine_tune(
-        model, (x, y), head_epochs=args.epochs, finetune_epochs=0, head_lr=1e-3,
-        batch_size=args.batch_size, cache_features=True, verbose=0,
-    )
-    t_kerafine = time.perf_counter() - t0
-    assert result.features_cached
-    print(f"  (kerafine done: {t_kerafine:.1f} s)", flush=True)
+    loads = {}
 
-    # plain Keras: the same frozen model, fit as usual
+    # reference: one forward pass + the head epochs on precomputed features
     keras.utils.set_random_seed(0)
     backbone = vgg()
     backbone.trainable = False
-    inputs = keras.Input(shape)
-    plain = keras.Model(inputs, head()(backbone(inputs, training=False)))
-    plain.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
-    t0 = time.perf_counter()
-    plain.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
-    t_plain = time.perf_counter() - t0
-    print(f"  (plain keras done: {t_plain:.1f} s)", flush=True)
-
-    # reference: one forward pass + the head epochs on precomputed features
     t0 = time.perf_counter()
     features = backbone.predict(x, batch_size=args.batch_size, verbose=0)
     t_forward = time.perf_counter() - t0
@@ -86,11 +67,38 @@ def main() -> None:
     head_only.fit(features, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
     t_head = time.perf_counter() - t0
     t_reference = t_forward + t_head
+    loads["reference"] = os.getloadavg()[0]
+    print(f"  (reference done: {t_reference:.1f} s)", flush=True)
+
+    # kerafine: cached head phase
+    keras.utils.set_random_seed(0)
+    model = kerafine.build_transfer_model(vgg(), head(), freeze="all")
+    t0 = time.perf_counter()
+    result = kerafine.fine_tune(
+        model, (x, y), head_epochs=args.epochs, finetune_epochs=0, head_lr=1e-3,
+        batch_size=args.batch_size, cache_features=True, verbose=0,
+    )
+    t_kerafine = time.perf_counter() - t0
+    assert result.features_cached
+    loads["kerafine"] = os.getloadavg()[0]
+    print(f"  (kerafine done: {t_kerafine:.1f} s)", flush=True)
+
+    # plain Keras: the same frozen model, fit as usual
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape)
+    plain = keras.Model(inputs, head()(backbone(inputs, training=False)))
+    plain.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    t0 = time.perf_counter()
+    plain.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
+    t_plain = time.perf_counter() - t0
+    loads["plain"] = os.getloadavg()[0]
+    print(f"  (plain keras done: {t_plain:.1f} s)", flush=True)
 
     print(f"feature_cache: VGG16 weights=None {shape}, {args.images} images, {args.epochs} head epochs, "
           f"batch {args.batch_size}")
     print(f"  python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
-          f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (end of run)")
+          f"nproc {os.cpu_count()}, 1-min load average after each part: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in loads.items()))
     print(f"  kerafine cached phase 1 : {t_kerafine:8.2f} s  (features {result.feature_seconds:.2f} s + "
           f"head fit {result.head_seconds:.2f} s)")
     print(f"  plain keras fit         : {t_plain:8.2f} s")

@@ -477,14 +477,20 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
             bar.update(1)
         bar.close()
         return np.concatenate(feats), np.concatenate(ys), (np.concatenate(ws) if ws else None), seen_batch
-    n = _n_rows(data.x)
-    bar = tqdm(total=n, unit="sample", desc=f"features ({what})", delay=1.0, disable=not progress, leave=False)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        feats.append(np.asarray(backbone.predict_on_batch(_take(data.x, start, stop))))
-        bar.update(stop - start)
+    import keras
+
+    n_batches = -(-_n_rows(data.x) // batch_size)
+    bar = tqdm(total=n_batches, unit="batch", desc=f"features ({what})", delay=1.0, disable=not progress,
+               leave=False)
+
+    class _Progress(keras.callbacks.Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            bar.update(1)
+
+    # Keras's own predict loop (prefetching, compiled step): as fast as a plain backbone.predict.
+    features = backbone.predict(data.x, batch_size=batch_size, verbose=0, callbacks=[_Progress()] if progress else None)
     bar.close()
-    return np.concatenate(feats), data.y, data.w, batch_size
+    return np.asarray(features), data.y, data.w, batch_size
 
 
 # ---------------------------------------------------------------------------
