@@ -178,7 +178,8 @@ def test_nan_loss_from_a_poisoned_batch_is_named_with_its_epoch_and_batch_and_st
     monitor = TrainingMonitor(on_problem="stop")
     # 6 batches per epoch: global batch 9 is epoch 1, batch 3.
     with pytest.warns(TrainingProblemWarning, match=r"loss became nan at epoch 2, batch 3.*probed weights only"):
-        history = model.fit(_poisoned_batches(x, y, 16, 9), steps_per_epoch=6, epochs=4, verbose=0, callbacks=[monitor])
+        history = model.fit(_poisoned_batches(x, y, 16, 9), steps_per_epoch=6, epochs=4, shuffle=False, verbose=0,
+                            callbacks=[monitor])
     assert _kinds(monitor.problems)[0] == ("nonfinite_loss", 1)
     problem = monitor.problems[0]
     assert problem.batch == 3
