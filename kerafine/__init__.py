@@ -26,6 +26,7 @@ _LAZY = {
     "fine_tune": "kerafine.finetune",
     "FineTuneResult": "kerafine.finetune",
     "evaluate": "kerafine.evaluation",
+    "load_model": "kerafine.saving",
     "lr_find": "kerafine.lr_finder",
     "KerafineError": "kerafine.errors",
 }
