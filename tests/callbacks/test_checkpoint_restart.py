@@ -93,8 +93,11 @@ def test_checkpoints_are_atomic_verified_and_only_the_newest_kept(tmp_path):
         assert _io.verify_manifest(p) == []
     assert _io.read_manifest_meta(ckpt.checkpoints()[0])["epoch"] == 4
     assert not [n for n in os.listdir(tmp_path / "c") if n.startswith(".")]
+    resumed = CheckpointRestart(tmp_path / "c", keep=2, log_dir=tmp_path / "logs")
+    _fit(_model(), [resumed], epochs=4)  # all 4 epochs done: restores, trains nothing
     tags = tensorboard.read_tags(tmp_path / "logs")
     assert "checkpoint" in tags["text"] and "checkpoint/save_seconds" in tags["scalars"]
+    assert tensorboard.read_scalars(tmp_path / "logs")["checkpoint/restored_epoch"][0][1] == 4.0
 
 
 @pytest.mark.parametrize("save_freq", ["epoch", 3])
