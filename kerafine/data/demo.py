@@ -15,10 +15,12 @@ What the simulation contains, and why:
   it reports); sample times jitter by a few seconds around the grid;
 * **restarts**: planned reboots reset ``uptime`` with no failure;
 * **failures** follow a **precursor** of 40 to 100 steps, one of three kinds:
-  a memory leak (memory climbs towards 100 %), CPU saturation (CPU pinned near
-  100 % with the usual noise gone), or IO stalls (disk IO collapses in
-  intermittent stalls). The server is then down for a few samples and comes
-  back with a fresh uptime.
+  a memory leak (memory climbs towards 100 %), CPU saturation (CPU pinned
+  high with the usual noise gone), or IO stalls (disk IO collapses in
+  intermittent stalls). Both fleets' precursors go 60 % of the way, so they
+  overlap with normal load and a few labelled failures are not enough to learn
+  them. The server is then down for a few samples and comes back with a fresh
+  uptime.
 * **two fleets with different hardware profiles** (``"A"`` and ``"B"``):
   different baselines, amplitudes, noise and disk throughput. The demo
   pretrains on unlabeled fleet A and transfers to few labels of fleet B.
@@ -76,10 +78,12 @@ class FleetProfile:
 FLEET_PROFILES = {
     # Older 16-core web nodes: lower load, noisier, spinning disks.
     "A": FleetProfile(cpu_base=35.0, cpu_amp=18.0, cpu_noise=6.0, mem_base=45.0, mem_amp=8.0,
-                      io_base=25.0, io_noise=0.35, failure_rate=2.5, restart_rate=0.5),
+                      io_base=25.0, io_noise=0.35, failure_rate=2.5, restart_rate=0.5,
+                      precursor_strength=0.6),
     # Newer 64-core database nodes: busier, smoother, NVMe throughput, fewer failures.
     "B": FleetProfile(cpu_base=50.0, cpu_amp=12.0, cpu_noise=4.0, mem_base=60.0, mem_amp=5.0,
-                      io_base=140.0, io_noise=0.25, failure_rate=0.9, restart_rate=0.5),
+                      io_base=140.0, io_noise=0.25, failure_rate=0.9, restart_rate=0.5,
+                      precursor_strength=0.6),
 }
 
 _PRECURSORS = ("memory_leak", "cpu_saturation", "io_stall")
