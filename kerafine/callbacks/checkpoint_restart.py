@@ -686,14 +686,13 @@ class CheckpointRestart(keras.callbacks.Callback):
             median = statistics.median(self._recent)
             if median > 0 and batch_loss > self.divergence_factor * median:
                 diverged = f"the batch loss {batch_loss:.6g} exceeds {self.divergence_factor} x the recent median {median:.6g}"
+        if diverged is not None and self.rollback_on_divergence:
+            self._rollback(diverged, batch)
+            return True
+        self._mean_prev, self._mean_count = running, count
         if diverged is None:
-            self._mean_prev, self._mean_count = running, count
             self._recent.append(batch_loss)
-            return False
-        if not self.rollback_on_divergence:
-            return False
-        self._rollback(diverged, batch)
-        return True
+        return False
 
     def _rollback(self, reason: str, batch: int) -> None:
         where = f"epoch {self._epoch + 1}, batch {batch + 1}"
