@@ -468,15 +468,6 @@ def _demo(args) -> int:
     return 0
 
 
-def _with_uptime_hours(metrics, cap: float = 12.0):
-    import dataclasses
-
-    import numpy as np
-
-    hours = np.minimum(metrics.frame["uptime"].to_numpy(dtype=np.float64) / 3600.0, cap)
-    return dataclasses.replace(metrics, frame=metrics.frame.assign(uptime_hours=hours))
-
-
 def _results_table(results: dict) -> str:
     rows = [f"{'model':<14}{'val ROC-AUC':>13}{'val PR-AUC':>12}{'test ROC-AUC':>14}{'test PR-AUC':>13}"]
     for name, r in results.items():

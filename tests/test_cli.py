@@ -101,3 +101,122 @@ def test_drift_command_exits_1_on_shifted_data_and_0_on_same_distribution(tmp_pa
     assert main(["drift", str(tmp_path / "ref.csv"), str(tmp_path / "shifted.csv"), "--json", str(report)]) == 1
     assert "cpu" in capsys.readouterr().out
     assert report.is_file()
+
+
+def _read_until(proc, needle, timeout):
+    """Lines of the child's stdout up to the first containing `needle`."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"{needle!r} not printed within {timeout}s; got:\n{''.join(lines)}")
+
+
+@pytest.mark.slow
+def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_path, capsys):
+    out = tmp_path / "demo"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "kerafine", "demo", "--out", str(out), "--quick", "--quiet-fit"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _read_until(proc, "finetuned/head", timeout=600)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "again to resume" in err
+    assert (out / "models" / "encoder.keras").is_file()
+    assert not (out / "results.json").exists()
+
+    # The same command again: completed stages are skipped, the rest runs to the end.
+    assert main(["demo", "--out", str(out), "--quick", "--quiet-fit"]) == 0
+    printed = capsys.readouterr().out
+    assert "Resuming the demo" in printed and "Pretrained encoder found" in printed
+    assert f"tensorboard --logdir {out / 'logs'}" in printed
+    results = json.loads((out / "results.json").read_text())["results"]
+    fine, scratch = results["fine-tuned"], results["from scratch"]
+    assert fine["test"]["roc_auc"] > scratch["test"]["roc_auc"]
+    for r in (fine, scratch):
+        assert 0.5 < r["val"]["roc_auc"] <= 1 and 0 < r["test"]["pr_auc"] <= 1
+    assert "fine-tuned" in printed and "from scratch" in printed and "test ROC-AUC" in printed
+    from kerafine import tensorboard
+
+    assert "val_auc" in tensorboard.read_scalars(out / "logs" / "finetuned" / "head")
+    # A third run has nothing left to do and reprints the same results.
+    assert main(["demo", "--out", str(out), "--quick", "--quiet-fit"]) == 0
+    again = json.loads((out / "results.json").read_text())["results"]
+    assert again["fine-tuned"]["test"]["roc_auc"] == pytest.approx(fine["test"]["roc_auc"], abs=1e-6)
+
+
+def test_demo_refuses_an_output_dir_of_other_settings(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo.json").write_text(json.dumps({"settings": {"size": "full", "seed": 0, "version": 1}}))
+    assert main(["demo", "--out", str(out), "--quick"]) == 2
+    assert "pass --fresh" in capsys.readouterr().err
+
+
+TINY_CONFIG = """
+data:
+  kind: server_metrics
+  cpu: fleet/cpu.csv
+  memory: fleet/memory.csv
+  diskio: fleet/diskio.csv
+  uptime: fleet/uptime.csv
+  failures: fleet/failures.csv
+  freq: 1min
+  horizon: 30
+  window: 16
+  stride: 4
+  split: {by: server, val: 0.25, test: 0.25, seed: 0}
+backbone: {name: lstm, units: [8], pretrain_epochs: 1}
+head: {hidden: [], dropout: 0.0}
+schedule:
+  head_epochs: 2
+  finetune_epochs: 1
+  batch_size: 64
+  learning_rate: search
+  lr_search: {candidates: [0.001, 0.01], epochs: 1}
+callbacks: {early_stopping: {enabled: true, patience: 2}}
+output_dir: run
+"""
+
+
+@pytest.mark.slow
+def test_fit_on_a_small_config_writes_every_artifact_and_evaluate_reads_them(tmp_path, capsys):
+    from kerafine.data.demo import generate_fleet
+    from kerafine import tensorboard
+
+    generate_fleet(tmp_path / "fleet", "B", n_servers=8, n_steps=720, seed=3)
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(TINY_CONFIG)
+    assert main(["fit", str(cfg), "--quiet-fit"]) == 0
+    printed = capsys.readouterr().out
+    run = tmp_path / "run"
+    for name in ("model.keras", "model.kerafine.json", "report.json", "report.png", "encoder.keras",
+                 "lr_search.json"):
+        assert (run / name).is_file(), name
+    assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((run / "checkpoints" / "head").glob("ckpt-*"))
+    report = json.loads((run / "report.json").read_text())
+    assert [r["learning_rate"] for r in report["lr_search"]] == [0.001, 0.01]
+    assert report["learning_rate"] in (0.001, 0.01)
+    assert 0.0 <= report["test"]["roc_auc"] <= 1.0 and report["config"]["backbone"]["name"] == "lstm"
+    assert {"AUCTracker", "CheckpointRestart", "EarlyStopping"} <= set(report["callbacks"])
+    assert "val_auc" in tensorboard.read_scalars(run / "logs" / "head")
+    assert "epoch_loss" in tensorboard.read_scalars(run / "logs" / "head", subdir="train")
+    assert f"tensorboard --logdir {run / 'logs'}" in printed
+
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", str(run / "model.keras"), str(tmp_path / "fleet"), "--json", str(out_json)]) == 0
+    evaluated = json.loads(out_json.read_text())
+    assert evaluated["n_samples"] > 0 and 0.0 <= evaluated["roc_auc"] <= 1.0
+    assert "ROC-AUC" in capsys.readouterr().out or "roc" in out_json.read_text()
