@@ -159,8 +159,8 @@ def simulate_fleet(
     failures = []
     for s in range(S):
         events = []
-        n_fail = rng.poisson(p.failure_rate * T / steps_per_day)
-        n_boot = rng.poisson(p.restart_rate * T / steps_per_day)
+        n_fail = rng.poisson(p.failure_rate * T / steps_per_day) if T > 240 else 0
+        n_boot = rng.poisson(p.restart_rate * T / steps_per_day) if T > 170 else 0
         # Keep the first 120 steps clean so every server starts with a full window.
         for tf in np.sort(rng.integers(220, T - 10, size=n_fail)):
             if events and tf - events[-1][0] < 160:
@@ -202,7 +202,7 @@ def simulate_fleet(
             prev = te
         up[s] = np.maximum(up_s, 0.0) + rng.uniform(0, 1.0, T)
         # A rare monitoring outage (long gap) unrelated to failures.
-        if rng.random() < 0.3:
+        if T > 700 and rng.random() < 0.3:
             g = int(rng.integers(300, T - 300))
             keep[s, g : g + int(rng.integers(15, 30))] = False
     cpu = np.clip(cpu, 0.0, 100.0)
