@@ -80,6 +80,18 @@ def _scores(y_true, y_score) -> dict:
             "n": int(len(y_true)), "positives": int(y_true.sum())}
 
 
+def _load_model(path):
+    """``kerafine.load_model`` (custom layers registered, backbone pinned to inference), or Keras's."""
+    load = _optional("kerafine.saving", "load_model")
+    if load is not None:
+        return load(path)
+    import keras
+
+    import kerafine.backbones  # noqa: F401  (registers kerafine's layers)
+
+    return keras.models.load_model(path)
+
+
 def _predict(model, x, batch_size: int = 1024):
     import numpy as np
 
@@ -398,9 +410,7 @@ def _demo(args) -> int:
     enc_path = models_dir / "encoder.keras"
     if enc_path.exists():
         con.step(f"Pretrained encoder found: {enc_path} (skipping pretraining)")
-        import kerafine.backbones  # noqa: F401  (registers kerafine's layers for load_model)
-
-        encoder = keras.models.load_model(enc_path)
+        encoder = _load_model(enc_path)
     else:
         con.step(f"Pretraining the LSTM encoder on fleet A ({size['pretrain_epochs']} epochs): no failure labels, "
                  f"the target is 'reboot within {horizon} min' read from the uptime series "
@@ -422,7 +432,7 @@ def _demo(args) -> int:
         path = models_dir / f"{name}.keras"
         if path.exists():
             con.step(f"Model {name!r} already trained: {path}")
-            return keras.models.load_model(path)
+            return _load_model(path)
 
         def callbacks_for(phase):
             cbs, used = _callbacks(x_train=xtr, x_val=xv, y_val=yv, log_dir=logs / name / phase,
@@ -708,9 +718,7 @@ def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
         _save_model_atomically(enc, enc_path)
 
     def load():
-        import kerafine.backbones  # noqa: F401  (registers custom layers for load_model)
-
-        return keras.models.load_model(enc_path)
+        return _load_model(enc_path)
 
     return load
 
@@ -876,12 +884,9 @@ def _evaluate(args) -> int:
         _same_columns(header, spec["numeric"] + spec["categorical"] + [spec["label"]], data_path, extra_ok=True)
         t = load_tabular(data_path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
         x, y = t.x, t.y
-    import keras
-
-    import kerafine.backbones  # noqa: F401  (registers kerafine's layers for load_model)
     from kerafine.evaluation import evaluate
 
-    model = keras.models.load_model(model_path)
+    model = _load_model(model_path)
     report = evaluate(model, (x, y))
     print(report)
     if args.json:
