@@ -443,6 +443,10 @@ def _demo(args) -> int:
         _run_phases(model, phases, train=(xtr, ytr), val=(xv, yv), weights_dir=models_dir, name=name,
                     callbacks_for=callbacks_for, batch_size=64, con=con, verbose=verbose)
         _save_model_atomically(model, path)
+        # What `kerafine evaluate models/<name>.keras data/fleet-b` needs to rebuild the windows.
+        atomic_write_json(_sidecar(path), {"kind": "server_metrics", "features": list(features), "window": window,
+                                           "stride": stride, "freq": "1min", "horizon": horizon, "max_gap": 3,
+                                           "normalizer": norm_b.to_dict()})
         return model
 
     with warnings.catch_warnings():
