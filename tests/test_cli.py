@@ -220,3 +220,28 @@ def test_fit_on_a_small_config_writes_every_artifact_and_evaluate_reads_them(tmp
     evaluated = json.loads(out_json.read_text())
     assert evaluated["n_samples"] > 0 and 0.0 <= evaluated["roc_auc"] <= 1.0
     assert "ROC-AUC" in capsys.readouterr().out or "roc" in out_json.read_text()
+
+
+@pytest.mark.slow
+def test_fit_a_tabular_csv_then_evaluate_it(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 400
+    price, country = rng.gamma(2, 10, n), rng.choice(["fr", "de", "us"], n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.1 * (price - 20) + np.where(country == "us", 1.5, -0.5))))).astype(int)
+    pd.DataFrame({"price": price, "country": country, "clicked": y}).to_csv(tmp_path / "clicks.csv", index=False)
+    (tmp_path / "fit.yaml").write_text(
+        "data: {kind: tabular, csv: clicks.csv, label: clicked}\n"
+        "backbone: {name: tabular, units: [8]}\n"
+        "head: {hidden: []}\n"
+        "schedule: {head_epochs: 2, finetune_epochs: 2, learning_rate: 0.01}\n"
+        "callbacks: {drift: false}\n"
+        "output_dir: run\n")
+    assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["data"]["train"]["rows"] == 240 and report["lr_search"] == []
+    assert report["test"]["roc_auc"] > 0.6  # price and country carry real signal
+    spec = json.loads((tmp_path / "run" / "model.kerafine.json").read_text())
+    assert spec == {"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]}
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run" / "model.keras"), str(tmp_path / "clicks.csv")]) == 0
+    assert "ROC-AUC" in capsys.readouterr().out
