@@ -333,7 +333,7 @@ def _demo(args) -> int:
     if args.fresh:
         import shutil
 
-        for sub in ("data", "models", "checkpoints", "logs", "results.json"):
+        for sub in ("data", "models", "checkpoints", "logs", "results.json", "demo.json"):
             p = out / sub
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else (p.unlink() if p.exists() else None)
     state_path = out / "demo.json"
@@ -813,7 +813,8 @@ def _fit(args) -> int:
     _save_model_atomically(model, model_path)
     atomic_write_json(_sidecar(model_path), data["spec"])
 
-    evaluate = _optional("kerafine.evaluation", "evaluate")
+    from kerafine.evaluation import evaluate
+
     reports = {name: evaluate(model, data[name]) for name in ("val", "test")}
     fig = reports["test"].plot()
     fig.savefig(out / "report.png", dpi=90)
