@@ -150,10 +150,7 @@ def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_p
     from kerafine import tensorboard
 
     assert "val_auc" in tensorboard.read_scalars(out / "logs" / "finetuned" / "head")
-    # A third run has nothing left to do and reprints the same results.
-    assert main(["demo", "--out", str(out), "--quick", "--quiet-fit"]) == 0
-    again = json.loads((out / "results.json").read_text())["results"]
-    assert again["fine-tuned"]["test"]["roc_auc"] == pytest.approx(fine["test"]["roc_auc"], abs=1e-6)
+    assert (out / "models" / "finetuned.kerafine.json").is_file()
 
 
 def test_demo_refuses_an_output_dir_of_other_settings(tmp_path, capsys):
