@@ -24,10 +24,10 @@ def test_load_model_restores_kerafine_layers_schedules_and_the_inference_pin(tmp
     assert isinstance(loaded.optimizer._learning_rate, WarmupCosineDecay)
     # the reloaded backbone runs in inference mode under fit's training=True
     bn = next(l for l in transfer.backbone_of(loaded).layers if isinstance(l, keras.layers.BatchNormalization))
-    before = [np.array(w) for w in bn.non_trainable_weights]
+    before = [w.numpy() for w in bn.non_trainable_weights]
     loaded.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
     for b, a in zip(before, bn.non_trainable_weights):
-        np.testing.assert_array_equal(b, np.array(a))
+        np.testing.assert_array_equal(b, a.numpy())
 
 
 def test_load_model_rejects_missing_or_non_keras_paths(tmp_path):
