@@ -565,8 +565,11 @@ def _build_parser() -> argparse.ArgumentParser:
             ReferenceProfile.save) and print the drifted columns. Exit status: 0 no drift, 1 drift, 2 bad input."""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("reference", metavar="REFERENCE")
-    p.add_argument("current", metavar="CURRENT.csv")
+    p.add_argument("reference_pos", nargs="?", metavar="REFERENCE",
+                   help="reference CSV or saved profile directory (or use --reference)")
+    p.add_argument("current_pos", nargs="?", metavar="CURRENT.csv", help="current CSV (or use --current)")
+    p.add_argument("--reference", metavar="REF", help="reference CSV or saved profile directory")
+    p.add_argument("--current", metavar="CUR.csv", help="current CSV to test against the reference")
     p.add_argument("--categorical", metavar="COLS", help="comma-separated categorical columns")
     p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     p.add_argument("--p-value", type=float, default=0.05, help="significance level (default: 0.05)")
@@ -915,11 +918,32 @@ def _same_columns(found: list, trained: list, data_path: Path, extra_ok: bool = 
         )
 
 
+def _drift_paths(args) -> tuple[str, str]:
+    """REFERENCE and CURRENT from ``--reference``/``--current``, positionals filling what the flags leave open."""
+    positionals = [p for p in (args.reference_pos, args.current_pos) if p is not None]
+    paths = {}
+    for name in ("reference", "current"):
+        value = getattr(args, name)
+        if value is None and positionals:
+            value = positionals.pop(0)
+        if value is None:
+            raise KerafineError(f"Missing argument `--{name}`: expected a path, e.g. `kerafine drift "
+                                f"--reference REF.csv --current CUR.csv`.")
+        paths[name] = value
+    if positionals:
+        raise KerafineError(
+            f"Invalid value for argument `--current`: received {paths['current']!r} and also {positionals[0]!r}; "
+            "expected two paths in all (a reference and a current file)."
+        )
+    return paths["reference"], paths["current"]
+
+
 def _drift(args) -> int:
     run = _optional("kerafine.drift._command", "run")
     if run is None:
         raise KerafineError("`kerafine drift` needs kerafine.drift._command, which is not installed.")
-    return int(run(args.reference, args.current, categorical=args.categorical, json_path=args.json,
+    reference, current = _drift_paths(args)
+    return int(run(reference, current, categorical=args.categorical, json_path=args.json,
                    p_value=args.p_value, correction=args.correction, min_effect=args.min_effect, top=args.top))
 
 

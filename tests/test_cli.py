@@ -242,3 +242,20 @@ def test_fit_a_tabular_csv_then_evaluate_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run" / "model.keras"), str(tmp_path / "clicks.csv")]) == 0
     assert "ROC-AUC" in capsys.readouterr().out
+
+
+def test_drift_accepts_the_reference_and_current_flags_and_refuses_ambiguous_or_missing_paths(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"cpu": rng.normal(50, 5, 3000)}).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame({"cpu": rng.normal(58, 5, 1000)}).to_csv(tmp_path / "cur.csv", index=False)
+    ref, cur = str(tmp_path / "ref.csv"), str(tmp_path / "cur.csv")
+    assert main(["drift", "--reference", ref, "--current", cur]) == 1
+    assert "cpu" in capsys.readouterr().out
+    assert main(["drift", "--reference", ref, cur]) == 1  # flags and positionals mix
+    assert main(["drift", "--reference", ref, "--current", cur, ref]) == 2
+    assert "argument `--current`" in capsys.readouterr().err
+    assert main(["drift", "--reference", ref]) == 2
+    assert "Missing argument `--current`" in capsys.readouterr().err
