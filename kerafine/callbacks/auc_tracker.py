@@ -410,6 +410,7 @@ class AUCTracker(keras.callbacks.Callback):
         from matplotlib.figure import Figure
 
         from kerafine import tensorboard
+        from kerafine.metrics.ranking import _ap_from_groups
         from kerafine.metrics.report import _draw_pr, _draw_roc, _pr_points, _roc_points
 
         tensorboard.scalars(self.log_dir, values, step=epoch)
@@ -424,7 +425,15 @@ class AUCTracker(keras.callbacks.Callback):
             tensorboard.figure(self.log_dir, f"{self.name}/roc_curve", fig, step=epoch, close_figure=False)
         fig = Figure(figsize=(4.5, 4))
         pr_pts = [_pr_points(g) for *_, g in curves]
-        _draw_pr(fig.add_subplot(), pr_pts if multi else pr_pts[0], labels, values.get(_pr_key(self.name)))
+        ap = values.get(_pr_key(self.name))
+        prevalence = None
+        if not multi:
+            g = curves[0][-1]
+            # The title always shows the exact AP, also when curve="roc" does not log it.
+            ap = _ap_from_groups(g) if ap is None else ap
+            total = g.tps[-1] + g.fps[-1]
+            prevalence = float(g.tps[-1] / total) if total > 0 else None
+        _draw_pr(fig.add_subplot(), pr_pts if multi else pr_pts[0], labels, ap, prevalence)
         tensorboard.figure(self.log_dir, f"{self.name}/pr_curve", fig, step=epoch, close_figure=False)
         for label, y, s, _ in curves:
             tag = f"{self.name}/pr" if label is None else f"{self.name}/pr_{label}"

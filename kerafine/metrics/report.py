@@ -245,7 +245,11 @@ class ClassificationReport:
         fig = Figure(figsize=figsize)
         ax_roc, ax_pr, ax_cal, ax_cm = fig.subplots(2, 2).ravel()
         _draw_roc(ax_roc, self.roc_curve, self.classes if self.kind == "multiclass" else None, self.roc_auc)
-        _draw_pr(ax_pr, self.pr_curve, self.classes if self.kind == "multiclass" else None, self.pr_auc)
+        prevalence = None
+        if self.kind == "binary":
+            cm = np.asarray(self.confusion_matrix, dtype=np.float64)
+            prevalence = float(cm[1].sum() / cm.sum()) if cm.sum() > 0 else None
+        _draw_pr(ax_pr, self.pr_curve, self.classes if self.kind == "multiclass" else None, self.pr_auc, prevalence)
         _draw_calibration(ax_cal, self.calibration)
         _draw_confusion(ax_cm, self.confusion_matrix, self.classes)
         fig.tight_layout()
@@ -267,14 +271,17 @@ def _draw_roc(ax, curve, classes=None, auc=None):
         ax.legend(fontsize="small")
 
 
-def _draw_pr(ax, curve, classes=None, ap=None):
+def _draw_pr(ax, curve, classes=None, ap=None, prevalence=None):
     curves = curve if classes is not None else [curve]
     labels = [str(c) for c in classes] if classes is not None else [None]
     for (precision, recall, _), label in zip(curves, labels):
         ax.plot(recall, precision, drawstyle="steps-post", label=label)
+    if prevalence is not None and np.isfinite(prevalence):
+        # A classifier that ranks at random has precision equal to the positive rate.
+        ax.axhline(prevalence, color="grey", linestyle=":", linewidth=1, label=f"no skill ({_fmt(prevalence)})")
     title = "Precision-recall" if ap is None else f"Precision-recall (AP {_fmt(ap)})"
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    if classes is not None:
+    if classes is not None or prevalence is not None:
         ax.legend(fontsize="small")
 
 
