@@ -87,18 +87,26 @@ def test_cached_head_phase_equals_full_model_fit():
 
 
 def test_cached_phase_with_dict_inputs_validates_like_the_full_model():
+    from sklearn.metrics import roc_auc_score
+
+    from kerafine.callbacks.auc_tracker import AUCTracker
+
     keras.utils.set_random_seed(3)
     model = build_transfer_model(dict_backbone(), head())
     x, y = tabular_data()
     xv, yv = tabular_data(20, seed=5)
+    # AUCTracker predicts on the RAW dict validation inputs through self.model (the full model)
+    tracker = AUCTracker((xv, yv), ci_level=None)
     result = fine_tune(model, (x, y), (xv, yv), head_epochs=4, finetune_epochs=0, head_lr=0.05,
-                       metrics=["accuracy"], verbose=0)
+                       metrics=["accuracy"], callbacks=[tracker], verbose=0)
     assert result.features_cached and result.cache_reason.startswith("frozen backbone")
     assert result.feature_seconds > 0 and result.head_seconds > 0 and result.finetune_history is None
     # the last val_loss was computed on cached features; the full model on raw inputs agrees
     val_loss, val_acc = model.evaluate(xv, yv, verbose=0)
     assert result.head_history.history["val_loss"][-1] == pytest.approx(val_loss, rel=1e-5)
     assert result.head_history.history["val_accuracy"][-1] == pytest.approx(val_acc)
+    expected_auc = roc_auc_score(yv, model.predict(xv, verbose=0)[:, 0])
+    assert result.head_history.history["val_auc"][-1] == pytest.approx(expected_auc, abs=1e-9)
 
 
 def test_cached_phase_from_a_dataset_equals_the_slow_path():
