@@ -18,9 +18,35 @@
   right epoch and, with a batch-level ``save_freq``, at the right batch, so
   that the finished run is bit for bit the one that was never interrupted
   (given deterministic input, see below);
-* a loss that turns NaN/inf or jumps above ``divergence_factor`` times its
-  recent median rolls training back to the last checkpoint with a lower
-  learning rate.
+* a loss that turns NaN/inf, or whose smoothed value jumps above
+  ``divergence_factor`` times its recent median, rolls training back to the
+  last checkpoint with a lower learning rate.
+
+The divergence rule, exactly: after every batch, the batch's own loss is
+recovered from Keras's running epoch mean. If it (or the running mean) is NaN
+or inf, training has diverged at once. Otherwise the *smoothed loss* is the
+mean of the last ``divergence_smoothing`` batch losses (fewer at the very
+start); training has diverged when the smoothed loss exceeds
+``divergence_factor`` times the median of the previous ``divergence_window``
+smoothed losses (tested once at least 8 are known). Smoothing is what keeps
+imbalanced data from tripping the rule: a batch that holds a rare positive
+can have a cross-entropy many times the median, but it moves a mean of 10
+batches only by a tenth of that; a real blow-up (losses thousands of times
+larger, or growing batch after batch) still exceeds it at once or within a
+few batches.
+
+Successive ``fit`` calls on the same model with another trainable set (as
+:func:`kerafine.fine_tune` does: head first, then part of the backbone with a
+new optimizer) can share one ``CheckpointRestart``. Each *phase*, keyed on
+the optimizer class and on which of the model's variables are trainable, has
+its own checkpoints: the first phase in ``directory`` itself, every later one
+in ``directory/phase-<key>``. Run the whole script again after a crash and a
+finished phase restores its final state and trains nothing, while the phase
+that was interrupted resumes from its newest checkpoint. Two successive
+``fit`` calls with the same trainable set and optimizer class count as one
+phase: the second continues from the first one's checkpoints (its epochs
+must come after them). The architecture is checked whatever the phase: a
+checkpoint written by another model raises ``CheckpointError``.
 
 What an exact resume needs from the input pipeline: the resumed run must see
 the same batches in the same order. That holds for arrays with
@@ -67,7 +93,7 @@ _LEFTOVER_RE = re.compile(r"^\.ckpt-\d{8}\.(?:tmp|del)-(\d+)-[0-9a-f]+$")
 _VARIABLES = "variables.bin"
 _META = "checkpoint.json"
 _ARRAY_TAG = "__array__"
-# A ratio test on fewer losses than this would fire on the first noisy batches.
+# A ratio test on fewer smoothed losses than this would fire on the first noisy batches.
 _MIN_HISTORY = 8
 
 
@@ -237,6 +263,17 @@ def _fingerprint_difference(saved: dict, current: dict) -> str | None:
     return f"{len(a)} variables in the checkpoint, {len(b)} in the model"
 
 
+def _phase_key(model) -> str | None:
+    """Names a training phase: the optimizer class and the positions of the trainable variables."""
+    if not model.built:
+        return None
+    trainable = {id(v) for v in model.trainable_variables}
+    mask = [i for i, v in enumerate(model.variables) if id(v) in trainable]
+    opt = getattr(model, "optimizer", None)
+    text = json.dumps({"optimizer": type(opt).__name__ if opt is not None else None, "trainable": mask})
+    return f"{zlib.crc32(text.encode()) & 0xFFFFFFFF:08x}"
+
+
 def _rng_state() -> dict:
     py = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -326,11 +363,15 @@ class CheckpointRestart(keras.callbacks.Callback):
         keep: how many of the newest checkpoints to retain (``>= 1``).
             Defaults to ``3``.
         rollback_on_divergence: when the training loss becomes NaN/inf or
-            exceeds ``divergence_factor`` times the median of the recent batch
-            losses, restore the last checkpoint, multiply the learning rate by
-            ``lr_factor`` and continue. Defaults to ``True``.
-        divergence_factor: the ratio to the recent median batch loss counted
-            as divergence (``> 1``). Defaults to ``10.0``.
+            the smoothed loss (mean of the last ``divergence_smoothing`` batch
+            losses) exceeds ``divergence_factor`` times the median of the
+            previous ``divergence_window`` smoothed losses, restore the last
+            checkpoint, multiply the learning rate by ``lr_factor`` and
+            continue (the exact rule is in the module docstring). Defaults to
+            ``True``.
+        divergence_factor: the ratio of the smoothed loss to the median of
+            the recent smoothed losses counted as divergence (``> 1``).
+            Defaults to ``10.0``.
         lr_factor: learning-rate multiplier applied at each rollback, in
             ``(0, 1]``. Defaults to ``0.5``.
         max_rollbacks: rollbacks allowed in the whole run (the count is saved
@@ -340,8 +381,12 @@ class CheckpointRestart(keras.callbacks.Callback):
             Defaults to ``False``.
         log_dir: a TensorBoard log directory; saves, restores and rollbacks
             are written under ``<log_dir>/kerafine``. Defaults to ``None``.
-        divergence_window: how many recent batch losses make the median.
+        divergence_window: how many recent smoothed losses make the median.
             Defaults to ``50``.
+        divergence_smoothing: how many batch losses the smoothed loss
+            averages (``>= 1``; ``1`` compares single batch losses, which
+            fires on imbalanced data whenever a batch holds a rare class).
+            Defaults to ``10``.
         background_save: write each checkpoint in a background thread:
             training pauses only to take a snapshot of the variables
             (TensorFlow keeps it intact while training updates them, at the
@@ -387,6 +432,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         log_dir=None,
         divergence_window=50,
         background_save=True,
+        divergence_smoothing=10,
     ):
         super().__init__()
         if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
@@ -418,6 +464,8 @@ class CheckpointRestart(keras.callbacks.Callback):
             raise invalid_argument("divergence_window", divergence_window, f"an int >= {_MIN_HISTORY}")
         if not isinstance(background_save, (bool, np.bool_)):
             raise invalid_argument("background_save", background_save, "True or False")
+        if isinstance(divergence_smoothing, bool) or not isinstance(divergence_smoothing, numbers.Integral) or divergence_smoothing < 1:
+            raise invalid_argument("divergence_smoothing", divergence_smoothing, "an int >= 1")
         _io.check_writable_directory(directory, "directory")
         self.directory = directory
         self.save_freq = save_freq
@@ -430,6 +478,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self.log_dir = log_dir
         self.divergence_window = divergence_window
         self.background_save = background_save
+        self.divergence_smoothing = int(divergence_smoothing)
         # Outlive _reset(): a save may still be in flight from a fit that raised.
         self._pending: threading.Thread | None = None
         self._pending_done = None
@@ -447,7 +496,8 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._epoch = 0
         self._last_end = -1  # last batch index trained in the current epoch
         self._batches_since_save = 0
-        self._recent: deque = deque(maxlen=self.divergence_window)
+        self._recent: deque = deque(maxlen=self.divergence_smoothing)  # batch losses
+        self._smoothed: deque = deque(maxlen=self.divergence_window)  # means of self._recent
         self._mean_prev = 0.0
         self._mean_count = 0
         self._skip_epoch = None
@@ -461,12 +511,17 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._deleters: list[threading.Thread] = []
         self._seq = 0
         self._need_initial = False
+        self._phase = None
         self.resumed_from: Path | None = None
         self.rollbacks = 0
 
     def checkpoints(self) -> list[Path]:
-        """Paths of the checkpoints in ``directory``, newest first (not verified)."""
-        return [p for _, p in _list_checkpoints(Path(self.directory))]
+        """Paths of the checkpoints of the current phase, newest first (not verified).
+
+        The current phase is the one of the last ``fit`` (``directory`` itself
+        before any ``fit`` and for the first phase).
+        """
+        return [p for _, p in _list_checkpoints(self._path)]
 
     # -- Keras hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -489,11 +544,15 @@ class CheckpointRestart(keras.callbacks.Callback):
         if self._chief:
             self._remove_leftovers()
         found = _list_checkpoints(self._path)
+        verified: dict = {}
+        self._phase = _phase_key(self.model)
+        if found and self._phase is not None:
+            found = self._choose_phase(found, verified)
         self._seq = found[0][0] if found else 0
         restored = None
         problems_all = []
         for _, path in found:
-            problems = _io.verify_manifest(path)
+            problems = verified[path] if path in verified else _io.verify_manifest(path)
             if problems:
                 self._bad.append(path)
                 problems_all.append(f"{path.name}: " + "; ".join(problems))
@@ -516,6 +575,33 @@ class CheckpointRestart(keras.callbacks.Callback):
         self.resumed_from = restored
         self._install()
         self._need_initial = restored is None and self.rollback_on_divergence
+
+    def _choose_phase(self, found, verified):
+        """Check the architecture against ``directory``'s newest valid checkpoint and
+        move to this phase's sub-directory if that checkpoint is of another phase."""
+        for _, path in found:
+            problems = verified[path] = _io.verify_manifest(path)
+            if problems:
+                continue
+            try:
+                saved = _io.read_json(path / _META)["state"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return found  # _restore reports it
+            diff = _fingerprint_difference(saved.get("fingerprint", {}), _fingerprint(self.model))
+            if diff is not None:
+                raise CheckpointError(
+                    f"Checkpoint {os.fspath(path)!r} was written by a different model ({diff}). "
+                    "Pass another `directory`, or delete this one to start from scratch."
+                )
+            if saved.get("phase") in (None, self._phase):  # None: written before phases existed
+                return found
+            self._path = Path(self.directory) / f"phase-{self._phase}"
+            if self._chief:
+                self._path.mkdir(exist_ok=True)
+                self._remove_leftovers()
+            verified.clear()
+            return _list_checkpoints(self._path)
+        return found
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._initial_epoch_set:
@@ -680,18 +766,26 @@ class CheckpointRestart(keras.callbacks.Callback):
         # Keras logs the epoch's running mean; recover this step's own loss.
         batch_loss = (running * count - self._mean_prev * self._mean_count) / steps
         diverged = None
+        smoothed = None
         if not math.isfinite(running) or not math.isfinite(batch_loss):
             diverged = f"the loss is {running}"
-        elif len(self._recent) >= _MIN_HISTORY:
-            median = statistics.median(self._recent)
-            if median > 0 and batch_loss > self.divergence_factor * median:
-                diverged = f"the batch loss {batch_loss:.6g} exceeds {self.divergence_factor} x the recent median {median:.6g}"
+        else:
+            window = list(self._recent)[-(self.divergence_smoothing - 1) :] if self.divergence_smoothing > 1 else []
+            smoothed = math.fsum(window + [batch_loss]) / (len(window) + 1)
+            if len(self._smoothed) >= _MIN_HISTORY:
+                median = statistics.median(self._smoothed)
+                if median > 0 and smoothed > self.divergence_factor * median:
+                    diverged = (
+                        f"the mean loss of the last {len(window) + 1} batches, {smoothed:.6g}, exceeds "
+                        f"{self.divergence_factor} x the recent median {median:.6g}"
+                    )
         if diverged is not None and self.rollback_on_divergence:
             self._rollback(diverged, batch)
             return True
         self._mean_prev, self._mean_count = running, count
         if diverged is None:
             self._recent.append(batch_loss)
+            self._smoothed.append(smoothed)
         return False
 
     def _rollback(self, reason: str, batch: int) -> None:
@@ -766,9 +860,11 @@ class CheckpointRestart(keras.callbacks.Callback):
             "position": {"epoch": int(epoch), "batch": int(batch), "stopped": bool(stopped)},
             "rollbacks": int(self._rollbacks),
             "recent_losses": [float(x) for x in self._recent],
+            "recent_smoothed": [float(x) for x in self._smoothed],
             "running_mean": [float(self._mean_prev), int(self._mean_count)],
             "batches_since_save": 0,
             "fingerprint": _fingerprint(self.model),
+            "phase": self._phase,
             "optimizer": self._optimizer_fingerprint(),
             "callbacks": _state.collect_states(self._others),
             "rng": _rng_state(),
@@ -918,6 +1014,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._rollbacks = int(state.get("rollbacks", 0))
         self.rollbacks = self._rollbacks
         self._recent.extend(float(x) for x in state.get("recent_losses", []))
+        self._smoothed.extend(float(x) for x in state.get("recent_smoothed", []))
         _set_rng_state(state.get("rng", {}))
         epochs = int((self.params or {}).get("epochs", epoch))
         self._prev_initial_epoch = model._initial_epoch

@@ -58,6 +58,7 @@ def _variables(model):
         (dict(lr_factor=0), r"`lr_factor`: received 0; expected a number in \(0, 1\]"),
         (dict(max_rollbacks=-1), r"`max_rollbacks`: received -1"),
         (dict(background_save="yes"), r"`background_save`: received 'yes'; expected True or False"),
+        (dict(divergence_smoothing=0), r"`divergence_smoothing`: received 0; expected an int >= 1"),
     ],
 )
 def test_bad_arguments_raise_before_training(tmp_path, kwargs, match):
@@ -423,3 +424,86 @@ def test_killed_runs_finish_bit_identical_to_an_uninterrupted_run(tmp_path):
         assert sorted(ref.files) == sorted(got.files)
         for key in ref.files:
             np.testing.assert_array_equal(ref[key], got[key], err_msg=f"chain {name}: {key}")
+
+
+def _imbalanced():
+    # 2% positives that the features cannot tell apart: the model learns to
+    # predict "negative" confidently, so a batch holding one positive has a
+    # cross-entropy many times the median batch.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 4)).astype("float32")
+    y = np.zeros((600, 1), "float32")
+    y[rng.choice(600, 12, replace=False)] = 1.0
+    return x, y
+
+
+def _imbalanced_fit(tmp_path, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    x, y = _imbalanced()
+    ckpt = CheckpointRestart(tmp_path / "c", max_rollbacks=0, **kwargs)
+    return model.fit(x, y, batch_size=10, epochs=4, shuffle=False, verbose=0, callbacks=[ckpt]), ckpt
+
+
+def test_rare_positives_in_imbalanced_data_do_not_count_as_divergence(tmp_path):
+    # The single-batch rule (smoothing 1) does fire here: the data really has
+    # batches above 10 x the median batch loss.
+    with pytest.raises(TrainingError, match=r"mean loss of the last 1 batches, .* exceeds 10.0 x the recent median"):
+        _imbalanced_fit(tmp_path / "single", divergence_smoothing=1)
+    history, ckpt = _imbalanced_fit(tmp_path / "default")
+    assert ckpt.rollbacks == 0 and len(history.history["loss"]) == 4
+    assert np.isfinite(history.history["loss"]).all()
+
+
+# -- successive fits (fine_tune's two phases) -------------------------------------------
+
+
+def _two_phases(callbacks, crash_in_phase2=None):
+    """Head first, then the first layer unfrozen with a fresh optimizer, as fine_tune does."""
+    model = _model()
+    model.layers[0].trainable = False
+    model.compile(keras.optimizers.Adam(0.01), loss="mse")
+    _fit(model, callbacks, epochs=2)
+    model.layers[0].trainable = True
+    model.compile(keras.optimizers.Adam(0.002), loss="mse")
+    _fit(model, callbacks + ([crash_in_phase2] if crash_in_phase2 else []), epochs=4, initial_epoch=2)
+    return model
+
+
+def test_one_callback_checkpoints_each_fit_phase_and_a_rerun_resumes_the_interrupted_one(tmp_path):
+    reference = _two_phases([])
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 3 and batch == 5:
+                raise RuntimeError("simulated crash")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _two_phases([CheckpointRestart(tmp_path / "c")], Crash())
+    phase_dirs = [p for p in (tmp_path / "c").iterdir() if p.name.startswith("phase-")]
+    assert len(phase_dirs) == 1  # phase 2 keeps its own checkpoints
+
+    trained = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            trained.append(epoch)
+
+    ckpt = CheckpointRestart(tmp_path / "c")
+    resumed = _two_phases([ckpt, Recorder()])
+    assert trained == [3]  # phase 1 restored its final state, phase 2 resumed after epoch 3
+    assert ckpt.resumed_from.parent == phase_dirs[0]
+    for a, b in zip(_variables(reference), _variables(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_from_a_model_with_other_trainable_variables_still_raises(tmp_path):
+    # Without Dropout the trainable variables sit at other positions (another
+    # phase key): the architecture check must still come first.
+    _fit(_model(dropout=False), [CheckpointRestart(tmp_path / "c")], epochs=1)
+    with pytest.raises(CheckpointError, match=r"different model \(layer #\d+: Dense in the checkpoint, Dropout in the model\)"):
+        _fit(_model(), [CheckpointRestart(tmp_path / "c")], epochs=2)
