@@ -232,8 +232,12 @@ class TrainingMonitor(keras.callbacks.Callback):
       non-finite on finite inputs (run with the last finite weights). The batch
       itself is not visible to a callback, and with shuffling its rows cannot
       be recovered, hence ``probe_data``.
-    * ``loss_exploding``: a batch loss above ``explode_factor`` times the
-      running median of the recent batch losses.
+    * ``loss_exploding``: the smoothed loss (mean of the last
+      ``loss_smoothing`` batch losses) above ``explode_factor`` times the
+      running median of the earlier smoothed losses. Smoothing keeps a single
+      batch that holds a rare positive of imbalanced data, whose loss can be
+      20x the median, from being called an explosion; a real blow-up lifts
+      every batch and still crosses the line within a few batches.
     * ``lr_too_high`` / ``lr_too_low``: the epoch's update-to-weight ratio is
       above / below ``update_ratio_band``.
     * ``overfitting``: ``val_loss`` has not improved on its best for
@@ -263,8 +267,10 @@ class TrainingMonitor(keras.callbacks.Callback):
         probe_data: inputs to probe when the loss goes non-finite: an array,
             a dict of arrays, ``(x, y[, w])``, or a ``tf.data.Dataset``
             (its first batches). Defaults to ``None`` (probe weights only).
-        explode_factor: how many times the running median a batch loss must
-            exceed to be called exploding. Defaults to 10.
+        explode_factor: how many times the running median the smoothed loss
+            must exceed to be called exploding. Defaults to 10.
+        loss_smoothing: number of recent batch losses averaged into the
+            smoothed loss; 1 judges every batch on its own. Defaults to 10.
         update_ratio_band: ``(low, high)`` per-step update-to-weight ratio
             considered healthy. Defaults to ``(1e-4, 1e-2)``.
         loss_window: number of recent batch losses in the running median.
@@ -293,6 +299,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         *,
         probe_data: Any = None,
         explode_factor: float = 10.0,
+        loss_smoothing: int = 10,
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
         loss_window: int = 200,
     ):
@@ -302,6 +309,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             ("histograms_every_n_epochs", histograms_every_n_epochs, 0),
             ("overfit_patience", overfit_patience, 1),
             ("loss_window", loss_window, _MIN_LOSSES_FOR_MEDIAN),
+            ("loss_smoothing", loss_smoothing, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise invalid_argument(name, value, f"an int >= {minimum}")
@@ -338,6 +346,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.on_problem = on_problem
         self.probe_data = probe_data
         self.explode_factor = explode_factor
+        self.loss_smoothing = loss_smoothing
         self.update_ratio_band = tuple(update_ratio_band)
         self.loss_window = loss_window
         self._restored = False
@@ -349,7 +358,8 @@ class TrainingMonitor(keras.callbacks.Callback):
     def _reset(self) -> None:
         """Memory that spans epochs and survives a restart (see get_state)."""
         self.problems: list[TrainingProblem] = []
-        self._losses: collections.deque = collections.deque(maxlen=self.loss_window)
+        self._losses: collections.deque = collections.deque(maxlen=self.loss_window)  # smoothed losses
+        self._recent: collections.deque = collections.deque(maxlen=self.loss_smoothing)  # raw batch losses
         self._median = math.nan
         self._median_age = 0
         self._best_val = None
@@ -369,6 +379,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         return {
             "version": _STATE_VERSION,
             "loss_window": np.asarray(self._losses, dtype=np.float64),
+            "recent_losses": np.asarray(self._recent, dtype=np.float64),
             "best_val_loss": self._best_val,
             "best_epoch": self._best_epoch,
             "train_loss_at_best": self._train_at_best,
@@ -383,6 +394,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         losses = np.asarray(state.get("loss_window", []), dtype=np.float64).ravel()
         self._losses.extend(float(v) for v in losses[-self.loss_window :])
         self._median_age = len(self._losses)  # forces a fresh median
+        recent = np.asarray(state.get("recent_losses", []), dtype=np.float64).ravel()
+        self._recent.extend(float(v) for v in recent[-self.loss_smoothing :])
         self._best_val = state.get("best_val_loss")
         self._best_epoch = state.get("best_epoch")
         self._train_at_best = state.get("train_loss_at_best")
@@ -693,25 +706,28 @@ class TrainingMonitor(keras.callbacks.Callback):
             )
             return
         self._clear("nonfinite_loss")
+        self._recent.append(batch_loss)
+        smoothed = float(np.mean(np.fromiter(self._recent, float, len(self._recent))))
         if len(self._losses) >= _MIN_LOSSES_FOR_MEDIAN:
             if self._median_age >= 8 or not math.isfinite(self._median):
                 self._median = float(np.median(np.fromiter(self._losses, float, len(self._losses))))
                 self._median_age = 0
             med = self._median
-            if med > 0 and batch_loss > self.explode_factor * med:
+            if med > 0 and smoothed > self.explode_factor * med:
+                over = f"the last {len(self._recent)} batches" if len(self._recent) > 1 else "this batch"
                 self._report(
                     "loss_exploding",
                     epoch,
                     batch,
-                    f"TrainingMonitor: loss {batch_loss:.4g} at epoch {epoch + 1}, batch {batch} is "
-                    f"{batch_loss / med:.1f}x its running median {med:.4g}: the run is diverging. "
+                    f"TrainingMonitor: loss {smoothed:.4g} (mean of {over}) at epoch {epoch + 1}, batch {batch} "
+                    f"is {smoothed / med:.1f}x its running median {med:.4g}: the run is diverging. "
                     "Try: lower the learning rate 10x (kerafine.lr_find), clip gradients (clipnorm=1.0), "
-                    "check that batch for outliers.",
-                    {"loss": batch_loss, "running_median": med, "factor": batch_loss / med},
+                    "check the recent batches for outliers.",
+                    {"loss": smoothed, "batch_loss": batch_loss, "running_median": med, "factor": smoothed / med},
                 )
-            elif batch_loss < 0.5 * self.explode_factor * med:
+            elif smoothed < 0.5 * self.explode_factor * med:
                 self._clear("loss_exploding")
-        self._losses.append(batch_loss)
+        self._losses.append(smoothed)
         self._median_age += 1
 
     def _epoch_index(self) -> int:

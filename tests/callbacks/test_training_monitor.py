@@ -42,6 +42,7 @@ def _kinds(problems):
     (dict(histograms_every_n_epochs=-1), "`histograms_every_n_epochs`"),
     (dict(overfit_patience=0), "`overfit_patience`"),
     (dict(explode_factor=1.0), "`explode_factor`"),
+    (dict(loss_smoothing=0), "`loss_smoothing`: received 0"),
     (dict(update_ratio_band=(1e-2, 1e-4)), "`update_ratio_band`"),
 ])
 def test_bad_arguments_are_rejected_before_training(kwargs, match):
@@ -226,6 +227,28 @@ def test_loss_explosion_after_a_huge_learning_rate_is_reported_at_that_epoch(see
     assert batch_level[0].epoch == 2
     assert batch_level[0].values["factor"] > 10
     assert "running median" in batch_level[0].message
+
+
+def test_rare_positives_of_imbalanced_data_are_not_called_an_explosion(seeded):
+    # 2% positives, batches of 16: a batch holding a positive has a loss many
+    # times the median of the (mostly all-negative) batches.
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3200, 4)).astype("float32")
+    y = np.zeros(3200, "float32")
+    y[rng.choice(3200, 64, replace=False)] = 1.0
+
+    def run(**kwargs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
+        found = []
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
+                  callbacks=[TrainingMonitor(on_problem=found.append, **kwargs)])
+        return [p for p in found if p.kind == "loss_exploding"]
+
+    # Judged batch by batch the data does trip the rule, so the smoothed default is what keeps quiet.
+    assert run(loss_smoothing=1)
+    assert run() == []
 
 
 @pytest.mark.parametrize("optimizer, kind", [
