@@ -163,9 +163,7 @@ def _callbacks(*, x_train, x_val, y_val, log_dir: Path, ckpt_dir: Path | None, p
     if ckpt_dir is not None:
         ckpt = _optional("kerafine.callbacks.checkpoint_restart", "CheckpointRestart")
         if ckpt is not None:
-            # Rare positives make single batch losses jump far above the median loss: only a
-            # truly exploding (or NaN) loss should roll back, not a batch holding a failure.
-            cbs.append(ckpt(os.fspath(ckpt_dir), log_dir=os.fspath(log_dir), divergence_factor=1000.0))
+            cbs.append(ckpt(os.fspath(ckpt_dir), log_dir=os.fspath(log_dir)))
             used.append("CheckpointRestart")
     return cbs, used
 

@@ -71,6 +71,7 @@ import numpy as np
 
 from kerafine import transfer
 from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine.callbacks.predictions import _n_rows
 
 __all__ = ["fine_tune", "FineTuneResult"]
 
@@ -187,14 +188,6 @@ class _Data:
         if self.is_dataset:
             return tuple(self.dataset.element_spec[1].shape)
         return tuple(np.shape(self.y))
-
-
-def _n_rows(x) -> int:
-    if isinstance(x, dict):
-        return len(next(iter(x.values())))
-    if isinstance(x, (list, tuple)):
-        return len(x[0])
-    return len(x)
 
 
 def _take(x, start: int, stop: int):

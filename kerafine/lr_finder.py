@@ -54,6 +54,7 @@ from typing import Any, Optional
 import numpy as np
 
 from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
+from kerafine.callbacks.predictions import _n_rows
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -161,14 +162,6 @@ def _check_float(name, value, low=None, high=None, low_open=True, expected=None)
     if not ok:
         raise invalid_argument(name, value, expected)
     return float(value)
-
-
-def _n_rows(x) -> int:
-    if isinstance(x, dict):
-        return len(next(iter(x.values())))
-    if isinstance(x, (list, tuple)):
-        return len(x[0])
-    return len(x)
 
 
 def _take(x, idx):

@@ -53,6 +53,7 @@ class Predictions:
 
 
 def _n_rows(x) -> int:
+    """Rows of ``x``: an array, a dict of arrays (multi-input) or a list/tuple of arrays."""
     if isinstance(x, dict):
         return len(next(iter(x.values())))
     if isinstance(x, (list, tuple)):
