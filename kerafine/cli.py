@@ -604,15 +604,53 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    interrupted = _InterruptFlag()
     try:
-        return int(args.func(args))
+        with interrupted:
+            return int(args.func(args))
     except KerafineError as exc:
-        print(f"kerafine {args.command}: error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        if not interrupted.seen:
+            print(f"kerafine {args.command}: error: {exc}", file=sys.stderr, flush=True)
+            return 2
     except KeyboardInterrupt:
-        again = " ".join(["kerafine", *(sys.argv[1:] if argv is None else argv)])
-        print(f"\nInterrupted. Run `{again}` again to resume from the last checkpoint.", file=sys.stderr, flush=True)
-        return 130
+        pass
+    except Exception:
+        # Ctrl-C while TensorFlow traces a graph surfaces as whatever its context
+        # managers raise on the way out (e.g. "Nesting violated"), not as
+        # KeyboardInterrupt: after a SIGINT, any error is the interrupt.
+        if not interrupted.seen:
+            raise
+    again = " ".join(["kerafine", *(sys.argv[1:] if argv is None else argv)])
+    print(f"\nInterrupted. Run `{again}` again to resume from the last checkpoint.", file=sys.stderr, flush=True)
+    return 130
+
+
+class _InterruptFlag:
+    """Remembers that SIGINT arrived while still raising KeyboardInterrupt as Python does."""
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        # Signal handlers can only be set from the main thread (not, e.g., in a notebook worker).
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 # --------------------------------------------------------------------------- fit / evaluate / drift / init-config

@@ -259,3 +259,33 @@ def test_drift_accepts_the_reference_and_current_flags_and_refuses_ambiguous_or_
     assert "argument `--current`" in capsys.readouterr().err
     assert main(["drift", "--reference", ref]) == 2
     assert "Missing argument `--current`" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_tensorflow_traces_still_exits_130_with_the_resume_hint(monkeypatch, tmp_path, capsys):
+    import signal as _signal
+
+    from kerafine import cli
+
+    def traced_when_interrupted(args):
+        try:
+            os.kill(os.getpid(), _signal.SIGINT)  # what Ctrl-C sends
+            time.sleep(5)
+        except KeyboardInterrupt:
+            # TensorFlow's graph context managers replace the KeyboardInterrupt on their way out.
+            raise AssertionError("Nesting violated for default stack of FuncGraph objects") from None
+
+    monkeypatch.setattr(cli, "_init_config", traced_when_interrupted)
+    assert main(["init-config", str(tmp_path / "x.yaml")]) == 130
+    assert "again to resume" in capsys.readouterr().err
+    assert _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler  # handler restored
+
+
+def test_a_real_error_without_ctrl_c_is_not_reported_as_an_interrupt(monkeypatch, tmp_path):
+    from kerafine import cli
+
+    def broken(args):
+        raise AssertionError("a genuine bug")
+
+    monkeypatch.setattr(cli, "_init_config", broken)
+    with pytest.raises(AssertionError, match="genuine bug"):
+        main(["init-config", str(tmp_path / "x.yaml")])
