@@ -561,6 +561,21 @@ def _say(verbose, message: str) -> None:
 # fine_tune
 
 
+def _compile_phase(model, phase, lr, probe_lr, template, loss, metrics, train, batch_size, result, verbose):
+    """Compile ``model`` for one phase at ``lr``, first resolving ``lr="find"`` with :func:`lr_find`.
+
+    ``probe_lr`` is only the rate the model is compiled with while ``lr_find``
+    runs on its copy; the found rate is recorded in ``result["lr_found"][phase]``.
+    """
+    if lr == "find":
+        model.compile(optimizer=_make_optimizer(template, probe_lr), loss=loss, metrics=_clone_metrics(metrics))
+        lr, rule = _lr_find(model, train, batch_size)
+        result["lr_found"][phase] = (lr, rule)
+        _say(verbose, f'{phase}_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
+    model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))
+    return lr
+
+
 def fine_tune(
     model,
     train_data,
@@ -751,13 +766,8 @@ def fine_tune(
             model.history = history
         else:
             _say(verbose, f"phase 1: not caching features ({reason})")
-            lr = head_lr
-            if lr == "find":
-                model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
-                lr, rule = _lr_find(model, train, batch_size)
-                result["lr_found"]["head"] = (lr, rule)
-                _say(verbose, f'head_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
-            model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))
+            lr = _compile_phase(model, "head", head_lr, 1e-3, template, loss, metrics, train, batch_size,
+                                result, verbose)
             t0 = time.perf_counter()
             history = model.fit(
                 **train.fit_kwargs(batch_size), epochs=head_epochs,
@@ -771,13 +781,8 @@ def fine_tune(
     # ---- phase 2: unfreeze the top of the backbone
     if finetune_epochs:
         transfer._apply(backbone, n_top)
-        lr = finetune_lr
-        if lr == "find":
-            model.compile(optimizer=_make_optimizer(template, 1e-5), loss=loss, metrics=_clone_metrics(metrics))
-            lr, rule = _lr_find(model, train, batch_size)
-            result["lr_found"]["finetune"] = (lr, rule)
-            _say(verbose, f'finetune_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
-        model.compile(optimizer=_make_optimizer(template, lr), loss=loss, metrics=_clone_metrics(metrics))
+        lr = _compile_phase(model, "finetune", finetune_lr, 1e-5, template, loss, metrics, train, batch_size,
+                            result, verbose)
         t0 = time.perf_counter()
         history = model.fit(
             **train.fit_kwargs(batch_size), initial_epoch=head_epochs, epochs=head_epochs + finetune_epochs,
