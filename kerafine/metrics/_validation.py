@@ -149,9 +149,9 @@ def _binary_labels(y: np.ndarray):
             bad = int(np.count_nonzero(~np.isfinite(y)))
             raise _error("y_true", f"{bad} NaN or infinite label(s) among {n}", "class labels")
         lo, hi = y.min(), y.max()
-        pos = y == hi
         if lo == hi:
-            return pos, None
+            return _single_class(y, hi.item()), None
+        pos = y == hi
         n_two = int(np.count_nonzero(pos)) + int(np.count_nonzero(y == lo))
         if n_two != n:
             values = np.unique(y)
@@ -164,7 +164,7 @@ def _binary_labels(y: np.ndarray):
         return pos, [lo.item(), hi.item()]
     values = np.unique(y)
     if values.size == 1:
-        return np.ones(n, dtype=bool), None
+        return _single_class(y, values[0].item()), None
     if values.size != 2:
         raise _error(
             "y_true",
@@ -173,6 +173,26 @@ def _binary_labels(y: np.ndarray):
             hint="For a multiclass problem pass scores of shape (n_samples, n_classes).",
         )
     return y == values[1], [values[0].item(), values[1].item()]
+
+
+def _single_class(y: np.ndarray, value) -> np.ndarray:
+    """Positive mask of labels that hold one value only, by scikit-learn's convention.
+
+    With two classes the larger label is the positive one; with a single class
+    there is no larger one, so, as scikit-learn (``pos_label=None``), ``1`` is
+    positive, ``0`` and ``-1`` are negative, and any other value is ambiguous.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value == 1:
+            return np.ones(y.shape[0], dtype=bool)
+        if value in (0, -1):
+            return np.zeros(y.shape[0], dtype=bool)
+    raise _error(
+        "y_true",
+        f"a single label {value!r}",
+        "labels with both classes, or a single class written 1 (positive), 0 or -1 (negative)",
+        hint="With one class only, kerafine cannot tell whether it is the positive or the negative one.",
+    )
 
 
 def _preview(values: np.ndarray, limit: int = 6) -> str:
@@ -187,7 +207,10 @@ def check_targets(y_true, y_score, sample_weight=None, labels: Sequence | None =
     Shapes accepted:
 
     * binary: ``y_score`` of shape ``(n,)`` or ``(n, 1)`` and ``y_true`` with
-      two distinct values (the larger one, or ``True``, is the positive class);
+      two distinct values (the larger one, or ``True``, is the positive class),
+      or a single class written ``1``/``True`` (all positive) or ``0``/``-1``/
+      ``False`` (all negative), scikit-learn's convention; any other single
+      label is ambiguous and raises;
     * multiclass: ``y_score`` of shape ``(n, k)`` and ``y_true`` of shape ``(n,)``
       holding column indices ``0 .. k-1`` (or the labels listed in ``labels``);
     * multilabel / one-hot: ``y_score`` and ``y_true`` both ``(n, k)``, ``y_true``
@@ -205,7 +228,8 @@ def check_targets(y_true, y_score, sample_weight=None, labels: Sequence | None =
 
     Raises:
         DataError: empty input, lengths that differ, non-finite scores, labels
-            that do not match the score columns, bad weights.
+            that do not match the score columns, bytes labels (decode them, as
+            scikit-learn asks), an ambiguous single label, bad weights.
 
     Example:
 
@@ -215,6 +239,13 @@ def check_targets(y_true, y_score, sample_weight=None, labels: Sequence | None =
     """
     y = np.asarray(y_true)
     s = np.asarray(y_score)
+    if y.dtype.kind == "S":
+        raise _error(
+            "y_true",
+            f"labels of dtype {y.dtype} (bytes)",
+            "numeric, boolean or string labels",
+            hint="Decode them first, e.g. y_true.astype(str), as scikit-learn asks too.",
+        )
     if s.ndim == 0 or y.ndim == 0:
         raise _error("y_score" if s.ndim == 0 else "y_true", "a scalar", "an array with one entry per sample")
     if s.shape[0] != y.shape[0]:

@@ -41,7 +41,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from kerafine.errors import invalid_argument
-from kerafine.metrics._validation import Targets, check_targets, warn_undefined
+from kerafine.metrics._validation import Targets, _error, check_targets, warn_undefined
 
 __all__ = [
     "roc_auc",
@@ -251,6 +251,21 @@ def _check_average(average) -> None:
         raise invalid_argument("average", average, '"macro", "weighted" or None')
 
 
+def _check_classes_present(t: Targets, y_true, labels) -> None:
+    """As scikit-learn: 1-d multiclass labels must hold every score column's class unless `labels` lists them."""
+    if t.kind != "multiclass" or labels is not None or np.ndim(y_true) != 1:
+        return
+    absent = np.flatnonzero(~t.y.any(axis=0))
+    if absent.size:
+        k = t.score.shape[1]
+        raise _error(
+            "y_true",
+            f"labels without class(es) {absent.tolist()} for {k} score columns",
+            f"every class 0..{k - 1} present in y_true",
+            hint="Pass `labels` (one label per score column) to score a class absent from y_true: its AUC is then NaN.",
+        )
+
+
 def _averaged(metric: str, t: Targets, average):
     if t.kind == "binary":
         return _binary_metric(metric, t.y, t.score, t.weight, "y_true")
@@ -301,7 +316,10 @@ def roc_auc(y_true, y_score, *, sample_weight=None, average: Optional[str] = "ma
 
     Raises:
         DataError: NaN or infinite scores (the message counts them), lengths that
-            differ, labels that do not match the score columns, empty input.
+            differ, labels that do not match the score columns, empty input,
+            bytes labels, a single label other than 0, -1 (negative) or 1
+            (positive), or 1-d multiclass labels missing a class of the score
+            columns when ``labels`` is not given (as scikit-learn).
         KerafineError: an unknown ``average``.
 
     Example:
@@ -312,7 +330,9 @@ def roc_auc(y_true, y_score, *, sample_weight=None, average: Optional[str] = "ma
     array([1., 1., 1.])
     """
     _check_average(average)
-    return _averaged("ROC-AUC", check_targets(y_true, y_score, sample_weight, labels), average)
+    t = check_targets(y_true, y_score, sample_weight, labels)
+    _check_classes_present(t, y_true, labels)
+    return _averaged("ROC-AUC", t, average)
 
 
 def pr_auc(y_true, y_score, *, sample_weight=None, average: Optional[str] = "macro", labels: Sequence | None = None):
@@ -345,7 +365,9 @@ def pr_auc(y_true, y_score, *, sample_weight=None, average: Optional[str] = "mac
     0.8333
     """
     _check_average(average)
-    return _averaged("PR-AUC", check_targets(y_true, y_score, sample_weight, labels), average)
+    t = check_targets(y_true, y_score, sample_weight, labels)
+    _check_classes_present(t, y_true, labels)
+    return _averaged("PR-AUC", t, average)
 
 
 # ---------------------------------------------------------------- DeLong

@@ -311,8 +311,9 @@ def test_single_class_interval_is_all_nan():
 def test_a_missing_class_in_multiclass_gives_nan_for_that_class_only():
     y = [0, 1, 0, 1]
     s = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.3, 0.2], [0.2, 0.6, 0.2]]
+    # With `labels` naming every column (without it, an absent class raises: see below).
     with pytest.warns(UndefinedMetricWarning, match="class 2"):
-        per_class = roc_auc(y, s, average=None)
+        per_class = roc_auc(y, s, average=None, labels=[0, 1, 2])
     assert per_class[:2].tolist() == [1.0, 1.0] and np.isnan(per_class[2])
 
 
@@ -373,3 +374,56 @@ def test_importing_metrics_does_not_import_tensorflow_or_keras():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ------------------------------------- single-class labels (issue 18, bug 1)
+
+
+@pytest.mark.parametrize("negative", [0, -1, False])
+def test_single_negative_class_is_read_as_all_negative(negative):
+    # Regression: [0, 0, 0] was read as three positives (y == max(y)).
+    y = np.full(3, negative)
+    s = [0.2, 0.5, 0.9]
+    with pytest.warns(UndefinedMetricWarning, match="no positive"):
+        p, r, thr = precision_recall_curve(y, s)
+    np.testing.assert_array_equal(p, [0.0, 0.0, 0.0, 1.0])  # scikit-learn's precision
+    np.testing.assert_array_equal(thr, [0.2, 0.5, 0.9])
+    with pytest.warns(UndefinedMetricWarning, match="no positive"):
+        fpr, tpr, _ = roc_curve(y, s)
+    # No positive: the false positive rate is defined, the true positive rate is not.
+    np.testing.assert_allclose(fpr, [0.0, 1 / 3, 1.0])
+    assert np.isnan(tpr).all()
+
+
+def test_single_positive_class_is_read_as_all_positive():
+    with pytest.warns(UndefinedMetricWarning, match="no negative"):
+        fpr, tpr, _ = roc_curve([1, 1, 1], [0.2, 0.5, 0.9])
+    assert np.isnan(fpr).all()
+    np.testing.assert_allclose(tpr, [0.0, 1 / 3, 1.0])
+
+
+@pytest.mark.parametrize("label", [2, 0.5, "spam"])
+def test_single_ambiguous_label_raises(label):
+    with pytest.raises(DataError, match=r"`y_true`: received a single label .*cannot tell whether it is the positive"):
+        roc_auc([label] * 3, [0.2, 0.5, 0.9])
+
+
+def test_bytes_labels_raise_as_sklearn():
+    y = np.array([b"a", b"b", b"a", b"b"])
+    with pytest.raises(DataError, match=r"`y_true`: received labels of dtype \|S1 \(bytes\).*astype\(str\)"):
+        roc_auc(y, [0.1, 0.4, 0.35, 0.8])
+    with pytest.raises(TypeError, match="bytes"):  # the anchor rejects them too
+        skm.roc_auc_score(y, [0.1, 0.4, 0.35, 0.8])
+
+
+SCORES3 = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.4, 0.3], [0.6, 0.2, 0.2]])
+
+
+@pytest.mark.parametrize("metric", [roc_auc, pr_auc])
+def test_class_absent_from_multiclass_labels_raises_unless_labels_given(metric):
+    y = np.array([0, 1, 1, 0])  # class 2 has a score column but no sample
+    with pytest.raises(DataError, match=r"`y_true`: received labels without class\(es\) \[2\] for 3 score columns"):
+        metric(y, SCORES3)
+    with pytest.warns(UndefinedMetricWarning, match="class 2"):
+        per_class = metric(y, SCORES3, labels=[0, 1, 2], average=None)
+    assert np.isnan(per_class[2]) and np.isfinite(per_class[:2]).all()

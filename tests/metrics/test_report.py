@@ -145,3 +145,13 @@ def test_bad_inputs_are_errors():
         classification_report([[1, 1], [0, 1], [1, 0]], [[0.2, 0.8], [0.1, 0.3], [0.6, 0.6]])
     with pytest.warns(UndefinedMetricWarning), pytest.raises(KerafineError, match="single class"):
         classification_report([0, 0], [0.2, 0.8], threshold="f1")
+
+
+def test_single_negative_class_reports_no_precision_on_the_positive_class():
+    # Regression (issue 18): all-zero labels were read as all positive (precision 1.0).
+    y = np.zeros(6, int)
+    p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    with pytest.warns(UndefinedMetricWarning):
+        r = classification_report(y, p, threshold=0.5)
+    assert r.precision == skm.precision_score(y, p >= 0.5, zero_division=0) == 0.0
+    assert r.per_class == [{"class": 0, "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 6.0}]
