@@ -208,6 +208,31 @@ class EarlyStopping(keras.callbacks.Callback):
             )
         return direction
 
+    @property
+    def monitor_op(self):
+        """The comparison in use, as Keras's ``EarlyStopping.monitor_op``.
+
+        ``keras.ops.less`` when the monitored quantity should decrease,
+        ``keras.ops.greater`` when it should increase, ``None`` until the
+        direction is known (the first epoch end, as in Keras). Read-only: the
+        decision itself is made by :meth:`_is_improvement`, which also applies
+        ``min_delta`` (absolute or relative).
+        """
+        if self._direction is None:
+            return None
+        return keras.ops.less if self._direction == "min" else keras.ops.greater
+
+    def _scalar(self, value) -> float:
+        """The monitored value as a float; a one-element array (e.g. ``F1Score`` of one class) is accepted."""
+        array = np.asarray(value)
+        if array.size != 1:
+            raise KerafineError(
+                f"EarlyStopping monitors {self.monitor!r}, which is logged as an array of shape "
+                f"{tuple(array.shape)}; expected a single number. Monitor a metric averaged to one "
+                "value, e.g. keras.metrics.F1Score(average='macro')."
+            )
+        return float(array.reshape(()))
+
     def _is_improvement(self, value, reference) -> bool:
         if reference is None:
             return True
@@ -254,7 +279,7 @@ class EarlyStopping(keras.callbacks.Callback):
         current = self._monitor_value(logs or {})
         if current is None or epoch < self.start_from_epoch:
             return
-        current = float(current)
+        current = self._scalar(current)
         if self.restore_best_weights and self.best_weights is None:
             # Keras keeps the first monitored epoch's weights even if it is not
             # an improvement over `baseline`.

@@ -199,3 +199,59 @@ def test_auto_mode_reads_direction_of_compiled_metric():
     stop = EarlyStopping("val_mae")  # Keras metrics say mae goes down
     _tiny_fit(stop)
     assert stop._direction == "min"
+
+
+# ------------------------------------ array-valued metrics, monitor_op (issue 18)
+
+
+def test_f1_score_metric_of_one_class_is_monitored_in_a_real_fit():
+    # Regression: float(current) raised "only 0-dimensional arrays can be converted" at the first epoch end.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", loss="binary_crossentropy", metrics=[keras.metrics.F1Score(name="f1_score")])
+    x = np.array([[0.0, 1.0], [1.0, 0.0]] * 4)
+    y = np.array([[0.0], [1.0]] * 4)
+    stop = EarlyStopping("f1_score", patience=5)
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[stop])
+    assert np.shape(history.history["f1_score"][0]) == (1,)  # Keras logs an array of one value
+    assert stop.monitor_op is keras.ops.greater  # F1Score's direction is "up"
+    assert stop.best == pytest.approx(float(np.max(history.history["f1_score"])))
+
+
+def test_one_element_array_values_give_keras_decisions():
+    history = [0.5, 0.4, 0.45, 0.41, 0.3, 0.35, 0.36, 0.37]
+
+    def drive(callback):
+        model = _FakeModel()
+        callback.set_model(model)
+        callback.on_train_begin()
+        stops = []
+        for epoch, value in enumerate(history):
+            callback.on_epoch_end(epoch, {"val_loss": np.array([value], dtype=np.float32)})
+            stops.append(model.stop_training)
+            if model.stop_training:
+                break
+        return stops, callback.best_epoch
+
+    ours = drive(EarlyStopping("val_loss", patience=2))
+    theirs = drive(keras.callbacks.EarlyStopping("val_loss", patience=2))
+    assert ours == theirs and ours[0][-1]
+
+
+def test_array_of_several_values_is_an_error_naming_the_shape():
+    stop = EarlyStopping("f1_score", mode="max")
+    stop.set_model(_FakeModel())
+    stop.on_train_begin()
+    with pytest.raises(KerafineError, match=r"'f1_score'.*array of shape \(3,\).*F1Score\(average='macro'\)"):
+        stop.on_epoch_end(0, {"f1_score": np.array([0.2, 0.5, 0.9])})
+
+
+@pytest.mark.parametrize("monitor, mode, op", [("val_loss", "auto", "less"), ("val_mae", "max", "greater"), ("mae", "min", "less")])
+def test_monitor_op_is_public_and_equals_keras(monitor, mode, op):
+    ours = EarlyStopping(monitor, mode=mode)
+    assert ours.monitor_op is None  # as Keras: unknown until the first epoch end
+    theirs = keras.callbacks.EarlyStopping(monitor, mode=mode)
+    _tiny_fit(ours)
+    _tiny_fit(theirs)
+    assert ours.monitor_op is getattr(keras.ops, op) is theirs.monitor_op
+    with pytest.raises(AttributeError):
+        ours.monitor_op = keras.ops.greater
