@@ -5,13 +5,19 @@ learn when its level changes. Semantics follow river's ``drift.ADWIN`` and
 ``drift.PageHinkley``: the same parameters and defaults, ADWIN's cut bound
 ``|mean0 - mean1| > sqrt(2 m v d') + 2/3 d' m`` with ``m = 1/(n0 - L + 1) +
 1/(n1 - L + 1)``, ``d' = ln(2 ln(W) / delta)`` and ``v`` the window's variance,
-checked every ``clock`` values after ``grace_period``; Page-Hinkley's
-forgetting cumulative sums, restarted after each alarm. This is written from
-river's published algorithm, not cross-checked against river itself (which
-kerafine does not depend on). Two deliberate differences for ADWIN: the
+checked every ``clock`` values once the window holds more than
+``grace_period`` values, and a fresh window after each detection (river 0.26:
+the value after a detection starts a new window); Page-Hinkley's forgetting
+cumulative sums, restarted after each alarm. river's own drift tests run
+against this class in kerafine's conformance suite (``tests/conformance``;
+river is a test-only dependency). Deliberate differences for ADWIN: the
 window is kept exactly (every split point is examined, not only the
-exponential-histogram bucket boundaries, so it reacts at least as early) and
-bounded by ``max_window`` values, so memory is fixed.
+exponential-histogram bucket boundaries, so it reacts at least as early, and
+at a large ``delta`` such as 0.1 raises more false alarms than river), it is
+bounded by ``max_window`` values, so memory is fixed, and ``n_detections``
+counts every detection since the detector was created (river's restarts it
+with the window). See the README, "Differences from Keras / scikit-learn /
+river".
 
 Example:
 
@@ -52,9 +58,11 @@ class StreamDriftDetector:
         delta: ADWIN: confidence of the cut test (smaller = fewer false
             alarms, later detection), defaults to 0.002. Page-Hinkley: the
             tolerated drift magnitude, defaults to 0.005.
-        clock: ADWIN: test for a cut every ``clock`` values. Defaults to 32.
+        clock: ADWIN: test for a cut every ``clock`` values (counted from the
+            last restart). Defaults to 32.
         min_window_length: ADWIN: fewest values on each side of a cut. Defaults to 5.
-        grace_period: ADWIN: values seen before any test. Defaults to 10.
+        grace_period: ADWIN: no test until the window holds more than this
+            many values (counted again after each detection). Defaults to 10.
         max_window: ADWIN: most values kept (the oldest are dropped).
             Defaults to 10,000.
         threshold: Page-Hinkley: alarm when the cumulative deviation exceeds
@@ -113,11 +121,14 @@ class StreamDriftDetector:
         if self.method == "adwin":
             cap = self.params["max_window"]
             self._buf = np.empty(cap, dtype=np.float64)
-            self._start = 0  # ring buffer of the window
-            self._width = 0
-            self._since_check = 0
+            self._adwin_restart()
         else:
             self._ph_reset()
+
+    def _adwin_restart(self) -> None:
+        self._start = 0  # ring buffer of the window
+        self._width = 0
+        self._tick = 0  # values since the last restart, for `clock`
 
     def _ph_reset(self) -> None:
         self._n = 0
@@ -195,15 +206,20 @@ class StreamDriftDetector:
     def _adwin(self, x: float) -> bool:
         p = self.params
         cap = self._buf.size
+        if self.drift_detected:
+            # As river (>= 0.19): after a detection the next value starts a new
+            # window, so one change is reported once, not again at each later
+            # check while the shrunken window still straddles it.
+            self._adwin_restart()
         if self._width == cap:  # bounded memory: forget the oldest value
             self._start = (self._start + 1) % cap
             self._width -= 1
         self._buf[(self._start + self._width) % cap] = x
         self._width += 1
-        self._since_check += 1
-        if self._since_check < p["clock"] or self.n_seen < p["grace_period"]:
+        self._tick += 1
+        # As river: test every `clock` values, once the window holds more than `grace_period`.
+        if self._tick % p["clock"] != 0 or self._width <= p["grace_period"]:
             return False
-        self._since_check = 0
         detected = False
         while True:
             cut = self._find_cut()

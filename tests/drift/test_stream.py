@@ -81,3 +81,39 @@ def test_non_finite_values_are_refused():
     det = StreamDriftDetector()
     with pytest.raises(KerafineError, match="`x`: received nan; expected a finite number"):
         det.update(float("nan"))
+
+
+# ------------------------------------------------ river's rules (issue 18)
+
+
+def test_adwin_grace_period_needs_more_values_than_it_in_the_window():
+    # Regression: kerafine tested once the window held grace_period values, river only beyond it.
+    stream = [0.0] * 50 + [1000.0] * 50
+    assert StreamDriftDetector("adwin", grace_period=100, clock=1).update_many(stream) == []
+    assert StreamDriftDetector("adwin", grace_period=100, clock=1).update_many(stream + [1000.0]) == [100]
+
+
+def test_adwin_tests_only_at_multiples_of_clock():
+    # The first test after the grace period is at the next multiple of `clock` (128), not at value 101.
+    stream = [0.0] * 60 + [1000.0] * 140
+    assert StreamDriftDetector("adwin", grace_period=100, clock=32).update_many(stream) == [127]
+
+
+def test_adwin_restarts_its_window_after_a_detection():
+    # Regression: the shrunken window kept straddling the change and reported it again.
+    det = StreamDriftDetector("adwin", clock=1)
+    hits = det.update_many([0.0] * 500 + [100.0] * 30)
+    assert hits == [500]  # once; the old code reported the same change again
+    assert det.width == 29  # the values since the restart that followed the detection
+    det.update(50.0)
+    assert det.width == 30 and det.n_detections == 1 and det.n_seen == 531
+
+
+def test_adwin_reports_river_documented_example_once_with_clock_1():
+    # river 0.26.1's ADWIN docstring stream; river detects [1002] with clock=1 (kerafine used to add 1030).
+    import random
+
+    rng = random.Random(12345)
+    stream = rng.choices([0, 1], k=1000) + rng.choices(range(4, 8), k=1000)
+    assert StreamDriftDetector("adwin", clock=1).update_many(stream) == [1002]
+    assert StreamDriftDetector("adwin").update_many(stream) == [1023]
