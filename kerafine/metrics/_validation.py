@@ -20,11 +20,15 @@ import numpy as np
 
 from kerafine.errors import DataError, invalid_argument
 
-__all__ = ["UndefinedMetricWarning", "Targets", "check_targets", "check_scores", "warn_undefined"]
+__all__ = ["UndefinedMetricWarning", "LabelTypeError", "Targets", "check_targets", "check_scores", "warn_undefined"]
 
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for the data given (e.g. one class only); the value is NaN."""
+
+
+class LabelTypeError(DataError, TypeError):
+    """Labels of a type no metric accepts (bytes); a ``TypeError`` too, as scikit-learn raises one."""
 
 
 class _Described(str):
@@ -240,11 +244,12 @@ def check_targets(y_true, y_score, sample_weight=None, labels: Sequence | None =
     y = np.asarray(y_true)
     s = np.asarray(y_score)
     if y.dtype.kind == "S":
-        raise _error(
+        raise invalid_argument(
             "y_true",
-            f"labels of dtype {y.dtype} (bytes)",
+            _Described(f"labels of dtype {y.dtype} (bytes)"),
             "numeric, boolean or string labels",
             hint="Decode them first, e.g. y_true.astype(str), as scikit-learn asks too.",
+            error=LabelTypeError,
         )
     if s.ndim == 0 or y.ndim == 0:
         raise _error("y_score" if s.ndim == 0 else "y_true", "a scalar", "an array with one entry per sample")
