@@ -262,3 +262,69 @@ def mark_for(item):
     if after_message:
         return _xfail(_MISMATCH, f"{MESSAGE.key}, then {difference.key}: {difference.summary}")
     return _xfail(difference.raises, f"{difference.key}: {difference.summary}")
+
+
+_ANCHORS = {
+    "keras": "Keras 3.15.1 (`keras/src/callbacks/early_stopping_test.py`)",
+    "scikit-learn": "scikit-learn 1.9.1 (`sklearn/metrics/tests/test_ranking.py`)",
+    "river": "river 0.26.1 (`tests/drift/`)",
+}
+
+# Deliberate differences that no upstream test reaches (documented, not marked).
+NOT_REACHED = {
+    "keras": (
+        "`EarlyStopping(mode=...)` with an unknown mode raises `KerafineError`; Keras warns and falls back to "
+        '"auto".',
+        "A monitor key missing from the epoch logs raises, naming the keys that are logged; Keras warns and "
+        "skips the epoch (a `val_*` monitor on an epoch without validation is still skipped, with one warning).",
+        '`min_delta` must be >= 0 (Keras takes its absolute value) and may be relative ("1%").',
+        "A monitored array of several values (e.g. `F1Score(average=None)` over several classes) raises, "
+        "asking for an averaged metric; one value in an array is used as a number, as Keras does.",
+    ),
+    "scikit-learn": (
+        "Undefined values warn with `kerafine.metrics.UndefinedMetricWarning`, a `UserWarning` like "
+        "scikit-learn's `UndefinedMetricWarning` but not the same class (`kerafine.metrics` does not import "
+        "scikit-learn): filter kerafine's class, or `UserWarning` for both. The conformance suite binds the "
+        "test file's `UndefinedMetricWarning` to kerafine's.",
+    ),
+    "river": (
+        "`n_detections` counts every detection since the detector was created; river's restarts from 0 "
+        "with the window after each detection.",
+    ),
+}
+
+
+def render_markdown() -> str:
+    """docs/differences.md, from this list (``python -m tests.conformance.differences > docs/differences.md``)."""
+    lines = [
+        "# Differences from Keras / scikit-learn / river",
+        "",
+        "kerafine's `EarlyStopping`, ranking metrics and stream drift detectors are checked against the",
+        "anchors' own test suites: `tests/conformance/` loads each anchor's test file from the installed",
+        "package (river's from its sdist), binds kerafine in place of the function or class under test and",
+        "runs the assertions unchanged. Every upstream test that fails on purpose is listed below, once,",
+        "with its reason; the suite marks exactly these as expected failures (`xfail(strict=True)`, with the",
+        "exception they must fail with), so a new difference fails CI instead of hiding.",
+        "",
+        "This page is generated from `tests/conformance/differences.py`",
+        "(`python -m tests.conformance.differences > docs/differences.md`); a test checks they agree.",
+        "",
+    ]
+    for anchor, title in _ANCHORS.items():
+        lines += [f"## {title}", ""]
+        entries = [d for d in DIFFERENCES if d.anchor == anchor]
+        if not entries:
+            lines += ["Every test of the file that reaches kerafine passes.", ""]
+        for d in entries:
+            tests = [*d.tests, *(f"{t} (after a message difference)" for t in d.tests_after_message)]
+            shown = ", ".join(f"`{t.replace('[[]', '[')}`" for t in tests)
+            lines += [f"### `{d.key}`", "", d.summary, "", f"Why: {d.reason}", "", f"Upstream tests: {shown}.", ""]
+        if NOT_REACHED[anchor]:
+            lines += ["Also deliberate, though no upstream test reaches it:", ""]
+            lines += [f"- {text}" for text in NOT_REACHED[anchor]]
+            lines += [""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
