@@ -22,8 +22,6 @@ import dataclasses
 import fnmatch
 
 import pytest
-from _pytest.outcomes import Failed
-
 from kerafine.errors import KerafineError
 from tests.conformance._anchors import OptionNotOffered
 
@@ -40,8 +38,8 @@ class Difference:
     tests_after_message: tuple = ()
 
 
-_NOT_RAISED = (Failed,)  # pytest.raises: "DID NOT RAISE"
-_MISMATCH = (AssertionError, Failed)  # pytest.raises / pytest.warns: pattern did not match
+_NOT_RAISED = (pytest.fail.Exception,)  # pytest.raises: "DID NOT RAISE"
+_MISMATCH = (AssertionError, pytest.fail.Exception)  # pytest.raises / pytest.warns: pattern did not match
 
 MESSAGE = Difference(
     key="messages",
