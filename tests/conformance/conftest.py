@@ -1,5 +1,6 @@
 """Conformance suite set-up: the anchors' fixtures, and the deliberate differences as marks."""
 
+import fnmatch
 import inspect
 
 import pytest
@@ -32,14 +33,37 @@ def _tests_another_library(item) -> bool:
     return False
 
 
+_FILES = {"test_keras_early_stopping.py": "keras", "test_sklearn_ranking.py": "scikit-learn", "test_river_drift.py": "river"}
+
+
+def _check_no_stale_patterns(config, names_by_anchor):
+    """With a whole anchor file collected, every pattern of its differences must name a collected test."""
+    if config.option.keyword or config.option.deselect:
+        return  # -k / --deselect: a partial collection says nothing
+    stale = []
+    for difference in DIFFERENCES:
+        names = names_by_anchor.get(difference.anchor)
+        if names is None:
+            continue
+        for pattern in (*difference.tests, *difference.tests_after_message):
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+                stale.append(f"{difference.key}: {pattern}")
+    if stale:
+        raise pytest.UsageError("differences.py lists tests that no longer exist: " + "; ".join(stale))
+
+
 def pytest_collection_modifyitems(config, items):
     here = __file__.rsplit("/", 1)[0]
     deselected = []
     kept = []
+    names_by_anchor = {}
     for item in items:
         if not str(item.fspath).startswith(here):
             kept.append(item)
             continue
+        anchor = _FILES.get(item.fspath.basename)
+        if anchor is not None and "__without_match" not in item.name:
+            names_by_anchor.setdefault(anchor, []).append(item.name)
         if _tests_another_library(item):
             deselected.append(item)
             continue
@@ -50,6 +74,7 @@ def pytest_collection_modifyitems(config, items):
         if mark is not None:
             item.add_marker(mark)
         kept.append(item)
+    _check_no_stale_patterns(config, names_by_anchor)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
