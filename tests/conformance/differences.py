@@ -44,8 +44,8 @@ _MISMATCH = (AssertionError, pytest.fail.Exception)  # pytest.raises / pytest.wa
 MESSAGE = Difference(
     key="messages",
     anchor="scikit-learn",
-    summary="Error and warning messages are kerafine's own; the classes are the same "
-    "(ValueError / TypeError / UndefinedMetricWarning, a UserWarning).",
+    summary="Error and warning messages are kerafine's own; the exception classes are the same "
+    "(ValueError, TypeError) and the warnings are kerafine's UndefinedMetricWarning (see below).",
     reason="kerafine's one message format names the argument, the value received and what is allowed "
     "(`Invalid value for argument ...`); matching scikit-learn's wording would break that for every user.",
     tests=(
