@@ -1,11 +1,12 @@
 """Extract river's tests/drift from its PyPI sdist for tests/conformance (install time, not test time).
 
 river ships its tests only in the sdist. `pip download --no-binary river` cannot
-fetch it without building it (maturin needs the Rust crate index just to read the
-metadata), so this script asks PyPI's simple index (PEP 691, the API pip uses)
-for the pinned file, checks its sha256 against the value pinned here, and
-extracts only tests/drift into .ci/cache/anchors/ (git-ignored). Standard
-library only; re-running it is a no-op once the files are there.
+save it without building it (maturin needs the Rust crate index just to read the
+metadata), so this script lets pip find the pinned sdist on the index pip is
+configured with (pip's own look-up, read from its `-vv` log), downloads that one
+file, checks its sha256 against the value pinned here, and extracts only
+tests/drift into .ci/cache/anchors/ (git-ignored). Re-running it is a no-op once
+the files are there.
 
 Usage: python3 .ci/fetch_anchor_tests.py [DESTINATION]
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
+import re
+import subprocess
+import tempfile
 import sys
 import tarfile
 import urllib.request
@@ -24,7 +27,20 @@ PACKAGE, VERSION = "river", "0.26.1"  # the version pinned in setup.cfg's `test`
 SDIST = f"{PACKAGE}-{VERSION}.tar.gz"
 SHA256 = "2326f87f396801cfd8672ac02d9f9731c10e936696e7a0a1f89a378b994fba3f"
 MEMBERS = f"{PACKAGE}-{VERSION}/tests/drift/"
-INDEX = "https://pypi.org/simple/"
+
+
+def _sdist_url() -> str:
+    """The sdist's URL as pip's own finder reports it (pip's index configuration, no host named here)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-vv", "-d", tmp,
+             f"{PACKAGE}=={VERSION}"],
+            capture_output=True, text=True, timeout=600,
+        )
+    found = re.findall(r"(https?://\S+/" + re.escape(SDIST) + r")", log.stdout + log.stderr)
+    if not found:
+        raise SystemExit(f"pip found no link to {SDIST} on its index (exit {log.returncode}):\n{log.stdout[-2000:]}")
+    return found[0].split("#")[0]
 
 
 def main(destination: Path) -> None:
@@ -32,10 +48,7 @@ def main(destination: Path) -> None:
     if (target / "test_drift_detectors.py").is_file():
         print(f"{target} already present")
         return
-    request = urllib.request.Request(INDEX + PACKAGE + "/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        files = json.load(response)["files"]
-    url = next(f["url"] for f in files if f["filename"] == SDIST)
+    url = _sdist_url()
     with urllib.request.urlopen(url, timeout=300) as response:
         data = response.read()
     digest = hashlib.sha256(data).hexdigest()
