@@ -5,8 +5,10 @@ are wrapped to output logits for the distiller (a model ending in a sigmoid or
 softmax gives probabilities, and dividing probabilities by a temperature means
 nothing), and a one-unit sigmoid head is distilled through its single logit
 with a Bernoulli (binary cross-entropy) loss. Keras's ``LogitsDistillation``
-would apply a softmax over that one unit, which is constant 1, so its
-KL-divergence would be zero and nothing would be distilled.
+does not fit that head: given a ``KLDivergence`` loss it takes a softmax over
+the one unit, which is constant 1, so the loss is zero and nothing is
+distilled; with its default ``"kl_divergence"`` string it reads the tempered
+logits as probabilities.
 """
 
 from __future__ import annotations
