@@ -33,6 +33,8 @@ _EPS = 1e-7
 def _output_kind(model) -> str:
     """``"sigmoid"``, ``"softmax"`` or ``"linear"``: what the model's last layer emits."""
     layer = model.layers[-1]
+    while getattr(layer, "layers", None):  # a head that is itself a model: its last layer
+        layer = layer.layers[-1]
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", str(activation))
     if name in ("sigmoid", "softmax"):
