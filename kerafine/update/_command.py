@@ -130,9 +130,7 @@ def _check_number(name: str, value, low: float, high: float | None = None, integ
 
 
 def _load_new(spec: dict, path: Path):
-    """``NEW_DATA`` read with the run's schema: windows (server metrics) or rows (tabular), and the servers."""
-    import numpy as np
-
+    """``NEW_DATA`` read with the run's schema (``ServerMetrics`` or ``TabularData``), before any training."""
     if spec.get("kind") == "server_metrics":
         from kerafine.data import load_server_metrics
 
@@ -166,9 +164,7 @@ def _load_new(spec: dict, path: Path):
     if missing_cols:
         raise DataError(f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r} has other columns than the run "
                         f"was trained on (missing {missing_cols}); the model expects {want}, the data has {header}.")
-    t = load_tabular(path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
-    del np
-    return t
+    return load_tabular(path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
 
 
 def _split_new(spec: dict, new, seed: int) -> dict:
@@ -257,6 +253,12 @@ def _ensure_first_version(run: Path) -> dict:
 def _promote(run: Path, model_path: Path, record: dict) -> int:
     """Store ``model_path`` as the next version and serve it; returns the version number."""
     versions = _ensure_first_version(run)
+    for v in versions["versions"]:
+        if record.get("update") and v.get("update") == record["update"]:
+            # Killed after promoting but before the update was marked done: promoted already.
+            versions["current"] = v["version"]
+            _write_versions(run, versions)
+            return v["version"]
     number = max(v["version"] for v in versions["versions"]) + 1
     target = run / "versions" / f"v{number}" / "model.keras"
     target.parent.mkdir(parents=True, exist_ok=True)
