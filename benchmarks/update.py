@@ -129,7 +129,7 @@ def main(argv=None):
 
     # 2. distillation -----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    teacher = train(transfer_model(64, 1), both, 2 * ep)
+    teacher = train(transfer_model(128, 1), both, 2 * ep)
     student = transfer_model(8, 2)
     label_only = train(transfer_model(8, 2), both, 3 * ep)
     x_mix, y_mix, _ = replay_mix(new["train"], old["train"], 0.5)
@@ -140,9 +140,9 @@ def main(argv=None):
     t_teacher, t_student = predict_seconds(teacher, xt), predict_seconds(student, xt)
     a_t, a_s, a_l = auc(teacher, test), auc(student, test), auc(label_only, test)
     print("\n2. Distillation (test servers of both fleets)")
-    print(f"  teacher  LSTM 64: {teacher.count_params():>6} params, ROC-AUC {a_t:.4f}, "
+    print(f"  teacher  LSTM 128: {teacher.count_params():>6} params, ROC-AUC {a_t:.4f}, "
           f"predict {1000 * t_teacher / len(xt) * 1000:.1f} ms/1k rows")
-    print(f"  student  LSTM 8 : {student.count_params():>6} params "
+    print(f"  student  LSTM 8  : {student.count_params():>6} params "
           f"({student.count_params() / teacher.count_params():.3f} of the teacher), distilled ROC-AUC {a_s:.4f}, "
           f"predict {1000 * t_student / len(xt) * 1000:.1f} ms/1k rows, speed-up x{t_teacher / t_student:.2f}")
     print(f"  same student on labels only: ROC-AUC {a_l:.4f}")
