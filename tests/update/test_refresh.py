@@ -102,6 +102,8 @@ def test_bad_input_is_refused_before_training(kwargs, error, match):
     model = transfer_model()
     args = dict(new_data=(np.zeros((5, 4), "float32"), np.zeros(5, "float32")))
     args.update(kwargs)
+    before = [w.copy() for w in model.get_weights()]
     with pytest.raises(error, match=match):
         refresh(model, **args)
-    assert model.optimizer is None  # nothing was compiled or trained
+    assert not getattr(model, "compiled", False)  # nothing was compiled or trained
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
