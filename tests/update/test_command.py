@@ -163,3 +163,11 @@ def test_update_on_fleet_c_interrupted_resumes_promotes_a_better_model_and_rolls
     assert (run / "model.keras").read_bytes() == (run / "versions" / "v2" / "model.keras").read_bytes()
     assert main(["update", str(run), "--rollback", "5"]) == 2
     assert "one of the run's model versions [1, 2]" in capsys.readouterr().err
+
+
+def test_help_lists_update_and_explains_it(capsys):
+    assert main(["--help"]) == 0
+    assert "update" in capsys.readouterr().out
+    assert main(["update", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--rollback VERSION" in out and "--candidates" in out and "resume" in out
