@@ -576,6 +576,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-effect", type=float, default=None, help="smallest effect size reported as drift")
     p.add_argument("--top", type=int, default=20, help="at most this many drifted columns in the table (default: 20)")
     p.set_defaults(func=_drift)
+
+    add_update = _optional("kerafine.update._command", "add_parser")  # `kerafine update` (kerafine/update/)
+    if add_update is not None:
+        add_update(sub)
     return parser
 
 

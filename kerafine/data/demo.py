@@ -21,9 +21,11 @@ What the simulation contains, and why:
   overlap with normal load and a few labelled failures are not enough to learn
   them. The server is then down for a few samples and comes back with a fresh
   uptime.
-* **two fleets with different hardware profiles** (``"A"`` and ``"B"``):
+* **three fleets with different hardware profiles** (``"A"``, ``"B"``, ``"C"``):
   different baselines, amplitudes, noise and disk throughput. The demo
-  pretrains on unlabeled fleet A and transfers to few labels of fleet B.
+  pretrains on unlabeled fleet A and transfers to few labels of fleet B;
+  fleet C is fleet B's kind of server after a hardware and load change, the
+  drift that ``kerafine update`` answers (notebook 04).
 
 :func:`load_digits_task` splits scikit-learn's bundled 8x8 digits into a
 pretraining task (some classes) and a transfer task (the other classes).
@@ -84,6 +86,12 @@ FLEET_PROFILES = {
     "B": FleetProfile(cpu_base=50.0, cpu_amp=12.0, cpu_noise=4.0, mem_base=60.0, mem_amp=5.0,
                       io_base=140.0, io_noise=0.25, failure_rate=0.9, restart_rate=0.5,
                       precursor_strength=0.6),
+    # The same database nodes after a hardware and load change (bigger working set, shared
+    # storage): hotter CPU, fuller memory, slower and noisier IO. A model trained on fleet B
+    # sees its inputs drift and its failures look different.
+    "C": FleetProfile(cpu_base=66.0, cpu_amp=14.0, cpu_noise=6.0, mem_base=74.0, mem_amp=6.0,
+                      io_base=70.0, io_noise=0.4, failure_rate=1.2, restart_rate=0.5,
+                      precursor_strength=0.6),
 }
 
 _PRECURSORS = ("memory_leak", "cpu_saturation", "io_stall")
@@ -108,7 +116,7 @@ def simulate_fleet(
     """Simulate a fleet and return its tables as pandas DataFrames (no files written).
 
     Args:
-        fleet: ``"A"`` or ``"B"``, a key of :data:`FLEET_PROFILES`. Defaults to ``"A"``.
+        fleet: ``"A"``, ``"B"`` or ``"C"``, a key of :data:`FLEET_PROFILES`. Defaults to ``"A"``.
         n_servers: servers in the fleet. Defaults to 12.
         n_steps: samples per server. Defaults to 2880 (two days at one per minute).
         seed: random seed; the same seed gives the same fleet. Defaults to 0.
@@ -247,7 +255,7 @@ def generate_fleet(
 
     Args:
         out_dir: directory to write into (created if needed).
-        fleet: ``"A"`` or ``"B"``. Defaults to ``"A"``.
+        fleet: ``"A"``, ``"B"`` or ``"C"``. Defaults to ``"A"``.
         n_servers: servers in the fleet. Defaults to 12.
         n_steps: samples per server. Defaults to 2880.
         seed: random seed. Defaults to 0.

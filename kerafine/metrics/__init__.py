@@ -3,6 +3,7 @@
 ``roc_auc`` and ``pr_auc`` equal scikit-learn's ``roc_auc_score`` and
 ``average_precision_score`` (ties, weights, one-vs-rest multiclass,
 multilabel) and are faster; ``roc_auc_ci`` adds a DeLong confidence interval;
+``roc_auc_compare`` is the paired DeLong test of two models on the same rows;
 ``classification_report`` gathers everything needed to pick a threshold.
 
 Example:
@@ -13,6 +14,7 @@ Example:
 """
 
 from kerafine.metrics._validation import UndefinedMetricWarning
+from kerafine.metrics.comparison import AUCComparison, roc_auc_compare
 from kerafine.metrics.report import Calibration, ClassificationReport, classification_report
 from kerafine.metrics.ranking import (
     AUCInterval,
@@ -24,6 +26,7 @@ from kerafine.metrics.ranking import (
 )
 
 __all__ = [
+    "AUCComparison",
     "AUCInterval",
     "Calibration",
     "ClassificationReport",
@@ -33,5 +36,6 @@ __all__ = [
     "precision_recall_curve",
     "roc_auc",
     "roc_auc_ci",
+    "roc_auc_compare",
     "roc_curve",
 ]

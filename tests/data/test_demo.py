@@ -24,6 +24,24 @@ def test_fleets_have_different_hardware_profiles():
     assert b["cpu"]["cpu"].median() > a["cpu"]["cpu"].median() + 5
 
 
+def test_fleet_c_is_fleet_b_shifted_enough_for_a_drift_alert():
+    from kerafine.drift import DriftDetector
+
+    b = simulate_fleet("B", n_servers=6, n_steps=1440, seed=0)
+    c = simulate_fleet("C", n_servers=6, n_steps=1440, seed=0)
+    assert c["cpu"]["cpu"].median() > b["cpu"]["cpu"].median() + 10  # hotter
+    assert c["memory"]["memory"].median() > b["memory"]["memory"].median() + 10  # fuller
+    assert c["diskio"]["diskio"].median() < 0.7 * b["diskio"]["diskio"].median()  # slower storage
+    assert len(c["failures"]) > 0 and set(c["failures"]["precursor"]) <= {"memory_leak", "cpu_saturation", "io_stall"}
+    # The same seed gives fleet C its own stream, not fleet B's values shifted.
+    assert not np.allclose(c["cpu"]["cpu"].to_numpy()[:50] - b["cpu"]["cpu"].to_numpy()[:50],
+                           c["cpu"]["cpu"].to_numpy()[0] - b["cpu"]["cpu"].to_numpy()[0])
+    names = ["cpu", "memory", "diskio"]
+    rows = lambda t: t["cpu"].merge(t["memory"], on=["server", "timestamp"]).merge(t["diskio"], on=["server", "timestamp"])
+    report = DriftDetector(rows(b)[names].to_numpy(), feature_names=names).check(rows(c)[names].to_numpy())
+    assert report.is_drift and {f.name for f in report.features if f.drifted} == set(names)
+
+
 def test_failures_are_preceded_by_their_precursor_and_followed_by_a_reboot(tmp_path):
     paths = generate_fleet(tmp_path, "A", n_servers=12, n_steps=2880, seed=0)
     m = load_server_metrics(**paths, freq="1min", horizon=30)
@@ -67,7 +85,7 @@ def test_digits_task_splits_classes_without_overlap():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"fleet": "C"}, "argument `fleet`"),
+    ({"fleet": "D"}, "argument `fleet`"),
     ({"n_servers": 0}, "argument `n_servers`"),
 ])
 def test_bad_fleet_arguments(kwargs, match):
