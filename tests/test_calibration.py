@@ -188,3 +188,26 @@ def test_bad_input_is_refused_with_a_clear_error(weighted_binary):
         kerafine.calibrate(logits, val)
     with pytest.raises(KerafineError, match="`batch_size`"):
         kerafine.calibrate(model, val, batch_size=0)
+
+
+def test_a_tabular_model_fed_a_dict_is_calibrated_and_reloaded(tmp_path):
+    import pandas as pd
+
+    from kerafine import heads
+    from kerafine.backbones import tabular_encoder
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"a": rng.normal(size=600), "c": rng.choice(["x", "y"], 600)})
+    y = (rng.random(600) < 1 / (1 + np.exp(-(2 * frame["a"] - 1)))).astype("float32").to_numpy()
+    feed = {c: frame[c].to_numpy() for c in frame}
+    keras.utils.set_random_seed(8)
+    model = kerafine.build_transfer_model(tabular_encoder(["a"], ["c"], hidden=(4,), data=frame),
+                                          heads.classification(2))
+    model.compile("adam", "binary_crossentropy")
+    model.fit(feed, y, epochs=2, verbose=0)
+    result = kerafine.calibrate(model, (feed, y), "isotonic")
+    assert isinstance(result.model.input, dict)  # fed like the original
+    path = tmp_path / "tabular.keras"
+    result.model.save(path)
+    loaded = kerafine.load_model(path)
+    np.testing.assert_allclose(loaded.predict(feed, verbose=0), result.model.predict(feed, verbose=0), atol=1e-6)
