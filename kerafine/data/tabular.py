@@ -64,7 +64,8 @@ def check_numeric_columns(df, numeric=None, *, source: str = "the table", first_
     read as text although nearly all its cells (at least 90 %) are numbers (a
     numeric column with a stray ``"n/a"`` or ``"12,5"``), is an error naming
     the column, the first bad row and its value. Empty cells are missing values,
-    not bad cells. A text column with fewer numbers is left alone (categorical).
+    not bad cells. A text column with fewer numbers, or made only of digits
+    (codes, ids), is left alone: categorical.
 
     Args:
         df: a ``pandas.DataFrame``.
@@ -107,9 +108,7 @@ def check_numeric_columns(df, numeric=None, *, source: str = "the table", first_
         n_present = int(present.sum())
         n_ok = n_present - int(bad.sum())
         if not bad.any():
-            if not declared and n_present:
-                names.append(c)  # numbers stored as text (e.g. with blanks): numeric
-            continue
+            continue  # declared: converted later; inferred: text of digits (codes, ids) stays categorical
         if not declared and n_ok < _NUMERIC_SHARE * n_present:
             continue  # a text column: categorical
         i = int(np.flatnonzero(bad.to_numpy())[0])

@@ -110,7 +110,8 @@ def test_numpy_string_names_are_accepted(clicks):
 def test_check_numeric_columns_is_the_shared_validation():
     from kerafine.data.tabular import check_numeric_columns
 
-    df = pd.DataFrame({"a": [1.0, 2.0], "b": ["3", " "], "c": ["x", "y"]})
-    assert check_numeric_columns(df) == ["a", "b"]  # "b" is numbers stored as text, blank = missing
+    df = pd.DataFrame({"a": [1.0, 2.0], "b": ["75001", "69002"], "c": ["x", "y"]})
+    assert check_numeric_columns(df) == ["a"]  # digits stored as text (codes) stay categorical
+    assert check_numeric_columns(pd.DataFrame({"b": ["3", " "]}), ["b"]) == ["b"]  # blank = missing, not bad
     with pytest.raises(DataError, match=r"Column 'c' of the table is listed as numeric but row 0 holds 'x'"):
         check_numeric_columns(df, ["a", "c"])
