@@ -26,6 +26,8 @@ _LAZY = {
     "fine_tune": "kerafine.finetune",
     "FineTuneResult": "kerafine.finetune",
     "evaluate": "kerafine.evaluation",
+    "calibrate": "kerafine.calibration",
+    "CalibrationResult": "kerafine.calibration",
     "load_model": "kerafine.saving",
     "lr_find": "kerafine.lr_finder",
     "KerafineError": "kerafine.errors",

@@ -2,7 +2,7 @@
 
 ``keras.models.load_model`` alone fails on a file that holds one of
 kerafine's registered objects (the ``ImagenetPreprocessing`` layer, the
-``OneCycle`` / ``WarmupCosineDecay`` schedules) unless the module that registers
+calibration layers of :func:`kerafine.calibrate`, the ``OneCycle`` / ``WarmupCosineDecay`` schedules) unless the module that registers
 them was imported first, and it returns a transfer model whose backbone again
 follows the outer ``training`` flag (Keras 3 overrides a recorded
 ``training=False``; see :mod:`kerafine.transfer`). :func:`load_model` does both.
@@ -55,6 +55,7 @@ def load_model(path, compile: bool = True, safe_mode: bool = True):
 
     # Imported for their side effect: they register kerafine's serialisable objects.
     import kerafine.backbones  # noqa: F401
+    import kerafine.calibration  # noqa: F401
     import kerafine.schedules  # noqa: F401
     from kerafine import transfer
 

@@ -12,7 +12,88 @@ import numpy as np
 from kerafine.backbones._checks import check_positive_int, check_rate, check_units
 from kerafine.errors import DataError, KerafineError, did_you_mean, invalid_argument
 
-__all__ = ["tabular_encoder"]
+__all__ = ["tabular_encoder", "NumericPreparation", "MissingIndicator"]
+
+_IMPUTE = (None, "median")
+
+
+@keras.saving.register_keras_serializable(package="kerafine")
+class NumericPreparation(keras.layers.Layer):
+    """Fill missing values and apply ``log1p`` column by column, inside the model.
+
+    Input ``(batch, k)`` float32 numeric columns; column ``j`` has its NaN
+    replaced by ``fill_values[j]`` (left as NaN when that is ``None``), then is
+    mapped through ``log1p`` when ``log1p[j]``. Part of the saved model, so
+    prediction prepares the columns exactly as training did. Registered as
+    ``"kerafine>NumericPreparation"``.
+
+    Args:
+        fill_values: one float (the training median) or ``None`` per column.
+        log1p: one bool per column.
+        **kwargs: standard ``keras.layers.Layer`` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = NumericPreparation([2.0, None], [False, True])
+    >>> np.asarray(layer(np.array([[np.nan, 0.0]], "float32"))).tolist()
+    [[2.0, 0.0]]
+    """
+
+    def __init__(self, fill_values, log1p, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.fill_values = [None if v is None else float(v) for v in fill_values]
+        self.log1p = [bool(v) for v in log1p]
+        if len(self.log1p) != len(self.fill_values):
+            raise invalid_argument("log1p", log1p, f"{len(self.fill_values)} flags, one per column")
+
+    def call(self, inputs):
+        x = keras.ops.cast(inputs, "float32")
+        if any(v is not None for v in self.fill_values):
+            mask = np.array([v is not None for v in self.fill_values])
+            fill = np.array([0.0 if v is None else v for v in self.fill_values], np.float32)
+            x = keras.ops.where(keras.ops.logical_and(keras.ops.isnan(x), mask), fill, x)
+        if any(self.log1p):
+            x = keras.ops.where(np.array(self.log1p), keras.ops.log1p(x), x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fill_values": self.fill_values, "log1p": self.log1p}
+
+
+@keras.saving.register_keras_serializable(package="kerafine")
+class MissingIndicator(keras.layers.Layer):
+    """1.0 where the selected input columns are NaN, else 0.0: ``(batch, len(columns))``.
+
+    Registered as ``"kerafine>MissingIndicator"``.
+
+    Args:
+        columns: indices of the input columns to flag.
+        **kwargs: standard ``keras.layers.Layer`` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> np.asarray(MissingIndicator([1])(np.array([[1.0, np.nan]], "float32"))).tolist()
+    [[1.0]]
+    """
+
+    def __init__(self, columns, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.columns = [int(c) for c in columns]
+
+    def call(self, inputs):
+        picked = keras.ops.take(keras.ops.cast(inputs, "float32"), self.columns, axis=1)
+        return keras.ops.cast(keras.ops.isnan(picked), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.columns))
+
+    def get_config(self):
+        return {**super().get_config(), "columns": self.columns}
 
 
 def _check_names(name: str, value: Any) -> list[str]:
@@ -20,6 +101,8 @@ def _check_names(name: str, value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise invalid_argument(name, value, "a list of column names (non-empty strings)")
+    # np.str_ is a str subclass that Keras cannot serialise as an input name.
+    value = [str(v) for v in value]
     if len(set(value)) != len(value):
         raise invalid_argument(name, value, "column names without duplicates")
     bad = [v for v in value if "/" in v]
@@ -83,19 +166,23 @@ def _n_missing(array: np.ndarray) -> int:
     return int(np.count_nonzero(pd.isna(array)))
 
 
-def _numeric(name: str, array: np.ndarray) -> np.ndarray:
+def _numeric(name: str, array: np.ndarray, impute: str | None) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise DataError(
             f"Numeric column {name!r} of `data` has dtype {array.dtype}; expected numbers. "
             "List it in `categorical_features` if it holds categories."
         )
     array = array.astype("float32")
-    n_bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-    if n_bad:
+    n_inf = int(np.count_nonzero(np.isinf(array)))
+    n_nan = int(np.count_nonzero(np.isnan(array)))
+    if n_inf or (n_nan and impute is None):
         raise DataError(
-            f"Numeric column {name!r} of `data` holds {n_bad} NaN/inf values out of {array.size}; "
-            "impute them (e.g. with the training median) before building the encoder."
+            f"Numeric column {name!r} of `data` holds {n_nan + n_inf} NaN/inf values out of {array.size}; "
+            + ("replace the inf values first." if n_inf else
+               'pass impute="median" (median fill plus a missing-indicator feature) or fill them first.')
         )
+    if n_nan == array.size:
+        raise DataError(f"Numeric column {name!r} of `data` is missing in every row; drop it.")
     return array
 
 
@@ -120,6 +207,37 @@ def _categorical(name: str, array: np.ndarray) -> tuple[np.ndarray, str]:
     return array.astype(str), "string"
 
 
+def _prepare_numeric(numeric, raw, joined, impute, log1p):
+    """Imputation, log1p and missing indicators as layers; also their training output."""
+    missing = np.isnan(raw)
+    fill = [float(np.nanmedian(raw[:, j])) if impute else None for j in range(raw.shape[1])]
+    flags = [c in log1p for c in numeric]
+    filled = np.where(missing, np.array([0.0 if v is None else v for v in fill], np.float32), raw)
+    for j, c in enumerate(numeric):
+        if flags[j] and filled[:, j].min() <= -1.0:
+            raise DataError(
+                f"Column {c!r} is listed in `log1p` but holds {filled[:, j].min():.6g} in the training data; "
+                "log1p needs values > -1."
+            )
+    prepared = np.where(flags, np.log1p(np.where(flags, filled, 0.0)), filled).astype("float32")
+    features = joined
+    if impute or any(flags):
+        features = NumericPreparation(fill, flags, name="numeric__preparation")(joined)
+    flagged = [j for j in range(raw.shape[1]) if missing[:, j].any()]
+    if flagged:
+        indicators = MissingIndicator(flagged, name="numeric__missing_indicator")(joined)
+        features = keras.layers.Concatenate(name="numeric__with_indicators")([features, indicators])
+        prepared = np.concatenate([prepared, missing[:, flagged].astype("float32")], axis=1)
+    names = list(numeric) + [f"{numeric[j]} (missing)" for j in flagged]
+    constant = [names[j] for j in range(prepared.shape[1]) if np.ptp(prepared[:, j]) == 0]
+    if constant:
+        raise DataError(
+            f"Numeric features {constant} are constant on the training rows, so they cannot be normalised "
+            "(any other value at prediction time would be scaled by 1/epsilon); drop them or give more rows."
+        )
+    return features, prepared
+
+
 def _embedding_dim(n_tokens: int, embedding_dim: int | None) -> int:
     if embedding_dim is not None:
         return embedding_dim
@@ -137,14 +255,21 @@ def tabular_encoder(
     hash_bins: int = 1024,
     embedding_dim: int | None = None,
     dropout: float = 0.0,
+    impute: str | None = None,
+    log1p: Sequence[str] = (),
 ) -> keras.Model:
     """Build an encoder for numeric and categorical columns, adapted on training data.
 
     One named ``keras.Input`` per column (shape ``(1,)``; the input name is the
     column name), then:
 
-    - numeric columns: a ``Normalization`` layer holding the training mean and
-      variance;
+    - numeric columns: with ``impute="median"`` missing values (NaN) filled with
+      the training median and, for each column that had missing training
+      values, a 0/1 missing-indicator feature; ``log1p`` on the listed
+      (heavy-tailed count) columns; then a ``Normalization`` layer holding the
+      training mean and variance of every one of these features, so every
+      numeric feature the model reads is standardised (a column constant on the
+      training rows cannot be, and is refused);
     - categorical columns with at most ``max_vocabulary`` distinct training values:
       ``StringLookup`` (strings) or ``IntegerLookup`` (ints) with one
       out-of-vocabulary index, so categories unseen in training map to a shared
@@ -171,6 +296,13 @@ def tabular_encoder(
         embedding_dim: embedding width of every categorical column, or ``None``
             for ``min(16, max(2, ceil(sqrt(n_tokens))))``. Defaults to ``None``.
         dropout: dropout rate after each hidden layer, in [0, 1). Defaults to ``0.0``.
+        impute: ``None`` (NaN in a numeric column is an error) or ``"median"``
+            (fill with the training median, add a missing indicator; done by
+            layers of the model, so prediction fills the same way).
+            Defaults to ``None``.
+        log1p: numeric columns to map through ``log(1 + x)`` before
+            normalising (counts with a heavy right tail); their training values
+            must be > -1. Defaults to ``()``.
 
     Returns:
         A functional ``keras.Model`` named ``"tabular_encoder"`` whose inputs are a
@@ -180,7 +312,9 @@ def tabular_encoder(
     Raises:
         DataError: columns missing from ``data`` (the message lists those found),
             NaN/None in a categorical column or NaN/inf in a numeric one (with the
-            count), non-numeric values in a numeric column, no rows.
+            count; NaN allowed with ``impute="median"``), non-numeric values in
+            a numeric column, a numeric column constant on the training rows,
+            a ``log1p`` column with values <= -1, no rows.
         KerafineError: bad column lists or sizes.
 
     Example:
@@ -212,9 +346,15 @@ def tabular_encoder(
     if embedding_dim is not None:
         embedding_dim = check_positive_int("embedding_dim", embedding_dim)
     dropout = check_rate("dropout", dropout)
+    if impute not in _IMPUTE:
+        raise invalid_argument("impute", impute, 'None or "median"')
+    log1p = _check_names("log1p", list(log1p))
+    strays = [c for c in log1p if c not in numeric]
+    if strays:
+        raise invalid_argument("log1p", log1p, f"columns of numeric_features {numeric}")
 
     columns = _columns(data, numeric + categorical)
-    numeric_values = {c: _numeric(c, columns[c]) for c in numeric}
+    numeric_values = {c: _numeric(c, columns[c], impute) for c in numeric}
     categorical_values = {c: _categorical(c, columns[c]) for c in categorical}
 
     inputs: dict[str, keras.KerasTensor] = {}
@@ -227,9 +367,11 @@ def tabular_encoder(
             if len(numeric) > 1
             else inputs[numeric[0]]
         )
+        raw = np.stack([numeric_values[c] for c in numeric], axis=1)
+        features, prepared = _prepare_numeric(numeric, raw, joined, impute, log1p)
         normalization = keras.layers.Normalization(axis=-1, name="numeric__normalization")
-        normalization.adapt(np.stack([numeric_values[c] for c in numeric], axis=1))
-        parts.append(normalization(joined))
+        normalization.adapt(prepared)
+        parts.append(normalization(features))
     for c in categorical:
         values, dtype = categorical_values[c]
         inputs[c] = keras.Input(shape=(1,), name=c, dtype=dtype)

@@ -546,6 +546,10 @@ def _failure_labels(frame, failures, step, horizon: int, server_col: str, time_c
     return label
 
 
+# Columns of a ServerMetrics frame that describe rows rather than measure the server.
+_BOOKKEEPING = ("segment", "restart", "label")
+
+
 @dataclasses.dataclass(frozen=True)
 class Splits:
     """Train, validation and test parts of the same data (DataFrames or :class:`ServerMetrics`)."""
@@ -560,9 +564,38 @@ class Splits:
     def normalized(self, columns: Sequence[str] | None = None) -> tuple["Splits", "Normalizer"]:
         """Standardise every part with statistics computed on ``train`` only.
 
+        No column a model may read is left raw: by default the columns are, for
+        :class:`ServerMetrics`, every numeric column except the bookkeeping
+        ones (``segment``, ``restart``, ``label``): the features and ``uptime``,
+        so ``windows(features=(*m.features, "uptime"))`` reads standardised
+        uptime; for a DataFrame every numeric column.
+
+        Args:
+            columns: the columns to standardise. Defaults to ``None`` (see
+                above). Given explicitly for :class:`ServerMetrics`, it must
+                include every one of its ``features``.
+
         Returns:
             ``(splits, normalizer)``; apply ``normalizer`` to any later data too.
+
+        Raises:
+            DataError: ``columns`` leaves features of a :class:`ServerMetrics`
+                raw (the message names them).
         """
+        if isinstance(self.train, ServerMetrics):
+            frame = self.train.frame
+            if columns is None:
+                extra = [c for c in frame.columns if c not in ("server", "timestamp", *_BOOKKEEPING)
+                         and c not in self.train.features and np.issubdtype(frame[c].dtype, np.number)]
+                columns = (*self.train.features, *extra)
+            else:
+                raw = [c for c in self.train.features if c not in list(columns)]
+                if raw:
+                    raise DataError(
+                        f"Invalid value for argument `columns`: {list(columns)!r} leaves the features {raw} raw "
+                        "(unscaled); include them, or drop them from the model's inputs with "
+                        "dataclasses.replace(metrics, features=...) before splitting."
+                    )
         norm = Normalizer.fit(self.train, columns)
         parts = [norm.apply(p) for p in self]
         return Splits(*parts), norm

@@ -7,8 +7,9 @@ calibration (reliability curve and expected calibration error). It prints as a
 table, renders as HTML in Jupyter, serialises to JSON and draws one matplotlib
 figure. Pure numpy; matplotlib is imported only by :meth:`ClassificationReport.plot`.
 
-Supported: binary problems (scores of shape ``(n,)`` or ``(n, 1)``) with a
-threshold rule, and multiclass problems (scores ``(n, k)``, one label per row)
+Supported: binary problems (scores of shape ``(n,)`` or ``(n, 1)``, or the
+``(n, 2)`` probabilities of a softmax(2) head, read as the probability of the
+second class) with a threshold rule, and multiclass problems (scores ``(n, k)``, one label per row)
 where the prediction is the arg-max and the AUCs are one-vs-rest macro
 averages. Multilabel targets are not supported by the report (use
 :func:`kerafine.metrics.roc_auc` per label).
@@ -32,6 +33,7 @@ import html
 import json
 import math
 import numbers
+import warnings
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -96,6 +98,9 @@ class ClassificationReport:
             probabilities (logits).
         roc_curve: ``(fpr, tpr, thresholds)`` (binary) or one such tuple per class.
         pr_curve: ``(precision, recall, thresholds)`` likewise.
+        baseline_accuracy: (weighted) accuracy of always predicting the
+            majority class; a model whose ``accuracy`` does not exceed it
+            makes :func:`classification_report` warn.
     """
 
     kind: str
@@ -115,6 +120,7 @@ class ClassificationReport:
     calibration: Optional[Calibration]
     roc_curve: Any = dataclasses.field(repr=False, default=None)
     pr_curve: Any = dataclasses.field(repr=False, default=None)
+    baseline_accuracy: Optional[float] = None
 
     # ---------------------------------------------------------- export
     def to_dict(self, curves: bool = False) -> dict:
@@ -131,6 +137,7 @@ class ClassificationReport:
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "accuracy": self.accuracy,
+            "baseline_accuracy": self.baseline_accuracy,
             "precision": self.precision,
             "recall": self.recall,
             "f1": self.f1,
@@ -178,8 +185,12 @@ class ClassificationReport:
             rows.append(("threshold", f"{self.threshold:.6g} ({self.threshold_rule})"))
         else:
             rows.append(("prediction", "arg-max"))
+        accuracy = _fmt(self.accuracy)
+        if self.baseline_accuracy is not None:
+            beats = self.accuracy > self.baseline_accuracy
+            accuracy += f"  (majority-class baseline {_fmt(self.baseline_accuracy)}{'' if beats else ': NOT beaten'})"
         rows += [
-            ("accuracy", _fmt(self.accuracy)),
+            ("accuracy", accuracy),
             ("precision", _fmt(self.precision)),
             ("recall", _fmt(self.recall)),
             ("F1", _fmt(self.f1)),
@@ -436,7 +447,9 @@ def classification_report(
             or ``True`` positive; multiclass: column indices or ``labels``), or a
             one-hot matrix ``(n_samples, n_classes)``.
         y_score: binary: scores ``(n_samples,)`` or ``(n_samples, 1)``
-            (probabilities or logits); multiclass: ``(n_samples, n_classes)``.
+            (probabilities or logits), or softmax probabilities
+            ``(n_samples, 2)`` (evaluated as binary on column 1, with the DeLong
+            interval); multiclass: ``(n_samples, n_classes)``.
         threshold: binary only: ``"f1"`` (the score threshold maximising F1),
             ``"youden"`` (maximising sensitivity + specificity - 1) or a number
             (predict positive when ``score >= threshold``). Ignored for
@@ -447,7 +460,8 @@ def classification_report(
         labels: class of each score column (multiclass). Defaults to ``None``.
 
     Returns:
-        :class:`ClassificationReport`.
+        :class:`ClassificationReport`. Warns (``UserWarning``) when the
+        accuracy does not beat the majority-class baseline.
 
     Raises:
         DataError: as :func:`kerafine.metrics.roc_auc` (NaN scores, lengths,
@@ -467,6 +481,9 @@ def classification_report(
         raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
     if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
         raise invalid_argument("n_bins", n_bins, "an int >= 1")
+    y_true, y_score, classes = _softmax_binary(y_true, y_score, labels)
+    if classes is not None:
+        labels = None
     t = check_targets(y_true, y_score, sample_weight, labels)
     if t.kind == "multilabel":
         raise invalid_argument(
@@ -477,8 +494,58 @@ def classification_report(
             error=DataError,
         )
     if t.kind == "binary":
-        return _binary_report(t, y_true, threshold, float(level), int(n_bins))
-    return _multiclass_report(t, float(level), int(n_bins))
+        report = _binary_report(t, y_true, threshold, float(level), int(n_bins))
+        if classes is not None:
+            per_class = [dict(row, **{"class": classes[int(bool(row["class"]))]}) for row in report.per_class]
+            report = dataclasses.replace(report, classes=[classes[int(bool(c))] for c in report.classes],
+                                         per_class=per_class)
+    else:
+        report = _multiclass_report(t, float(level), int(n_bins))
+    report = dataclasses.replace(report, baseline_accuracy=_majority_share(report.confusion_matrix))
+    if report.confusion_matrix.shape[0] > 1 and not report.accuracy > report.baseline_accuracy:
+        warnings.warn(
+            f"Accuracy {_fmt(report.accuracy)} does not beat the majority-class baseline "
+            f"{_fmt(report.baseline_accuracy)} (always predicting the most frequent class)"
+            + (f" at threshold {report.threshold:.6g} ({report.threshold_rule})" if report.threshold is not None else "")
+            + "; look at ROC-AUC / PR-AUC, or choose another threshold.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return report
+
+
+def _majority_share(confusion: np.ndarray) -> float:
+    support = np.asarray(confusion, dtype=np.float64).sum(axis=1)
+    return float(support.max() / support.sum()) if support.sum() > 0 else math.nan
+
+
+def _softmax_binary(y_true, y_score, labels):
+    """A softmax(2) head on binary labels: the probability of class 1 and 0/1 labels.
+
+    Returns ``(y_true, y_score, classes)``; ``classes`` is ``None`` when the
+    input is not that case and is passed on unchanged.
+    """
+    s = np.asarray(y_score)
+    if s.ndim != 2 or s.shape[1] != 2 or s.dtype.kind not in "fiu" or not np.all(np.isfinite(s)):
+        return y_true, y_score, None
+    if s.min() < 0.0 or s.max() > 1.0 or not np.allclose(s.sum(axis=1), 1.0, atol=1e-3):
+        return y_true, y_score, None  # two logits or two independent scores: left as they are
+    y = np.asarray(y_true)
+    if y.ndim == 2 and y.shape[1] == 2:
+        if not (np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)):
+            return y_true, y_score, None  # multilabel: refused downstream
+        y = y[:, 1]
+    elif y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != s.shape[0]:
+        return y_true, y_score, None
+    classes = [0, 1] if labels is None else list(labels)
+    if len(classes) != 2:
+        return y_true, y_score, None
+    values = set(np.unique(y).tolist())
+    if not values <= set(classes):
+        return y_true, y_score, None  # labels outside the columns: the multiclass checks say so
+    return (y == classes[1]), s[:, 1], classes
 
 
 def _binary_report(t: Targets, y_true, threshold, level: float, n_bins: int) -> ClassificationReport:

@@ -149,3 +149,93 @@ def test_bad_column_lists_are_rejected():
         tabular_encoder(["latency", "latency"], [], data=frame)
     with pytest.raises(KerafineError, match=r"argument `hidden`"):
         tabular_encoder(["latency"], [], hidden=(0,), data=frame)
+
+
+# ------------------------------------------------ imputation, log1p, normalisation, np.str_ names
+
+
+def _prepared_features(encoder, feed):
+    """What the encoder's Normalization layer outputs: the standardised numeric features."""
+    layer = encoder.get_layer("numeric__normalization")
+    probe = keras.Model(encoder.inputs, layer.output)
+    return np.asarray(probe(feed))
+
+
+def test_median_imputation_adds_a_missing_indicator_and_saves(tmp_path, seeded):
+    frame = _clicks(200, seed=1)
+    missing_rows = np.arange(0, 200, 7)
+    frame.loc[missing_rows, "latency"] = np.nan
+    encoder = _encoder(frame, impute="median")
+    feed = _feed(frame)
+    features = _prepared_features(encoder, feed)
+    # latency, bytes, then latency's indicator; every feature standardised on the training rows.
+    assert features.shape == (200, 3)
+    np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(features.std(axis=0), 1.0, atol=1e-3)
+    # A missing latency reads as the training median, and its indicator is the high value.
+    median = np.nanmedian(frame["latency"].to_numpy())
+    known = ~np.isnan(frame["latency"].to_numpy())
+    filled = np.where(known, frame["latency"].to_numpy(), median)
+    np.testing.assert_allclose(features[missing_rows, 0], (median - filled.mean()) / filled.std(), rtol=1e-3)
+    assert np.all(features[missing_rows, 2] > 0) and np.all(features[known, 2] < 0)
+    assert np.all(np.isfinite(np.asarray(encoder(feed))))
+    path = tmp_path / "imputing.keras"
+    encoder.save(path)
+    import kerafine
+
+    restored = kerafine.load_model(path)
+    np.testing.assert_allclose(np.asarray(restored(feed)), np.asarray(encoder(feed)), atol=1e-6)
+
+
+def test_nan_without_impute_names_the_option():
+    frame = _clicks()
+    frame.loc[3, "latency"] = np.nan
+    with pytest.raises(DataError, match=r"'latency'.*1 NaN/inf.*impute=\"median\""):
+        _encoder(frame)
+    frame["bytes"] = frame["bytes"].astype(float)
+    frame.loc[4, "bytes"] = np.inf
+    with pytest.raises(DataError, match=r"'bytes'.*inf"):
+        _encoder(frame, impute="median")
+    with pytest.raises(KerafineError, match="`impute`.*'mean'"):
+        _encoder(_clicks(), impute="mean")
+
+
+def test_log1p_tames_heavy_tailed_counts(seeded):
+    rng = np.random.default_rng(2)
+    frame = _clicks(500, seed=2)
+    frame["bytes"] = np.floor(rng.pareto(1.2, 500) * 10)  # heavy right tail
+    feed = _feed(frame)
+    plain = _prepared_features(_encoder(frame), feed)[:, 1]
+    logged = _prepared_features(_encoder(frame, log1p=["bytes"]), feed)[:, 1]
+    np.testing.assert_allclose(logged.std(), 1.0, atol=1e-3)
+    # Standardising a heavy tail leaves a few huge values; log1p first does not.
+    assert np.abs(plain).max() > 8 and np.abs(logged).max() < 5
+    expected = np.log1p(frame["bytes"].to_numpy())
+    np.testing.assert_allclose(logged, (expected - expected.mean()) / expected.std(), atol=1e-3)
+    with pytest.raises(KerafineError, match="`log1p`.*'browser'"):
+        _encoder(frame, log1p=["browser"])
+    negative = frame.copy()
+    negative.loc[0, "bytes"] = -2.0
+    with pytest.raises(DataError, match=r"'bytes'.*`log1p`.*-2.*> -1"):
+        _encoder(negative, log1p=["bytes"])
+
+
+def test_a_constant_numeric_column_is_refused_by_name():
+    frame = _clicks()
+    frame["bytes"] = 7
+    with pytest.raises(DataError, match=r"\['bytes'\] are constant on the training rows"):
+        _encoder(frame)
+
+
+def test_numpy_string_column_names_build_and_save(tmp_path, seeded):
+    frame = _clicks()
+    numeric = list(np.array(NUMERIC))
+    categorical = list(np.array(CATEGORICAL))
+    assert isinstance(numeric[0], np.str_)
+    encoder = tabular_encoder(numeric, categorical, hidden=(4,), data=frame, max_vocabulary=10, log1p=numeric[1:])
+    path = tmp_path / "np_names.keras"
+    encoder.save(path)
+    restored = keras.models.load_model(path)
+    feed = _feed(frame)
+    np.testing.assert_allclose(np.asarray(restored(feed)), np.asarray(encoder(feed)), atol=1e-6)
+    assert sorted(restored.input) == sorted(NUMERIC + CATEGORICAL)

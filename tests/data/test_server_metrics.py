@@ -208,3 +208,19 @@ def test_normalizer_round_trips_through_a_dict():
     assert n.std[1] == 1.0  # a constant column is left unscaled rather than divided by zero
     back = Normalizer.from_dict(n.to_dict())
     assert back.columns == n.columns and np.array_equal(back.mean, n.mean) and np.array_equal(back.std, n.std)
+
+
+def test_normalized_leaves_no_feature_raw_including_an_added_uptime():
+    from kerafine.data.server_metrics import ServerMetrics
+
+    m = ServerMetrics(frame=_long_frame(), features=("cpu", "memory", "diskio"), gaps=None,
+                      freq=pd.Timedelta("1min"), horizon=10)
+    parts, norm = split_by_time(m, val=0.25, test=0.25).normalized()
+    assert "uptime" in norm.columns and not {"segment", "restart", "label"} & set(norm.columns)
+    # Uptime (up to ~1.2e4 s here) added as a model input reads standardised, like the metrics.
+    x, _ = parts.train.windows(5, features=(*m.features, "uptime"))
+    assert np.abs(x).max() < 5
+    np.testing.assert_allclose(x[:, -1, :].mean(axis=0), 0.0, atol=0.1)
+    assert parts.test.frame["label"].isin([0.0, 1.0]).all()  # labels untouched
+    with pytest.raises(DataError, match=r"`columns`: \['cpu'\] leaves the features \['memory', 'diskio'\] raw"):
+        split_by_time(m, val=0.25, test=0.25).normalized(["cpu"])

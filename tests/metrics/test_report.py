@@ -2,6 +2,8 @@ import dataclasses
 import io
 import json
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -155,3 +157,49 @@ def test_single_negative_class_reports_no_precision_on_the_positive_class():
         r = classification_report(y, p, threshold=0.5)
     assert r.precision == skm.precision_score(y, p >= 0.5, zero_division=0) == 0.0
     assert r.per_class == [{"class": 0, "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 6.0}]
+
+
+# ------------------------------------------------ softmax(2) heads, majority-class baseline
+
+
+def test_a_softmax_2_head_is_evaluated_as_binary_with_the_delong_interval():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(21)
+    y = (rng.random(400) < 0.3).astype(int)
+    p1 = np.clip(0.3 + 0.3 * (y - 0.3) + rng.normal(0, 0.15, 400), 0.001, 0.999)
+    two = np.stack([1 - p1, p1], axis=1)
+    report = classification_report(y, two, threshold=0.5)
+    assert report.kind == "binary" and report.classes == [0, 1]
+    assert report.roc_auc == pytest.approx(roc_auc_score(y, p1), abs=1e-12)
+    assert report.roc_auc_interval is not None and report.roc_auc_interval.lower < report.roc_auc
+    same = classification_report(y, p1, threshold=0.5)
+    assert report.accuracy == same.accuracy and report.calibration.ece == pytest.approx(same.calibration.ece)
+    # One-hot labels and named classes too.
+    onehot = classification_report(np.eye(2)[y], two, threshold=0.5)
+    assert onehot.kind == "binary" and onehot.roc_auc == report.roc_auc
+    named = classification_report(np.where(y == 1, "spam", "ham"), two, threshold=0.5, labels=["ham", "spam"])
+    assert named.kind == "binary" and named.classes == ["ham", "spam"]
+    assert [r["class"] for r in named.per_class] == ["ham", "spam"] and named.roc_auc == report.roc_auc
+    # Two logits are not probabilities: still the multiclass report.
+    assert classification_report(y, np.log(two) + 3.0).kind == "multiclass"
+
+
+def test_the_majority_class_baseline_is_shown_and_a_model_that_does_not_beat_it_warns():
+    rng = np.random.default_rng(22)
+    y = (rng.random(1000) < 0.08).astype(int)  # 92 % negatives
+    score = np.clip(0.4 * y + rng.normal(0.3, 0.2, 1000), 0, 1)
+    with pytest.warns(UserWarning, match=r"Accuracy 0\.\d+ does not beat the majority-class baseline 0\.9\d+ .*threshold 0\.2"):
+        weak = classification_report(y, score, threshold=0.25)
+    assert weak.baseline_accuracy == pytest.approx(1 - y.mean())
+    assert weak.accuracy < weak.baseline_accuracy
+    assert "majority-class baseline" in str(weak) and "NOT beaten" in str(weak)
+    assert weak.to_dict()["baseline_accuracy"] == weak.baseline_accuracy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        good = classification_report(y, y * 0.9 + 0.05, threshold=0.5)
+    assert good.accuracy == 1.0 and "NOT beaten" not in str(good)
+    weights = np.where(y == 1, 20.0, 1.0)  # weighted support: the positives are the majority
+    with pytest.warns(UserWarning):
+        weighted = classification_report(y, np.zeros(1000), threshold=0.5, sample_weight=weights)
+    assert weighted.baseline_accuracy == pytest.approx(weights[y == 1].sum() / weights.sum())
