@@ -53,6 +53,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kerafine._keras_compat import flatten_layers
 from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
 from kerafine.callbacks.predictions import _n_rows
 
@@ -260,8 +261,8 @@ def _copy_model(model):
             f"lr_find could not copy the model ({type(exc).__name__}: {exc}); it needs a Functional or "
             "Sequential model (kerafine.build_transfer_model builds one) so the original stays untouched."
         ) from exc
-    src_layers = list(model._flatten_layers(include_self=True, recursive=True))
-    dst_layers = list(clone._flatten_layers(include_self=True, recursive=True))
+    src_layers = flatten_layers(model)
+    dst_layers = flatten_layers(clone)
     if len(src_layers) == len(dst_layers):
         for a, b in zip(src_layers, dst_layers):
             b.trainable = a.trainable

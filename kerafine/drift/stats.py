@@ -177,16 +177,12 @@ def ks_pvalue(statistic, n_ref, n_cur, method: str = "auto"):
 
 def _ks_exact(n1: int, n2: int, d: float):
     # scipy's own exact routine, so "auto" p-values are identical to ks_2samp's.
-    from scipy.stats import _stats_py
+    from kerafine._keras_compat import ks_2samp_exact_pvalue
 
     g = math.gcd(n1, n2)
     if (n1 // g) >= np.iinfo(np.int32).max / (n2 // g):
         return None
-    try:
-        success, _, prob = _stats_py._attempt_exact_2kssamp(n1, n2, g, d, "two-sided")
-    except (AttributeError, TypeError):  # a scipy without the private helper
-        return None
-    return float(prob) if success else None
+    return ks_2samp_exact_pvalue(n1, n2, g, d)
 
 
 def ks_2samp(x, y) -> tuple[float, float]:
