@@ -54,7 +54,7 @@ from typing import Any, Optional
 import numpy as np
 
 from kerafine._keras_compat import flatten_layers
-from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
+from kerafine.errors import DataError, KerafineError, TrainingError, check_int, check_number, invalid_argument
 from kerafine.callbacks.predictions import _n_rows
 
 __all__ = ["lr_find", "LRFindResult"]
@@ -152,17 +152,6 @@ class LRFindResult:
             f"{self.reason}); {len(self.learning_rates)} of {self.num_steps} steps"
             f"{', stopped at divergence' if self.diverged else ''}."
         )
-
-
-def _check_float(name, value, low=None, high=None, low_open=True, expected=None):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high
-    if not ok:
-        raise invalid_argument(name, value, expected)
-    return float(value)
 
 
 def _take(x, idx):
@@ -406,15 +395,14 @@ def lr_find(
             f"Invalid value for argument `model`: received <{type(model).__name__} name={getattr(model, 'name', '?')}>; "
             "expected a compiled model. Call model.compile(optimizer, loss) first."
         )
-    start_lr = _check_float("start_lr", start_lr, low=0.0, expected="a finite float > 0")
-    end_lr = _check_float("end_lr", end_lr, low=0.0, expected="a finite float > 0")
+    start_lr = check_number("start_lr", start_lr, minimum=0, min_inclusive=False, expected="a finite float > 0")
+    end_lr = check_number("end_lr", end_lr, minimum=0, min_inclusive=False, expected="a finite float > 0")
     if start_lr >= end_lr:
         raise invalid_argument("start_lr", start_lr, f"a float smaller than end_lr={end_lr}", hint="The ramp goes up.")
     for name, value, minimum in (("num_steps", num_steps, _MIN_STEPS), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise invalid_argument(name, value, f"an int >= {minimum}")
-    smoothing = _check_float("smoothing", smoothing, low=0.0, high=1.0, low_open=False, expected="a float in [0, 1)")
-    diverge_factor = _check_float("diverge_factor", diverge_factor, low=1.0, expected="a finite float > 1")
+        check_int(name, value, minimum=minimum)
+    smoothing = check_number("smoothing", smoothing, minimum=0, maximum=1, max_inclusive=False, expected="a float in [0, 1)")
+    diverge_factor = check_number("diverge_factor", diverge_factor, minimum=1, min_inclusive=False, expected="a finite float > 1")
     batches = _batches(train_data, batch_size, num_steps, seed)
 
     work = _copy_model(model)

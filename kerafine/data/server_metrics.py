@@ -34,7 +34,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine.errors import DataError, KerafineError, check_int, check_number, invalid_argument
 
 __all__ = [
     "ServerMetrics",
@@ -248,10 +248,8 @@ class ServerMetrics:
             DataError: if there is no ``label`` column or a server has fewer
                 consecutive samples than ``window``.
         """
-        from kerafine.data.windows import _positive_int
-
-        window = _positive_int("window", window)
-        stride = _positive_int("stride", stride)
+        window = check_int("window", window, minimum=1, expected="a positive int")
+        stride = check_int("stride", stride, minimum=1, expected="a positive int")
         if "label" not in self.frame:
             raise DataError("These metrics have no `label` column: pass `failures=` to load_server_metrics.")
         x_all = self._matrix(features, normalizer)
@@ -274,11 +272,9 @@ class ServerMetrics:
         Returns:
             ``(x, y)``: float32 ``(n, window, n_features)`` and ``(n, n_features)``.
         """
-        from kerafine.data.windows import _positive_int
-
-        window = _positive_int("window", window)
-        horizon = _positive_int("horizon", horizon)
-        stride = _positive_int("stride", stride)
+        window = check_int("window", window, minimum=1, expected="a positive int")
+        horizon = check_int("horizon", horizon, minimum=1, expected="a positive int")
+        stride = check_int("stride", stride, minimum=1, expected="a positive int")
         x_all = self._matrix(features, normalizer)
         starts, skipped = self._valid_starts(window, horizon, stride)
         self._warn_skipped(skipped, window + horizon)
@@ -318,12 +314,6 @@ def _parse_freq(freq):
     if td is None or td <= pd.Timedelta(0):
         raise invalid_argument("freq", freq, 'a positive pandas frequency string such as "5s" or "1min"')
     return td
-
-
-def _nonneg_int(name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise invalid_argument(name, value, "a positive int" if minimum else "an int >= 0")
-    return int(value)
 
 
 def load_server_metrics(
@@ -382,8 +372,8 @@ def load_server_metrics(
     import pandas as pd
 
     step = _parse_freq(freq)
-    horizon = _nonneg_int("horizon", horizon, minimum=1)
-    max_gap = _nonneg_int("max_gap", max_gap)
+    horizon = check_int("horizon", horizon, minimum=1, expected="a positive int")
+    max_gap = check_int("max_gap", max_gap, minimum=0)
     sources = {"cpu": cpu, "memory": memory, "diskio": diskio, "uptime": uptime}
     tables = {name: read_metric_csv(src, name, server_col, time_col) for name, src in sources.items()}
     fail_table = None
@@ -577,9 +567,10 @@ def _with_frame(data, frame):
 
 
 def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
-        raise invalid_argument(name, value, "a fraction strictly between 0 and 1")
-    return float(value)
+    return check_number(
+        name, value, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+        expected="a fraction strictly between 0 and 1",
+    )
 
 
 def split_by_time(data, val: float = 0.2, test: float = 0.2, gap=None, time_col: str = "timestamp") -> Splits:
