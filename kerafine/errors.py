@@ -181,21 +181,9 @@ def check_number(
 ) -> float:
     """Check that ``value`` is a finite real number (never a bool) within the bounds.
 
-    Args:
-        name: the argument's name, for the message.
-        value: the value received (int, float or numpy scalar).
-        minimum: lower bound, or ``None``. Defaults to ``None``.
-        maximum: upper bound, or ``None``. Defaults to ``None``.
-        min_inclusive: whether ``minimum`` itself is allowed. Defaults to ``True``.
-        max_inclusive: whether ``maximum`` itself is allowed. Defaults to ``True``.
-        expected: the message's "expected ..." text; built from the bounds when ``None``.
-        hint: an optional sentence saying what to do next.
-
-    Returns:
-        ``value`` as a Python ``float``.
-
-    Raises:
-        KerafineError: naming the argument, the value and what is allowed.
+    Arguments as :func:`check_int`, plus ``min_inclusive`` / ``max_inclusive``
+    (whether ``minimum`` / ``maximum`` themselves are allowed; both default to
+    ``True``). Returns ``value`` as a Python ``float``; raises ``KerafineError``.
 
     Example:
 
