@@ -12,10 +12,11 @@ and checked against four rules. A failure names ``file:line`` and the construct.
    (dunders excepted), and ``getattr``/``setattr``/``hasattr``/``delattr`` with a
    literal private name, are allowed only when ``x`` is
 
-   * ``self`` or ``cls`` *and* ``_name`` is a name kerafine itself defines (a
-     ``def``/``class``/class attribute/``self._name = ...`` somewhere in kerafine):
-     a kerafine callback subclassing ``keras.callbacks.Callback`` must not reach a
-     Keras private through ``self`` either;
+   * ``self`` or ``cls`` *and* ``_name`` is defined (``def``, class attribute,
+     ``self._name = ...``) by the enclosing class or by one of its kerafine base
+     classes: a kerafine callback subclassing ``keras.callbacks.EarlyStopping``
+     must not reach a Keras private (``self._is_improvement``) through ``self``
+     either; ``self._a._b`` also needs ``_b`` to be a name kerafine defines;
    * a kerafine module or a name imported from kerafine (``import
      kerafine.drift.stats as S; S._ks_statistic``): module-private helpers shared
      inside the package;
@@ -119,6 +120,41 @@ def _kerafine_private_names() -> set[str]:
 OWN_PRIVATE = _kerafine_private_names()
 
 
+def _class_table(tree: ast.Module) -> dict[str, dict]:
+    """``{class name: {"defines": private names, "bases": base class names}}`` of one module."""
+    table: dict[str, dict] = {}
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        defines: set[str] = set()
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node is not cls:
+                defines.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    defines.add(node.attr)
+        for item in cls.body:
+            targets = item.targets if isinstance(item, ast.Assign) else [item.target] if isinstance(item, ast.AnnAssign) else []
+            defines.update(t.id for t in targets if isinstance(t, ast.Name))
+        # `keras.callbacks.EarlyStopping` stays dotted, so it never resolves to kerafine's EarlyStopping.
+        bases = [ast.unparse(b) for b in cls.bases]
+        entry = table.setdefault(cls.name, {"defines": set(), "bases": []})
+        entry["defines"] |= {n for n in defines if _is_private(n)}
+        entry["bases"] += bases
+    return table
+
+
+def _package_class_table() -> dict[str, dict]:
+    table: dict[str, dict] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name, entry in _class_table(_parse(path)).items():
+            merged = table.setdefault(name, {"defines": set(), "bases": []})
+            merged["defines"] |= entry["defines"]
+            merged["bases"] += entry["bases"]
+    return table
+
+
+CLASSES = _package_class_table()
+
+
 class _Checker(ast.NodeVisitor):
     def __init__(self, path: pathlib.Path, tree: ast.Module):
         self.path = path
@@ -128,6 +164,10 @@ class _Checker(ast.NodeVisitor):
         self.local_classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
         self.dunder_depth = 0
         self.own = OWN_PRIVATE | _private_names_defined_in(tree)
+        self.classes = dict(CLASSES)
+        self.classes.update(_class_table(tree))
+        self.class_stack: list[str] = []
+
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -136,6 +176,19 @@ class _Checker(ast.NodeVisitor):
             elif isinstance(node, ast.ImportFrom):
                 if node.level > 0 or (node.module or "").split(".")[0] == "kerafine":
                     self.kerafine_names.update(a.asname or a.name for a in node.names)
+
+    def _defined_by_class(self, attr: str) -> bool:
+        """Is ``attr`` defined by the enclosing kerafine class or a kerafine ancestor of it?"""
+        todo, seen = list(self.class_stack[-1:]), set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.classes:
+                continue  # a Keras base (Callback, Layer): its privates are not kerafine's
+            seen.add(name)
+            if attr in self.classes[name]["defines"]:
+                return True
+            todo.extend(self.classes[name]["bases"])
+        return False
 
     def report(self, node: ast.AST, what: str) -> None:
         self.problems.append(f"{_rel(self.path)}:{node.lineno}: {what}")
@@ -170,10 +223,10 @@ class _Checker(ast.NodeVisitor):
     def _owned(self, value: ast.AST, attr: str) -> bool:
         if isinstance(value, ast.Name):
             if value.id in ("self", "cls"):
-                return attr in self.own
+                return self._defined_by_class(attr) if self.class_stack else attr in self.own
             if value.id in self.kerafine_names or value.id in self.local_classes:
                 return True
-            if self.dunder_depth and attr in self.own:
+            if self.dunder_depth and self.class_stack and self._defined_by_class(attr):
                 return True  # other._x inside __eq__/__lt__/... of a kerafine class
             return False
         if isinstance(value, ast.Attribute):
@@ -187,7 +240,10 @@ class _Checker(ast.NodeVisitor):
                 return True  # kerafine.x.y._z: a chain rooted at a kerafine module
             # self._detector._align: every link is a private name kerafine defines; a
             # public link (self.model._x) leaves kerafine's own objects.
-            return root.id in ("self", "cls") and all(_is_private(l) and l in self.own for l in links)
+            if root.id not in ("self", "cls") or not all(_is_private(l) for l in links):
+                return False
+            first, rest = links[-1], links[:-1]
+            return self._owned(root, first) and all(l in self.own for l in rest)
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "type":
             return attr in self.own  # type(self)._x
         return False
@@ -227,6 +283,11 @@ class _Checker(ast.NodeVisitor):
         self.dunder_depth -= dunder
 
     visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.class_stack.append(node.name)
+        self.generic_visit(node)
+        self.class_stack.pop()
 
 
 def _is_mutable_value(value: ast.AST | None) -> bool:
@@ -324,6 +385,9 @@ def test_no_module_level_mutable_registry():
         ("def f(model):\n    return model._nodes_by_depth", "model._nodes_by_depth"),
         ("def f(model):\n    return getattr(model, '_functional', None)", "getattr(..., '_functional')"),
         ("class C:\n    def f(self):\n        return self._keras_private_thing", "self._keras_private_thing"),
+        # kerafine defines an `_is_improvement` elsewhere; inherited from Keras here, it is Keras's.
+        ("import keras\nclass E(keras.callbacks.EarlyStopping):\n    def f(self):\n        return self._is_improvement(1, 2)",
+         "self._is_improvement"),
         ("import sys\nsys._getframe(1)", "stack frames"),
         ("import inspect\ninspect.currentframe()", "stack frames"),
         ("import inspect\ninspect.stack()", "stack frames"),
@@ -346,6 +410,7 @@ def test_scanner_flags_internals(tmp_path, source, expected):
         "from kerafine import transfer\ntransfer._pin_recorded_inference",
         "class _C:\n    _K = 1\nclass D:\n    def f(self):\n        return _C._K",
         "class C:\n    def __eq__(self, other):\n        return self._x == other._x\n    def g(self):\n        self._x = 0",
+        "class Base:\n    def _hook(self):\n        pass\nclass Child(Base):\n    def f(self):\n        self._hook()",
     ],
 )
 def test_scanner_allows_kerafines_own_private_names(source):
