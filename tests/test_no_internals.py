@@ -20,8 +20,9 @@ and checked against four rules. A failure names ``file:line`` and the construct.
    * a kerafine module or a name imported from kerafine (``import
      kerafine.drift.stats as S; S._ks_statistic``): module-private helpers shared
      inside the package;
-   * a class defined in the same file (``_Cls._helper``), or an instance of it
-     compared in a dunder method of that class (``other._x`` inside ``__eq__``).
+   * a class defined in the same file (``_Cls._helper``), or another instance of
+     the enclosing class in one of its comparison/copy dunders (``other._x``
+     inside ``__eq__``; not ``__init__``/``__call__``, which take any object).
 
    Anything else (``model._nodes_by_depth``, ``strategy.extended._in_...``) goes
    through a named function of ``kerafine._keras_compat``.
@@ -277,7 +278,11 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        dunder = node.name.startswith("__") and node.name.endswith("__")
+        # Comparison/copy dunders may read `other._x` of their own class; __init__ and __call__
+        # take arbitrary objects, so they get no such licence.
+        dunder = node.name.startswith("__") and node.name.endswith("__") and node.name not in (
+            "__init__", "__new__", "__call__", "__post_init__", "__init_subclass__"
+        )
         self.dunder_depth += dunder
         self.generic_visit(node)
         self.dunder_depth -= dunder
