@@ -24,6 +24,7 @@ versions run in CI, ``.ci/run``).
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Optional
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-# --- models, layers and graphs ---------------------------------------------------
+# --- models, layers and graphs ---
 
 
 def flatten_layers(layer, include_self: bool = True, recursive: bool = True) -> list:
@@ -132,7 +133,7 @@ def recorded_training_honoured() -> bool:
     return bool(np.allclose(y, x, rtol=1e-2, atol=1e-2))
 
 
-# --- configuration and files -----------------------------------------------------
+# --- configuration and files ---
 
 
 def keras_home() -> str:
@@ -142,14 +143,12 @@ def keras_home() -> str:
     caches pretrained weights under ``<keras home>/models``; an offline user must
     be told that exact folder, and Keras exports no accessor for it.
     """
-    import os
-
     from keras.src.backend.config import keras_home as _home
 
     return os.path.expanduser(_home())
 
 
-# --- distribution ----------------------------------------------------------------
+# --- distribution ---
 
 
 def in_multi_worker_mode(strategy) -> bool:
@@ -165,7 +164,7 @@ def in_multi_worker_mode(strategy) -> bool:
     return bool(method()) if method is not None else False
 
 
-# --- scipy -----------------------------------------------------------------------
+# --- scipy ---
 
 
 def ks_2samp_exact_pvalue(n1: int, n2: int, g: int, d: float) -> Optional[float]:
