@@ -374,16 +374,8 @@ class AUCTracker(keras.callbacks.Callback):
                 missing.append(names[c])
         if missing:
             self._warn_single_class(f"classes {missing} are absent from (or are all of) the validation labels")
-        if self.average == "macro":
-            avg = lambda v: float(np.mean(v))  # noqa: E731
-        else:
-            support = (
-                np.count_nonzero(t.y, axis=0).astype(np.float64) if t.weight is None else t.y.T.astype(float) @ t.weight
-            )
-
-            def avg(v):
-                v = np.where(support == 0, 0.0, v)
-                return float(np.average(v, weights=support)) if support.sum() > 0 else 0.0
+        def avg(v):
+            return ranking._class_average(v, t.y, t.weight, self.average)
 
         if want_roc:
             values[self.name] = avg(per_roc)

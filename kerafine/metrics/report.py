@@ -38,9 +38,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kerafine.errors import DataError, invalid_argument
+from kerafine.errors import DataError, check_int, check_number, invalid_argument
 from kerafine.metrics._validation import Targets, check_targets, warn_undefined
-from kerafine.metrics.ranking import AUCInterval, _binary_summary, _Groups
+from kerafine.metrics.ranking import AUCInterval, _binary_summary, _check_level, _Groups
 
 __all__ = ["ClassificationReport", "Calibration", "classification_report"]
 
@@ -412,8 +412,7 @@ def _check_threshold(threshold):
         if threshold not in _RULES:
             raise invalid_argument("threshold", threshold, '"f1", "youden" or a finite number')
         return
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
-        raise invalid_argument("threshold", threshold, '"f1", "youden" or a finite number')
+    check_number("threshold", threshold, expected='"f1", "youden" or a finite number')
 
 
 def _choose_threshold(g: _Groups, rule) -> float:
@@ -477,10 +476,8 @@ def classification_report(
     (0.75, [[2, 0], [1, 1]])
     """
     _check_threshold(threshold)
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < float(level) < 1:
-        raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
-        raise invalid_argument("n_bins", n_bins, "an int >= 1")
+    _check_level(level)
+    check_int("n_bins", n_bins, minimum=1)
     y_true, y_score, classes = _softmax_binary(y_true, y_score, labels)
     if classes is not None:
         labels = None
