@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
-
 import numpy as np
 
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine.errors import DataError, invalid_argument
 
 # Raw 0-255 RGB: what kerafine's vision backbones take (preprocessing lives inside the model).
 IMAGE_RANGE = (0.0, 255.0)

@@ -25,13 +25,12 @@ Example:
 >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
 >>> model.compile("sgd", "binary_crossentropy")
 >>> x_adv = fgsm(model, x, y, epsilon=0.1)
->>> float(np.abs(x_adv - x).max().round(6))
+>>> round(float(np.abs(x_adv - x).max()), 6)
 0.1
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence
 
 import numpy as np
@@ -241,6 +240,3 @@ def pgd(
     inputs, y = attacker.prepare(x, y, perturb, clip)
     return attacker.attack(inputs, y, "pgd", epsilon, steps, step_size, bool(random_start), seed)
 
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
