@@ -40,6 +40,7 @@ _SUBMODULES = (
     "schedules",
     "errors",
     "tensorboard",
+    "security",
 )
 
 __all__ = sorted(list(_LAZY) + list(_SUBMODULES) + ["__version__"])

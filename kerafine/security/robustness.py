@@ -277,6 +277,27 @@ def robustness_curve(
     attacker = Attacker(model, loss, batch_size)
     inputs, y = attacker.prepare(x, y, perturb, clip)
 
+    rows, clean, threshold = _curve(
+        model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, float(level), batch_size
+    )
+    acc, auc, lo, hi = (np.array(c, dtype=np.float64) for c in zip(*rows))
+    return RobustnessCurve(
+        attack=attack,
+        kind="binary" if clean.ndim == 1 else "multiclass",
+        n_samples=int(inputs.n),
+        epsilon=np.array([0.0] + eps),
+        accuracy=acc,
+        roc_auc=auc,
+        auc_lower=lo,
+        auc_upper=hi,
+        level=float(level),
+        threshold=None if clean.ndim != 1 else float(threshold),
+        steps=1 if attack == "fgsm" else steps,
+    )
+
+
+def _curve(model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, level, batch_size):
+    """Rows ``(accuracy, auc, lower, upper)`` at 0 and each radius; also the clean scores and the threshold used."""
     clean = _scores(model.predict(inputs.rebuild({k: inputs.arrays[k] for k in inputs.moving}), batch_size=batch_size, verbose=0))
     labels = _labels(y, clean)
     if clean.ndim == 1 and threshold is None:
@@ -294,17 +315,4 @@ def robustness_curve(
             take = bad > worst_bad
             worst[take], worst_bad[take] = scores[take], bad[take]
         rows.append(_point(worst, labels, threshold, float(level)))
-    acc, auc, lo, hi = (np.array(c, dtype=np.float64) for c in zip(*rows))
-    return RobustnessCurve(
-        attack=attack,
-        kind="binary" if clean.ndim == 1 else "multiclass",
-        n_samples=int(inputs.n),
-        epsilon=np.array([0.0] + eps),
-        accuracy=acc,
-        roc_auc=auc,
-        auc_lower=lo,
-        auc_upper=hi,
-        level=float(level),
-        threshold=None if clean.ndim != 1 else float(threshold),
-        steps=1 if attack == "fgsm" else steps,
-    )
+    return rows, clean, threshold
