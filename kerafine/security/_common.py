@@ -237,9 +237,12 @@ class StepFunction:
     """
 
     def __init__(self, model, loss, moving, fixed, is_dict: bool):
+        import weakref
+
         import tensorflow as tf
 
-        self.model = model
+        # A weak reference: the step is cached per model (see attacks.py) and must not keep it alive.
+        model_ref = weakref.ref(model)
         self.moving = list(moving)
         self.fixed = list(fixed)
         fn = per_sample_loss(model, loss)
@@ -247,7 +250,7 @@ class StepFunction:
         def loss_of(moved, kept, y):
             inputs = dict(zip(self.moving, moved))
             inputs.update(kept)
-            pred = model(inputs if is_dict else inputs["x"], training=False)
+            pred = model_ref()(inputs if is_dict else inputs["x"], training=False)
             if isinstance(pred, (list, tuple)):
                 pred = pred[0]
             y = tf.cast(y, pred.dtype)

@@ -206,3 +206,19 @@ def test_other_bad_arguments_fail_before_any_gradient():
         fgsm(uncompiled, x, y, 0.1)
     adv = fgsm(uncompiled, x, y, 0.1, loss="sparse_categorical_crossentropy")
     assert adv.shape == x.shape
+
+
+def test_repeated_calls_reuse_one_compiled_step_and_do_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from kerafine.security import attacks
+
+    model, (x, y) = _mlp(seed=5), _data(n=16, seed=5)
+    fgsm(model, x, y, 0.1)
+    pgd(model, x, y, 0.1, steps=2)
+    assert len(attacks._STEPS[model]) == 1  # fgsm and pgd share the step: one trace per model and input layout
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
