@@ -17,7 +17,8 @@ reported separately, not mixed into the steady-state time):
   same model, when ART is installed.
 
 Each time is the best of ``--repeats`` runs (the machine is shared: the minimum is
-the least disturbed), kerafine and ART alternating run by run. The issue's goal: PGD-10
+the least disturbed), all functions taking turns round-robin so that load swings
+hit them alike. The issue's goal: PGD-10
 costs at most ~11 gradient passes, and kerafine is not slower than ART.
 
 Usage::
@@ -37,26 +38,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 
-def timed(fn, repeats):
-    fn()  # warm-up (tracing)
-    times = []
+def timed_all(fns: dict, repeats: int) -> dict:
+    """Best-of-``repeats`` time of each function, run round-robin so load swings hit all alike."""
+    for f in fns.values():
+        f()  # warm-up (tracing)
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def timed_pair(fa, fb, repeats):
-    """Best-of-``repeats`` times of two functions run alternately, so load swings hit both alike."""
-    fa(), fb()  # warm-up (tracing)
-    ta, tb = [], []
-    for _ in range(repeats):
-        for f, acc in ((fa, ta), (fb, tb)):
+        for name, f in fns.items():
             t0 = time.perf_counter()
             f()
-            acc.append(time.perf_counter() - t0)
-    return min(ta), min(tb)
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in times.items()}
 
 
 def first_call(fn):
@@ -107,22 +99,19 @@ def main() -> None:
     attacker = Attacker(model)
     inputs, yy = attacker.prepare(x, y)
 
-    rows = {}
-    rows["model.predict"] = timed(lambda: model.predict(x, batch_size=256, verbose=0), args.repeats)
-    rows["one gradient pass (tf.function)"] = timed(gradient_pass, args.repeats)
-    rows["kerafine fgsm, reused attacker"] = timed(lambda: attacker.attack(inputs, yy, "fgsm", eps), args.repeats)
-    rows["kerafine pgd-10, reused attacker"] = timed(
-        lambda: attacker.attack(inputs, yy, "pgd", eps, 10, 2.0, False, None), args.repeats
-    )
     first = {
         "kerafine fgsm()": first_call(lambda: fgsm(model, x, y, eps)),
         "kerafine pgd(steps=10)": first_call(lambda: pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False)),
     }
-    rows["kerafine fgsm()"] = timed(lambda: fgsm(model, x, y, eps), args.repeats)
-    rows["kerafine pgd(steps=10)"] = timed(
-        lambda: pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False), args.repeats
-    )
-    art_version = None
+    fns = {
+        "model.predict": lambda: model.predict(x, batch_size=256, verbose=0),
+        "one gradient pass (tf.function)": gradient_pass,
+        "kerafine fgsm, reused attacker": lambda: attacker.attack(inputs, yy, "fgsm", eps),
+        "kerafine pgd-10, reused attacker": lambda: attacker.attack(inputs, yy, "pgd", eps, 10, 2.0, False, None),
+        "kerafine fgsm()": lambda: fgsm(model, x, y, eps),
+        "kerafine pgd(steps=10)": lambda: pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False),
+    }
+    art_version = agree = None
     try:
         import art
         from art.attacks.evasion import FastGradientMethod, ProjectedGradientDescent
@@ -135,20 +124,20 @@ def main() -> None:
         fgm = FastGradientMethod(clf, eps=eps, batch_size=256)
         pgd_art = ProjectedGradientDescent(clf, eps=eps, eps_step=2.0, max_iter=10, num_random_init=0,
                                            batch_size=256, verbose=False)
-        rows["kerafine fgsm()"], rows["ART FastGradientMethod"] = timed_pair(
-            lambda: fgsm(model, x, y, eps), lambda: fgm.generate(x, onehot), args.repeats)
-        rows["kerafine pgd(steps=10)"], rows["ART ProjectedGradientDescent (10 iter)"] = timed_pair(
-            lambda: pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False),
-            lambda: pgd_art.generate(x, onehot), args.repeats)
+        fns["ART FastGradientMethod"] = lambda: fgm.generate(x, onehot)
+        fns["ART ProjectedGradientDescent (10 iter)"] = lambda: pgd_art.generate(x, onehot)
         a = pgd_art.generate(x, onehot)
         b = pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False)
         agree = float(np.max(np.abs(a - b)))
     except ImportError:
-        agree = None
+        pass
+    load_before = os.getloadavg()[0]
+    rows = timed_all(fns, args.repeats)
 
     print(f"security attacks, {len(x)} rows of 32x32x3, eps={eps} pixels; best of {args.repeats} after a warm-up")
     print(f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
-          f"numpy {np.__version__}, ART {art_version}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"numpy {np.__version__}, ART {art_version}; {os.cpu_count()} CPUs, "
+          f"load average {load_before:.1f} before timing, {os.getloadavg()[0]:.1f} after")
     for name, t in rows.items():
         print(f"  {name:<42} {t:8.3f} s")
     for name, t in first.items():
