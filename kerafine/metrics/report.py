@@ -101,6 +101,11 @@ class ClassificationReport:
         baseline_accuracy: (weighted) accuracy of always predicting the
             majority class; a model whose ``accuracy`` does not exceed it
             makes :func:`classification_report` warn.
+        robustness: a robustness section (a
+            :class:`kerafine.security.RobustnessCurve`, added by
+            ``kerafine.evaluate(..., robustness=[...])``), else ``None``.
+        membership: a membership-inference section (a
+            :class:`kerafine.security.MembershipReport`), else ``None``.
     """
 
     kind: str
@@ -121,6 +126,13 @@ class ClassificationReport:
     roc_curve: Any = dataclasses.field(repr=False, default=None)
     pr_curve: Any = dataclasses.field(repr=False, default=None)
     baseline_accuracy: Optional[float] = None
+    # Optional sections (duck-typed: to_dict, __str__, _repr_html_, draw(ax)); built outside this
+    # numpy-only module, by kerafine.security, so the metrics layer never imports Keras.
+    robustness: Any = dataclasses.field(repr=False, default=None)
+    membership: Any = dataclasses.field(repr=False, default=None)
+
+    def _sections(self) -> list:
+        return [s for s in (self.robustness, self.membership) if s is not None]
 
     # ---------------------------------------------------------- export
     def to_dict(self, curves: bool = False) -> dict:
@@ -156,6 +168,10 @@ class ClassificationReport:
                 "n_bins": self.calibration.n_bins,
             },
         }
+        if self.robustness is not None:
+            out["robustness"] = self.robustness.to_dict()
+        if self.membership is not None:
+            out["membership"] = self.membership.to_dict()
         if curves:
             out["roc_curve"] = _curves_to_lists(self.roc_curve)
             out["pr_curve"] = _curves_to_lists(self.pr_curve)
@@ -225,6 +241,8 @@ class ClassificationReport:
                     f"    {str(row['class']):>{cw}}  {_fmt(row['precision'])}  {_fmt(row['recall'])}  "
                     f"{_fmt(row['f1'])}  {_count(row['support'])}"
                 )
+        for section in self._sections():
+            lines += ["  " + line for line in str(section).splitlines()]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -238,11 +256,15 @@ class ClassificationReport:
         )
         return (
             f"<div><b>ClassificationReport ({esc(self.kind)})</b>"
-            f"<table>{head}</table><p>Confusion matrix</p><table>{cm_head}{cm_rows}</table></div>"
+            f"<table>{head}</table><p>Confusion matrix</p><table>{cm_head}{cm_rows}</table>"
+            + "".join(section._repr_html_() for section in self._sections())
+            + "</div>"
         )
 
     def plot(self, figsize=(10, 8)):
         """One matplotlib figure: ROC curve, PR curve, reliability diagram, confusion matrix.
+
+        With robustness or membership sections, a third row draws them.
 
         Args:
             figsize: figure size in inches. Defaults to ``(10, 8)``.
@@ -253,8 +275,16 @@ class ClassificationReport:
         """
         from matplotlib.figure import Figure
 
+        sections = self._sections()
+        if sections:  # one more row of panels: robustness curve, membership attacks' ROC
+            figsize = (figsize[0], figsize[1] * 1.5)
         fig = Figure(figsize=figsize)
-        ax_roc, ax_pr, ax_cal, ax_cm = fig.subplots(2, 2).ravel()
+        axes = fig.subplots(3 if sections else 2, 2).ravel()
+        ax_roc, ax_pr, ax_cal, ax_cm = axes[:4]
+        for ax, section in zip(axes[4:], sections):
+            section.draw(ax)
+        for ax in axes[4 + len(sections):]:
+            ax.set_axis_off()
         _draw_roc(ax_roc, self.roc_curve, self.classes if self.kind == "multiclass" else None, self.roc_auc)
         prevalence = None
         if self.kind == "binary":
