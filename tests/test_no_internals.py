@@ -9,7 +9,7 @@ and checked against four rules. A failure names ``file:line`` and the construct.
    another package (``from scipy.stats import _stats_py``).
 
 2. **No private attributes of objects that are not kerafine's own.** ``x._name``
-   (dunders excepted), and ``getattr``/``setattr``/``hasattr``/``delattr`` with a
+   (dunders and IPython's ``_repr_*_`` display methods excepted), and ``getattr``/``setattr``/``hasattr``/``delattr`` with a
    literal private name, are allowed only when ``x`` is
 
    * ``self`` or ``cls`` *and* ``_name`` is defined (``def``, class attribute,
@@ -45,6 +45,7 @@ and checked against four rules. A failure names ``file:line`` and the construct.
 from __future__ import annotations
 
 import ast
+import re
 import pathlib
 
 import pytest
@@ -73,6 +74,8 @@ FRAME_ATTRS = {"f_back", "f_locals", "f_globals", "_getframe", "currentframe", "
 
 
 def _is_private(name: str) -> bool:
+    if re.fullmatch(r"_repr_[a-z]+_", name):  # IPython's display protocol (_repr_html_, ...): public by convention
+        return False
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 

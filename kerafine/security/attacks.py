@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import weakref
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,11 +39,6 @@ from kerafine.errors import invalid_argument
 from kerafine.security import _common
 
 __all__ = ["fgsm", "pgd"]
-
-
-# Compiled attack steps per model, so that repeated fgsm()/pgd() calls on one model trace once
-# (as Keras keeps a model's predict_function). Weak keys: a dropped model drops its steps.
-_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class Attacker:
@@ -62,10 +56,9 @@ class Attacker:
         loss_key = self.loss if isinstance(self.loss, str) or self.loss is None else id(self.loss)
         # The compiled loss may change with a recompile: key on the object compiled now too.
         key = (tuple(inputs.moving), tuple(inputs.fixed), inputs.is_dict, loss_key, id(self.model.loss))
-        try:
-            steps = _STEPS.setdefault(self.model, {})
-        except TypeError:  # an unhashable model object: keep the steps on this attacker only
-            steps = self._steps
+        # Kept on the attacker (no process-wide registry): a curve's epsilons and a monitor's
+        # epochs reuse one attacker, so they trace once; a plain fgsm()/pgd() call traces anew.
+        steps = self._steps
         if key not in steps:
             steps[key] = _common.StepFunction(self.model, self.loss, inputs.moving, inputs.fixed, inputs.is_dict)
         return steps[key]

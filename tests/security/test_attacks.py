@@ -208,16 +208,21 @@ def test_other_bad_arguments_fail_before_any_gradient():
     assert adv.shape == x.shape
 
 
-def test_repeated_calls_reuse_one_compiled_step_and_do_not_keep_the_model_alive():
+def test_an_attacker_reuses_one_compiled_step_and_attacks_do_not_keep_the_model_alive():
     import gc
     import weakref
 
     from kerafine.security import attacks
 
     model, (x, y) = _mlp(seed=5), _data(n=16, seed=5)
+    attacker = attacks.Attacker(model)
+    inputs, labels = attacker.prepare(x, y)
+    attacker.attack(inputs, labels, "fgsm", 0.1)
+    attacker.attack(inputs, labels, "pgd", 0.1, steps=2)
+    assert len(attacker._steps) == 1  # fgsm and pgd share the step: one trace per input layout
     fgsm(model, x, y, 0.1)
     pgd(model, x, y, 0.1, steps=2)
-    assert len(attacks._STEPS[model]) == 1  # fgsm and pgd share the step: one trace per model and input layout
+    del attacker, inputs
     ref = weakref.ref(model)
     del model
     gc.collect()
