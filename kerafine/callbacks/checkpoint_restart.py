@@ -19,10 +19,15 @@
   that the finished run is bit for bit the one that was never interrupted
   (given deterministic input, see below);
 * a loss that turns NaN/inf, or whose smoothed value jumps above
-  ``divergence_factor`` times its recent median, rolls training back to the
-  last checkpoint with a lower learning rate.
+  ``divergence_factor`` times its recent median, or a trainable weight that
+  turns NaN/inf, rolls training back to the last checkpoint with a lower
+  learning rate; a checkpoint holding a non-finite value is never written.
 
-The divergence rule, exactly: after every batch, the batch's own loss is
+The divergence rule, exactly: every ``weight_check_freq`` batches and
+before every save, one fused ``all(isfinite)`` runs over the trainable
+weights (the model's and optimizer's variables before a save); a NaN/inf
+there is divergence, whatever the loss says (on CPUs whose ``max(NaN, 0)``
+is 0, a ReLU network with NaN weights reports a finite loss). After every batch, the batch's own loss is
 recovered from Keras's running epoch mean. If it (or the running mean) is NaN
 or inf, training has diverged at once. Otherwise the *smoothed loss* is the
 mean of the last ``divergence_smoothing`` batch losses (fewer at the very
@@ -82,6 +87,7 @@ import keras
 import numpy as np
 
 from kerafine import _io
+from kerafine.callbacks import _probes
 from kerafine.callbacks import state as _state
 from kerafine.errors import CheckpointError, TrainingError, invalid_argument
 
@@ -387,6 +393,10 @@ class CheckpointRestart(keras.callbacks.Callback):
             averages (``>= 1``; ``1`` compares single batch losses, which
             fires on imbalanced data whenever a batch holds a rare class).
             Defaults to ``10``.
+        weight_check_freq: check that every trainable weight is finite
+            every this many batches (one fused reduction on the device; a
+            save always checks the model and optimizer first). Defaults to
+            ``1``.
         background_save: write each checkpoint in a background thread:
             training pauses only to take a snapshot of the variables
             (TensorFlow keeps it intact while training updates them, at the
@@ -433,6 +443,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         divergence_window=50,
         background_save=True,
         divergence_smoothing=10,
+        weight_check_freq=1,
     ):
         super().__init__()
         if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
@@ -466,6 +477,8 @@ class CheckpointRestart(keras.callbacks.Callback):
             raise invalid_argument("background_save", background_save, "True or False")
         if isinstance(divergence_smoothing, bool) or not isinstance(divergence_smoothing, numbers.Integral) or divergence_smoothing < 1:
             raise invalid_argument("divergence_smoothing", divergence_smoothing, "an int >= 1")
+        if isinstance(weight_check_freq, bool) or not isinstance(weight_check_freq, numbers.Integral) or weight_check_freq < 1:
+            raise invalid_argument("weight_check_freq", weight_check_freq, "an int >= 1")
         _io.check_writable_directory(directory, "directory")
         self.directory = directory
         self.save_freq = save_freq
@@ -479,6 +492,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self.divergence_window = divergence_window
         self.background_save = background_save
         self.divergence_smoothing = int(divergence_smoothing)
+        self.weight_check_freq = int(weight_check_freq)
         # Outlive _reset(): a save may still be in flight from a fit that raised.
         self._pending: threading.Thread | None = None
         self._pending_done = None
@@ -496,6 +510,9 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._epoch = 0
         self._last_end = -1  # last batch index trained in the current epoch
         self._batches_since_save = 0
+        self._batches_since_check = 0
+        self._finite_check = None
+        self._save_check = None
         self._recent: deque = deque(maxlen=self.divergence_smoothing)  # batch losses
         self._smoothed: deque = deque(maxlen=self.divergence_window)  # means of self._recent
         self._mean_prev = 0.0
@@ -779,6 +796,11 @@ class CheckpointRestart(keras.callbacks.Callback):
                         f"the mean loss of the last {len(window) + 1} batches, {smoothed:.6g}, exceeds "
                         f"{self.divergence_factor} x the recent median {median:.6g}"
                     )
+        self._batches_since_check += steps
+        save_due = self.save_freq != "epoch" and self._batches_since_save + steps >= self.save_freq
+        if diverged is None and (self._batches_since_check >= self.weight_check_freq or save_due):
+            self._batches_since_check = 0
+            diverged = self._nonfinite_weights(self._trainable_check())
         if diverged is not None and self.rollback_on_divergence:
             self._rollback(diverged, batch)
             return True
@@ -787,6 +809,36 @@ class CheckpointRestart(keras.callbacks.Callback):
             self._recent.append(batch_loss)
             self._smoothed.append(smoothed)
         return False
+
+    def _trainable_check(self):
+        if self._finite_check is None:
+            self._finite_check = _probes.FiniteCheck(self.model.trainable_variables)
+        return self._finite_check
+
+    def _nonfinite_weights(self, check) -> str | None:
+        """``None`` if every variable ``check`` covers is finite, else the reason."""
+        if check():
+            return None
+        return f"the weight {check.first_nonfinite()} holds NaN/inf"
+
+    def _refuse_nonfinite_save(self, epoch: int, batch: int) -> bool:
+        """Before a save: True (and rolled back, or raised) if a variable is non-finite."""
+        if self._save_check is None:
+            opt = getattr(self.model, "optimizer", None)
+            opt_vars = list(opt.variables) if opt is not None and opt.built else []
+            self._save_check = _probes.FiniteCheck(list(self.model.variables) + opt_vars)
+        reason = self._nonfinite_weights(self._save_check)
+        if reason is None:
+            return False
+        if not self.rollback_on_divergence:
+            raise TrainingError(
+                f"Refusing to save a checkpoint "
+                + (f"at epoch {epoch + 1}, batch {batch}" if batch > 0 else f"after epoch {epoch}")
+                + f": {reason}. "
+                f"Training diverged; the last good checkpoints are in {os.fspath(self._path)!r}."
+            )
+        self._rollback(reason, max(batch - 1, 0))
+        return True
 
     def _rollback(self, reason: str, batch: int) -> None:
         where = f"epoch {self._epoch + 1}, batch {batch + 1}"
@@ -824,6 +876,7 @@ class CheckpointRestart(keras.callbacks.Callback):
             )
         self.model.reset_metrics()
         self._mean_prev, self._mean_count = 0.0, 0
+        self._batches_since_check = 0
         message = (
             f"Training diverged at {where} ({reason}); rolled back to {target.name}"
             + (f" and lowered the learning rate to {new_lr:.6g}" if new_lr is not None else "")
@@ -880,6 +933,9 @@ class CheckpointRestart(keras.callbacks.Callback):
 
     def _save(self, epoch: int, batch: int, stopped: bool) -> None:
         self._batches_since_save = 0
+        # Every worker checks (they hold the same weights and must take the same decision).
+        if self._refuse_nonfinite_save(epoch, batch):
+            return
         if not self._chief:
             return
         # One save in flight at most, and the newest always renamed last.

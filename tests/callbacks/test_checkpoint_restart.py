@@ -59,6 +59,7 @@ def _variables(model):
         (dict(max_rollbacks=-1), r"`max_rollbacks`: received -1"),
         (dict(background_save="yes"), r"`background_save`: received 'yes'; expected True or False"),
         (dict(divergence_smoothing=0), r"`divergence_smoothing`: received 0; expected an int >= 1"),
+        (dict(weight_check_freq=0), r"`weight_check_freq`: received 0; expected an int >= 1"),
     ],
 )
 def test_bad_arguments_raise_before_training(tmp_path, kwargs, match):
@@ -507,3 +508,48 @@ def test_checkpoint_from_a_model_with_other_trainable_variables_still_raises(tmp
     _fit(_model(dropout=False), [CheckpointRestart(tmp_path / "c")], epochs=1)
     with pytest.raises(CheckpointError, match=r"different model \(layer #\d+: Dense in the checkpoint, Dropout in the model\)"):
         _fit(_model(), [CheckpointRestart(tmp_path / "c")], epochs=2)
+
+
+# -- non-finite weights: judged on the weights themselves, never saved ----------------
+
+
+class _PoisonBeforeSave(keras.callbacks.Callback):
+    """Sets the first kernel to NaN at the end of chosen epochs: right before CheckpointRestart saves."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self.fired = set(epochs), 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch in self.epochs:
+            kernel = self.model.layers[0].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+            self.fired += 1
+
+
+def _all_checkpoint_values_finite(ckpt):
+    for path in ckpt.checkpoints():
+        _, groups = cr._read_checkpoint(path)
+        for arrays in groups.values():
+            for a in arrays:
+                if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+                    return False
+    return True
+
+
+def test_weights_poisoned_right_before_a_save_are_rolled_back_and_never_written(tmp_path):
+    poison = _PoisonBeforeSave({1})
+    # Last in the list: its epoch-end save still runs after the poison (CheckpointRestart saves last).
+    ckpt = CheckpointRestart(tmp_path / "c", keep=10, background_save=False)
+    with pytest.warns(UserWarning, match=r"diverged at epoch 2.*kernel holds NaN/inf.*rolled back"):
+        _fit(_model(), [poison, ckpt], epochs=3)
+    assert poison.fired == 1 and ckpt.rollbacks == 1
+    assert _all_checkpoint_values_finite(ckpt)
+    assert len(ckpt.checkpoints()) == 3  # initial, after epoch 1, after epoch 3: not after the poisoned epoch 2
+
+
+def test_nonfinite_weights_without_rollback_raise_instead_of_saving(tmp_path):
+    ckpt = CheckpointRestart(tmp_path / "c", rollback_on_divergence=False, background_save=False)
+    with pytest.raises(TrainingError, match=r"Refusing to save a checkpoint after epoch 2: the weight .*kernel holds NaN/inf"):
+        _fit(_model(), [_PoisonBeforeSave({1}), ckpt], epochs=3)
+    assert len(ckpt.checkpoints()) == 1 and _all_checkpoint_values_finite(ckpt)
