@@ -67,7 +67,6 @@ batches already trained in that epoch (they are hidden from every callback).
 from __future__ import annotations
 
 import errno
-import inspect
 import json
 import math
 import numbers
@@ -86,9 +85,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kerafine import _io
+from kerafine import _io, _keras_compat
 from kerafine.callbacks import _probes
 from kerafine.callbacks import state as _state
+from kerafine.callbacks.state import KerafineCallback
 from kerafine.errors import CheckpointError, TrainingError, invalid_argument
 
 __all__ = ["CheckpointRestart"]
@@ -242,7 +242,7 @@ def _fingerprint(model) -> dict:
     (``dense_3``), so the same architecture built after another model would
     not match.
     """
-    layers = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
+    layers = [type(layer).__name__ for layer in _keras_compat.flatten_layers(model, include_self=False)]
     variables = [[v.name, [int(d) for d in v.shape], str(v.dtype)] for v in model.variables]
     return {"model_class": type(model).__name__, "layers": layers, "variables": variables}
 
@@ -286,13 +286,8 @@ def _rng_state() -> dict:
     out = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": {"name": name, "keys": np.asarray(keys), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
-        "keras_global": None,
+        "keras_global": _keras_compat.global_seed_state(),
     }
-    from keras.src.backend.common import global_state
-
-    gen = global_state.get_global_attribute("global_seed_generator")
-    if gen is not None:
-        out["keras_global"] = np.asarray(gen.state.numpy())
     return out
 
 
@@ -304,9 +299,7 @@ def _set_rng_state(rng: dict) -> None:
     if npy:
         np.random.set_state((npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
     if rng.get("keras_global") is not None:
-        from keras.src.random.seed_generator import global_seed_generator
-
-        global_seed_generator().state.assign(np.asarray(rng["keras_global"]))
+        _keras_compat.set_global_seed_state(rng["keras_global"])
 
 
 def _snapshot(variable) -> np.ndarray:
@@ -332,27 +325,10 @@ def _is_chief() -> bool:
     return is_chief()
 
 
-def _find_callback_list(me):
-    """The ``CallbackList`` currently calling ``me`` (Keras gives callbacks no handle on it)."""
-    frame = inspect.currentframe()
-    try:
-        frame = frame.f_back if frame is not None else None
-        depth = 0
-        while frame is not None and depth < 12:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, keras.callbacks.CallbackList) and any(cb is me for cb in candidate.callbacks):
-                return candidate
-            frame = frame.f_back
-            depth += 1
-    finally:
-        del frame
-    return None
-
-
 # -- the callback -----------------------------------------------------------
 
 
-class CheckpointRestart(keras.callbacks.Callback):
+class CheckpointRestart(KerafineCallback):
     """Crash-safe checkpoints, exact resume and rollback on divergence.
 
     Put it anywhere in the callback list of ``fit``; run the same script again
@@ -397,6 +373,10 @@ class CheckpointRestart(keras.callbacks.Callback):
             every this many batches (one fused reduction on the device; a
             save always checks the model and optimizer first). Defaults to
             ``1``.
+        data: the ``ResumableSequence`` this ``fit`` reads; on a resume it is
+            told the epoch it restarts at, so the batch order is replayed
+            exactly. Nothing else is touched (``fine_tune`` binds its own
+            data). Defaults to ``None``.
         background_save: write each checkpoint in a background thread:
             training pauses only to take a snapshot of the variables
             (TensorFlow keeps it intact while training updates them, at the
@@ -444,6 +424,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         background_save=True,
         divergence_smoothing=10,
         weight_check_freq=1,
+        data=None,
     ):
         super().__init__()
         if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
@@ -493,6 +474,11 @@ class CheckpointRestart(keras.callbacks.Callback):
         self.background_save = background_save
         self.divergence_smoothing = int(divergence_smoothing)
         self.weight_check_freq = int(weight_check_freq)
+        if data is not None and not callable(getattr(data, "set_epoch", None)):
+            raise invalid_argument(
+                "data", data, "None or a kerafine.data.ResumableSequence (an object with set_epoch(epoch))"
+            )
+        self.data = data
         # Outlive _reset(): a save may still be in flight from a fit that raised.
         self._pending: threading.Thread | None = None
         self._pending_done = None
@@ -504,7 +490,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._path = Path(self.directory)
         self._chief = True
         self._cblist = None
-        self._unwrap = []
+        self._unwrap = None
         self._others: list = []
         self._rollbacks = 0
         self._epoch = 0
@@ -521,7 +507,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._skip_until = 0
         self._skip_remaining = 0
         self._pending_metrics = None
-        self._orig_train_function = None
+        self._undo_train_function = None
         self._prev_initial_epoch = None
         self._initial_epoch_set = False
         self._bad: list[Path] = []
@@ -545,7 +531,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._wait_for_pending()
         self._reset()
         self._chief = _is_chief()
-        self._cblist = _find_callback_list(self)
+        self._cblist = self.context.callback_list
         if self._cblist is None:
             warnings.warn(
                 "CheckpointRestart could not find the callback list of this fit (a custom training loop?); "
@@ -623,7 +609,7 @@ class CheckpointRestart(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._initial_epoch_set:
             # fit() has read it by now; leave the model as we found it for the next fit().
-            self.model._initial_epoch = self._prev_initial_epoch
+            _keras_compat.set_initial_epoch(self.model, self._prev_initial_epoch)
             self._initial_epoch_set = False
         self._epoch = epoch
         if self._need_initial:
@@ -635,10 +621,9 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._last_end = (self._skip_until - 1) if epoch == self._skip_epoch else -1
         if epoch != self._skip_epoch:
             self._mean_prev, self._mean_count = 0.0, 0
-        from kerafine.data.resumable import _live_sequences
-
-        for seq in _live_sequences():
-            seq.set_epoch(epoch)
+        data = self.context.data
+        if data is not None:
+            data.set_epoch(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
         pass  # the work happens in the callback-list wrappers (see _install)
@@ -661,7 +646,7 @@ class CheckpointRestart(keras.callbacks.Callback):
             thread.join()
         self._deleters = []
         if self._initial_epoch_set:
-            self.model._initial_epoch = self._prev_initial_epoch
+            _keras_compat.set_initial_epoch(self.model, self._prev_initial_epoch)
             self._initial_epoch_set = False
         self._uninstall()
         if self.delete_on_success and self._chief:
@@ -702,19 +687,20 @@ class CheckpointRestart(keras.callbacks.Callback):
             # After every other callback, so that their state for this epoch is saved.
             self._after_epoch(epoch, logs)
 
-        cbl.on_train_batch_begin = on_train_batch_begin
-        cbl.on_train_batch_end = on_train_batch_end
-        cbl.on_epoch_end = on_epoch_end
-        self._unwrap = ["on_train_batch_begin", "on_train_batch_end", "on_epoch_end"]
+        self._unwrap = _keras_compat.wrap_callback_list(
+            cbl,
+            on_train_batch_begin=lambda _: on_train_batch_begin,
+            on_train_batch_end=lambda _: on_train_batch_end,
+            on_epoch_end=lambda _: on_epoch_end,
+        )
 
     def _uninstall(self):
-        if self._cblist is not None:
-            for name in self._unwrap:
-                self._cblist.__dict__.pop(name, None)
-        self._unwrap = []
-        if self._orig_train_function is not None and self.model.train_function is not self._orig_train_function:
-            self.model.train_function = self._orig_train_function
-        self._orig_train_function = None
+        if self._unwrap is not None:
+            self._unwrap()
+        self._unwrap = None
+        if self._undo_train_function is not None:
+            self._undo_train_function()  # the undo of replace_train_function
+        self._undo_train_function = None
 
     # -- resume inside an epoch ------------------------------------------------
     def _skipping(self, batch) -> bool:
@@ -722,15 +708,13 @@ class CheckpointRestart(keras.callbacks.Callback):
 
     def _install_skipper(self):
         model = self.model
-        if model.train_function is None:
-            model.make_train_function()
-        original = model.train_function
-        self._orig_train_function = original
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        originals = []
 
         def skip_then_train(iterator):
+            original = originals[0]
             if self._skip_remaining <= 0:
-                model.train_function = original
+                undo()
                 return original(iterator)
             n = min(spe, self._skip_remaining)
             data = None
@@ -741,15 +725,18 @@ class CheckpointRestart(keras.callbacks.Callback):
                 self._apply_metrics(data)
             return model.get_metrics_result()
 
-        model.train_function = skip_then_train
+        def make(original):
+            originals.append(original)
+            return skip_then_train
+
+        undo = self._undo_train_function = _keras_compat.replace_train_function(model, make)
 
     def _apply_metrics(self, data):
         values, self._pending_metrics = self._pending_metrics, None
         model = self.model
         if len(model.metrics_variables) != len(values):
             try:
-                with model.distribute_strategy.scope():
-                    model._symbolic_build(data_batch=data)
+                _keras_compat.symbolic_build(model, data)
             except Exception as exc:  # pragma: no cover - depends on exotic models
                 warnings.warn(f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.")
                 return
@@ -1062,9 +1049,11 @@ class CheckpointRestart(keras.callbacks.Callback):
                 v.assign(a)
         for v, a in zip(model.variables, arrays["model"]):
             v.assign(a)
-        _state.restore_states(self._others, state.get("callbacks", {}), begun=begun)
+        saved_states = state.get("callbacks", {})
+        restored_keys, missing_keys = _state.restore_states(self._others, saved_states, begun=begun)
         if not resume:
             return
+        _state.warn_partial_restore(saved_states, restored_keys, missing_keys, self._others, f"checkpoint {path.name}")
         position = state["position"]
         epoch, batch = int(position["epoch"]), int(position["batch"])
         self._rollbacks = int(state.get("rollbacks", 0))
@@ -1073,13 +1062,13 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._smoothed.extend(float(x) for x in state.get("recent_smoothed", []))
         _set_rng_state(state.get("rng", {}))
         epochs = int((self.params or {}).get("epochs", epoch))
-        self._prev_initial_epoch = model._initial_epoch
+        self._prev_initial_epoch = _keras_compat.get_initial_epoch(model)
         self._initial_epoch_set = True
         if position.get("stopped"):
             # The run had already stopped (EarlyStopping): run no more epochs.
-            model._initial_epoch = max(epochs, epoch)
+            _keras_compat.set_initial_epoch(model, max(epochs, epoch))
         else:
-            model._initial_epoch = epoch
+            _keras_compat.set_initial_epoch(model, epoch)
         if batch > 0 and not position.get("stopped"):
             self._skip_epoch, self._skip_until, self._skip_remaining = epoch, batch, batch
             self._mean_prev, self._mean_count = (float(x) for x in state.get("running_mean", [0.0, 0]))

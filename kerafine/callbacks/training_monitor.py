@@ -47,6 +47,8 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
+from kerafine import _keras_compat
+from kerafine.callbacks.state import KerafineCallback
 from kerafine import tensorboard
 from kerafine.errors import did_you_mean, invalid_argument
 
@@ -122,7 +124,7 @@ def _is_float_variable(v) -> bool:
 def _all_layers(model):
     """Every layer inside ``model``, parents before their children."""
     try:
-        return list(model._flatten_layers(include_self=False, recursive=True))
+        return _keras_compat.flatten_layers(model, include_self=False, recursive=True)
     except AttributeError:  # not a Keras 3 layer tree: top level only
         return list(getattr(model, "layers", []))
 
@@ -156,9 +158,10 @@ def _build_groups(model):
     trainable_ids = {id(v) for v in model.trainable_variables}
     owner = {}
     for layer in _all_layers(model):
-        for v in getattr(layer, "_trainable_variables", []):
+        own_trainable, own_non_trainable = _keras_compat.layer_own_variables(layer)
+        for v in own_trainable:
             owner[id(v)] = (layer, True)
-        for v in getattr(layer, "_non_trainable_variables", []):
+        for v in own_non_trainable:
             owner[id(v)] = (layer, False)
     groups, state_vars = [], []
     for top in model.layers:
@@ -194,7 +197,7 @@ def _fingerprint(variables) -> list[int]:
     return [zlib.crc32(np.ascontiguousarray(v.numpy()).view(np.uint8)) for v in variables]
 
 
-class TrainingMonitor(keras.callbacks.Callback):
+class TrainingMonitor(KerafineCallback):
     """Watch a training run: learning rate, speed, machine, weights, and problems.
 
     Logged into ``logs`` at each epoch end (put this callback **before**
@@ -275,6 +278,10 @@ class TrainingMonitor(keras.callbacks.Callback):
             considered healthy. Defaults to ``(1e-4, 1e-2)``.
         loss_window: number of recent batch losses in the running median.
             Defaults to 200.
+        name: tells two monitors of one ``fit`` apart in a checkpoint (the
+            state key is ``kerafine.TrainingMonitor[<name>]``; it does not
+            depend on ``log_dir``, which may move between runs). Defaults to
+            ``None``.
 
     Raises:
         KerafineError: for an invalid argument (e.g. ``every_n_batches < 1``,
@@ -302,6 +309,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         loss_smoothing: int = 10,
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
         loss_window: int = 200,
+        name: Optional[str] = None,
     ):
         super().__init__()
         for name, value, minimum in (
@@ -349,6 +357,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.loss_smoothing = loss_smoothing
         self.update_ratio_band = tuple(update_ratio_band)
         self.loss_window = loss_window
+        if name is not None and (not isinstance(name, str) or not name):
+            raise invalid_argument("name", name, "None or a non-empty str")
+        self.name = name
         self._restored = False
         # Per instance, not per fit: "no learning rate" is said once.
         self._lr_missing_warned = False
@@ -370,7 +381,8 @@ class TrainingMonitor(keras.callbacks.Callback):
     @property
     def state_key(self) -> str:
         """Key of this monitor's state in a checkpoint."""
-        return f"kerafine.TrainingMonitor[{os.fspath(self.log_dir) if self.log_dir is not None else ''}]"
+        # Not the log_dir: a user may move logs between runs of one script.
+        return f"kerafine.TrainingMonitor[{self.name or ''}]"
 
     def get_state(self) -> dict:
         """What must survive a restart: the loss median window, the over-fitting
@@ -437,9 +449,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         opt = getattr(opt, "inner_optimizer", opt)
         if opt is None:
             return None
-        raw = getattr(opt, "_learning_rate", None)
+        raw = _keras_compat.learning_rate_schedule(opt)
         try:
-            if isinstance(raw, keras.optimizers.schedules.LearningRateSchedule):
+            if raw is not None:
                 # optimizer.learning_rate is the rate of the *next* step;
                 # the last step applied was iteration - 1.
                 step = max(int(_scalar(opt.iterations)) - 1, 0)
@@ -610,10 +622,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     # -------------------------------------------------------------- hooks
     def on_train_begin(self, logs=None):
-        if self._restored:
-            self._restored = False  # keep what set_state restored, this once
-        else:
-            self._reset()
+        self._restore_or_reset()  # keep what set_state restored, this once
         import psutil
 
         self._process = psutil.Process()
@@ -738,17 +747,12 @@ class TrainingMonitor(keras.callbacks.Callback):
         train_seconds = max(self._t_last - self._t_epoch, 1e-12)
         steps = max(self._batches, 1)
         samples = math.nan
-        tracker = getattr(self.model, "_loss_tracker", None)
-        try:
-            # Keras weights the loss mean by the batch size: its count is the
-            # number of samples seen this epoch.
-            samples = _scalar(tracker.count)
-        except (AttributeError, TypeError, ValueError):
-            pass
-        if not samples > 0:
-            # Another model did the training (e.g. fine_tune's head on cached
-            # features, with the callbacks pointed at the full model): unknown.
-            samples = math.nan
+        # Keras weights the loss mean by the batch size: its count is the number
+        # of samples seen this epoch, by the model fit trains (which the fit
+        # context names: fine_tune's head phase trains a head-only model).
+        count = _keras_compat.samples_seen(self.context.trained_model or self.model)
+        if count is not None and count > 0:
+            samples = count
         lr = self._last_lr if self._last_lr is not None else self._read_lr()
         ratio = float(np.median(self._epoch_ratios)) if self._epoch_ratios else math.nan
         epoch_values = {
