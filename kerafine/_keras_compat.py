@@ -77,8 +77,8 @@ def wrap_callback_list(cbl, **wrappers: Callable[[Callable], Callable]) -> Calla
 def get_initial_epoch(model) -> Optional[int]:
     """``model._initial_epoch``: the epoch ``fit`` starts counting from, or ``None``.
 
-    Why: Keras's ``fit`` reads ``self._initial_epoch`` (set from ``initial_epoch``)
-    after ``on_train_begin``; ``BackupAndRestore`` resumes by writing it, and
+    Why: Keras's ``fit`` starts at ``self._initial_epoch or initial_epoch``, read
+    after ``on_train_begin`` (``None`` unless a callback set it); ``BackupAndRestore`` resumes by writing it, and
     ``CheckpointRestart`` does the same to start a resumed ``fit`` at the
     checkpoint's epoch. There is no public setter.
     """

@@ -90,6 +90,9 @@ class EarlyStopping(KerafineCallback):
             training ends. Defaults to ``False``.
         verbose: ``1`` prints a line when stopping or restoring. Defaults to
             ``0``.
+        name: tells two EarlyStoppings on the same ``monitor`` apart in a
+            checkpoint (state key ``EarlyStopping[<monitor>]`` or
+            ``EarlyStopping[<monitor>|<name>]``). Defaults to ``None``.
 
     Raises:
         KerafineError: for any invalid argument (before training), for an
@@ -121,8 +124,12 @@ class EarlyStopping(KerafineCallback):
         start_from_epoch=0,
         restore_best_weights=False,
         verbose=0,
+        name=None,
     ):
         super().__init__()
+        if name is not None and (not isinstance(name, str) or not name):
+            raise invalid_argument("name", name, "None or a non-empty str")
+        self.name = name
         if not isinstance(monitor, str) or not monitor:
             raise invalid_argument("monitor", monitor, "a non-empty metric name such as 'val_loss'")
         _parse_min_delta(min_delta)
@@ -161,7 +168,7 @@ class EarlyStopping(KerafineCallback):
 
     @property
     def state_key(self) -> str:
-        return f"EarlyStopping[{self.monitor}]"
+        return f"EarlyStopping[{self.monitor}]" if self.name is None else f"EarlyStopping[{self.monitor}|{self.name}]"
 
     def get_state(self) -> dict:
         """Best value, wait counter, best and stopped epoch, best weights (or ``None``)."""

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -553,3 +554,34 @@ def test_nonfinite_weights_without_rollback_raise_instead_of_saving(tmp_path):
     with pytest.raises(TrainingError, match=r"Refusing to save a checkpoint after epoch 2: the weight .*kernel holds NaN/inf"):
         _fit(_model(), [_PoisonBeforeSave({1}), ckpt], epochs=3)
     assert len(ckpt.checkpoints()) == 1 and _all_checkpoint_values_finite(ckpt)
+
+
+# -- partial restores are not silent --------------------------------------------------
+
+
+def test_a_restore_warns_about_unclaimed_states_and_callbacks_without_state(tmp_path):
+    ckpt = CheckpointRestart(tmp_path / "c")
+    _fit(_model(), [ckpt, EarlyStopping("loss", patience=9)], epochs=2)
+    renamed = EarlyStopping("loss", patience=9, name="renamed")
+    with pytest.warns(UserWarning) as record:
+        _fit(_model(), [CheckpointRestart(tmp_path / "c"), renamed], epochs=3)
+    messages = [str(w.message) for w in record]
+    assert any(
+        re.search(r"EarlyStopping \(state key 'EarlyStopping\[loss\|renamed\]'\) found no state in checkpoint ckpt-", m)
+        for m in messages
+    )
+    assert any(re.search(r"holds the state of a callback with key 'EarlyStopping\[loss\]' that no callback", m) for m in messages)
+
+
+def test_a_full_restore_is_silent_and_keys_do_not_depend_on_log_dir_or_order(tmp_path):
+    from kerafine.callbacks.training_monitor import TrainingMonitor
+
+    ckpt = CheckpointRestart(tmp_path / "c")
+    first = [EarlyStopping("loss", patience=9), TrainingMonitor(log_dir=tmp_path / "logs-a", on_problem=lambda p: None)]
+    _fit(_model(), [ckpt] + first, epochs=2)
+    # Same script run again with the logs moved and the list reordered: every state is claimed.
+    again = [TrainingMonitor(log_dir=tmp_path / "logs-b", on_problem=lambda p: None), EarlyStopping("loss", patience=9)]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _fit(_model(), again + [CheckpointRestart(tmp_path / "c")], epochs=3)
+    assert not [w for w in record if "state" in str(w.message)], [str(w.message) for w in record]
