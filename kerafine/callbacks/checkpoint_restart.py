@@ -490,6 +490,7 @@ class CheckpointRestart(KerafineCallback):
         self._path = Path(self.directory)
         self._chief = True
         self._cblist = None
+        self._trained = None
         self._unwrap = None
         self._others: list = []
         self._rollbacks = 0
@@ -532,6 +533,7 @@ class CheckpointRestart(KerafineCallback):
         self._reset()
         self._chief = _is_chief()
         self._cblist = self.context.callback_list
+        self._trained = self.context.trained_model or self.model
         if self._cblist is None:
             warnings.warn(
                 "CheckpointRestart could not find the callback list of this fit (a custom training loop?); "
@@ -609,7 +611,7 @@ class CheckpointRestart(KerafineCallback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._initial_epoch_set:
             # fit() has read it by now; leave the model as we found it for the next fit().
-            _keras_compat.set_initial_epoch(self.model, self._prev_initial_epoch)
+            _keras_compat.set_initial_epoch(self._trained, self._prev_initial_epoch)
             self._initial_epoch_set = False
         self._epoch = epoch
         if self._need_initial:
@@ -646,7 +648,7 @@ class CheckpointRestart(KerafineCallback):
             thread.join()
         self._deleters = []
         if self._initial_epoch_set:
-            _keras_compat.set_initial_epoch(self.model, self._prev_initial_epoch)
+            _keras_compat.set_initial_epoch(self._trained, self._prev_initial_epoch)
             self._initial_epoch_set = False
         self._uninstall()
         if self.delete_on_success and self._chief:
@@ -707,7 +709,7 @@ class CheckpointRestart(KerafineCallback):
         return self._epoch == self._skip_epoch and batch < self._skip_until
 
     def _install_skipper(self):
-        model = self.model
+        model = self._trained
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         originals = []
 
@@ -733,7 +735,7 @@ class CheckpointRestart(KerafineCallback):
 
     def _apply_metrics(self, data):
         values, self._pending_metrics = self._pending_metrics, None
-        model = self.model
+        model = self._trained
         if len(model.metrics_variables) != len(values):
             try:
                 _keras_compat.symbolic_build(model, data)
@@ -861,7 +863,7 @@ class CheckpointRestart(KerafineCallback):
                 "CheckpointRestart rolled back but cannot lower a learning-rate schedule; the schedule is unchanged.",
                 stacklevel=2,
             )
-        self.model.reset_metrics()
+        self._trained.reset_metrics()
         self._mean_prev, self._mean_count = 0.0, 0
         self._batches_since_check = 0
         message = (
@@ -932,7 +934,7 @@ class CheckpointRestart(KerafineCallback):
         groups = {"model": [_snapshot(v) for v in model.variables]}
         opt = getattr(model, "optimizer", None)
         groups["optimizer"] = [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
-        groups["metrics"] = [_snapshot(v) for v in model.metrics_variables] if batch > 0 else []
+        groups["metrics"] = [_snapshot(v) for v in self._trained.metrics_variables] if batch > 0 else []
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"
@@ -1062,13 +1064,16 @@ class CheckpointRestart(KerafineCallback):
         self._smoothed.extend(float(x) for x in state.get("recent_smoothed", []))
         _set_rng_state(state.get("rng", {}))
         epochs = int((self.params or {}).get("epochs", epoch))
-        self._prev_initial_epoch = _keras_compat.get_initial_epoch(model)
+        # The model fit steps: fine_tune's cached head phase trains a head-only
+        # model that shares the watched model's head variables and optimizer.
+        trained = self._trained
+        self._prev_initial_epoch = _keras_compat.get_initial_epoch(trained)
         self._initial_epoch_set = True
         if position.get("stopped"):
             # The run had already stopped (EarlyStopping): run no more epochs.
-            _keras_compat.set_initial_epoch(model, max(epochs, epoch))
+            _keras_compat.set_initial_epoch(trained, max(epochs, epoch))
         else:
-            _keras_compat.set_initial_epoch(model, epoch)
+            _keras_compat.set_initial_epoch(trained, epoch)
         if batch > 0 and not position.get("stopped"):
             self._skip_epoch, self._skip_until, self._skip_remaining = epoch, batch, batch
             self._mean_prev, self._mean_count = (float(x) for x in state.get("running_mean", [0.0, 0]))
