@@ -74,12 +74,10 @@ import os
 import random
 import re
 import shutil
-import statistics
 import threading
 import time
 import zlib
 import warnings
-from collections import deque
 from pathlib import Path
 
 import keras
@@ -87,6 +85,7 @@ import numpy as np
 
 from kerafine import _io, _keras_compat
 from kerafine.callbacks import _probes
+from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine.callbacks import state as _state
 from kerafine.callbacks.state import KerafineCallback
 from kerafine.errors import CheckpointError, TrainingError, invalid_argument
@@ -99,8 +98,7 @@ _LEFTOVER_RE = re.compile(r"^\.ckpt-\d{8}\.(?:tmp|del)-(\d+)-[0-9a-f]+$")
 _VARIABLES = "variables.bin"
 _META = "checkpoint.json"
 _ARRAY_TAG = "__array__"
-# A ratio test on fewer smoothed losses than this would fire on the first noisy batches.
-_MIN_HISTORY = 8
+_MIN_HISTORY = MIN_HISTORY
 
 
 # -- pure helpers ---------------------------------------------------------
@@ -415,14 +413,14 @@ class CheckpointRestart(KerafineCallback):
         save_freq="epoch",
         keep=3,
         rollback_on_divergence=True,
-        divergence_factor=10.0,
+        divergence_factor=DEFAULT_FACTOR,
         lr_factor=0.5,
         max_rollbacks=3,
         delete_on_success=False,
         log_dir=None,
-        divergence_window=50,
+        divergence_window=DEFAULT_WINDOW,
         background_save=True,
-        divergence_smoothing=10,
+        divergence_smoothing=DEFAULT_SMOOTHING,
         weight_check_freq=1,
         data=None,
     ):
@@ -500,10 +498,7 @@ class CheckpointRestart(KerafineCallback):
         self._batches_since_check = 0
         self._finite_check = None
         self._save_check = None
-        self._recent: deque = deque(maxlen=self.divergence_smoothing)  # batch losses
-        self._smoothed: deque = deque(maxlen=self.divergence_window)  # means of self._recent
-        self._mean_prev = 0.0
-        self._mean_count = 0
+        self._watch = LossWatch(self.divergence_factor, self.divergence_window, self.divergence_smoothing)
         self._skip_epoch = None
         self._skip_until = 0
         self._skip_remaining = 0
@@ -622,7 +617,7 @@ class CheckpointRestart(KerafineCallback):
                 self._save(epoch=epoch, batch=0, stopped=False)
         self._last_end = (self._skip_until - 1) if epoch == self._skip_epoch else -1
         if epoch != self._skip_epoch:
-            self._mean_prev, self._mean_count = 0.0, 0
+            self._watch.new_epoch()
         data = self.context.data
         if data is not None:
             data.set_epoch(epoch)
@@ -768,23 +763,9 @@ class CheckpointRestart(KerafineCallback):
             running = float(loss)
         except (TypeError, ValueError):
             return False
-        count = self._mean_count + steps
-        # Keras logs the epoch's running mean; recover this step's own loss.
-        batch_loss = (running * count - self._mean_prev * self._mean_count) / steps
-        diverged = None
-        smoothed = None
-        if not math.isfinite(running) or not math.isfinite(batch_loss):
-            diverged = f"the loss is {running}"
-        else:
-            window = list(self._recent)[-(self.divergence_smoothing - 1) :] if self.divergence_smoothing > 1 else []
-            smoothed = math.fsum(window + [batch_loss]) / (len(window) + 1)
-            if len(self._smoothed) >= _MIN_HISTORY:
-                median = statistics.median(self._smoothed)
-                if median > 0 and smoothed > self.divergence_factor * median:
-                    diverged = (
-                        f"the mean loss of the last {len(window) + 1} batches, {smoothed:.6g}, exceeds "
-                        f"{self.divergence_factor} x the recent median {median:.6g}"
-                    )
+        # The one loss-watch rule (shared with TrainingMonitor, kerafine.callbacks._loss_watch).
+        verdict = self._watch.observe(running, steps)
+        diverged = None if verdict.kind is None else verdict.describe(self.divergence_factor)
         self._batches_since_check += steps
         save_due = self.save_freq != "epoch" and self._batches_since_save + steps >= self.save_freq
         if diverged is None and (self._batches_since_check >= self.weight_check_freq or save_due):
@@ -793,10 +774,8 @@ class CheckpointRestart(KerafineCallback):
         if diverged is not None and self.rollback_on_divergence:
             self._rollback(diverged, batch)
             return True
-        self._mean_prev, self._mean_count = running, count
-        if diverged is None:
-            self._recent.append(batch_loss)
-            self._smoothed.append(smoothed)
+        if verdict.kind is not None:
+            self._watch.skip(running, steps)
         return False
 
     def _trainable_check(self):
@@ -864,7 +843,7 @@ class CheckpointRestart(KerafineCallback):
                 stacklevel=2,
             )
         self._trained.reset_metrics()
-        self._mean_prev, self._mean_count = 0.0, 0
+        self._watch.new_epoch()
         self._batches_since_check = 0
         message = (
             f"Training diverged at {where} ({reason}); rolled back to {target.name}"
@@ -901,9 +880,7 @@ class CheckpointRestart(KerafineCallback):
             "format": FORMAT_VERSION,
             "position": {"epoch": int(epoch), "batch": int(batch), "stopped": bool(stopped)},
             "rollbacks": int(self._rollbacks),
-            "recent_losses": [float(x) for x in self._recent],
-            "recent_smoothed": [float(x) for x in self._smoothed],
-            "running_mean": [float(self._mean_prev), int(self._mean_count)],
+            **self._watch.get_state(),
             "batches_since_save": 0,
             "fingerprint": _fingerprint(self.model),
             "phase": self._phase,
@@ -1060,8 +1037,7 @@ class CheckpointRestart(KerafineCallback):
         epoch, batch = int(position["epoch"]), int(position["batch"])
         self._rollbacks = int(state.get("rollbacks", 0))
         self.rollbacks = self._rollbacks
-        self._recent.extend(float(x) for x in state.get("recent_losses", []))
-        self._smoothed.extend(float(x) for x in state.get("recent_smoothed", []))
+        self._watch.set_state(state, running_mean=False)
         _set_rng_state(state.get("rng", {}))
         epochs = int((self.params or {}).get("epochs", epoch))
         # The model fit steps: fine_tune's cached head phase trains a head-only
@@ -1076,8 +1052,7 @@ class CheckpointRestart(KerafineCallback):
             _keras_compat.set_initial_epoch(trained, epoch)
         if batch > 0 and not position.get("stopped"):
             self._skip_epoch, self._skip_until, self._skip_remaining = epoch, batch, batch
-            self._mean_prev, self._mean_count = (float(x) for x in state.get("running_mean", [0.0, 0]))
-            self._mean_count = int(self._mean_count)
+            self._watch.set_state(state, running_mean=True)
             self._pending_metrics = arrays.get("metrics") or None
             self._install_skipper()
         if self.log_dir is not None:

@@ -47,6 +47,7 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
+from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
 from kerafine import tensorboard
@@ -84,7 +85,7 @@ PROBLEM_KINDS = (
 )
 
 _STATE_VERSION = 1
-_MIN_LOSSES_FOR_MEDIAN = 10
+_MIN_LOSSES_FOR_MEDIAN = MIN_HISTORY
 _PROBE_MAX_ROWS = 8192
 
 
@@ -237,7 +238,9 @@ class TrainingMonitor(KerafineCallback):
       be recovered, hence ``probe_data``.
     * ``loss_exploding``: the smoothed loss (mean of the last
       ``loss_smoothing`` batch losses) above ``explode_factor`` times the
-      running median of the earlier smoothed losses. Smoothing keeps a single
+      running median of the earlier smoothed losses: the one rule
+      ``CheckpointRestart`` also rolls back on (:mod:`kerafine.callbacks._loss_watch`,
+      same defaults), so the two never disagree on a batch. Smoothing keeps a single
       batch that holds a rare positive of imbalanced data, whose loss can be
       20x the median, from being called an explosion; a real blow-up lifts
       every batch and still crosses the line within a few batches.
@@ -276,8 +279,9 @@ class TrainingMonitor(KerafineCallback):
             smoothed loss; 1 judges every batch on its own. Defaults to 10.
         update_ratio_band: ``(low, high)`` per-step update-to-weight ratio
             considered healthy. Defaults to ``(1e-4, 1e-2)``.
-        loss_window: number of recent batch losses in the running median.
-            Defaults to 200.
+        loss_window: number of recent smoothed losses in the running median
+            (``>= 8``). Defaults to 50, as ``CheckpointRestart``'s
+            ``divergence_window``.
         name: tells two monitors of one ``fit`` apart in a checkpoint (the
             state key is ``kerafine.TrainingMonitor[<name>]``; it does not
             depend on ``log_dir``, which may move between runs). Defaults to
@@ -305,10 +309,10 @@ class TrainingMonitor(KerafineCallback):
         on_problem: str | Callable[[TrainingProblem], Any] = "warn",
         *,
         probe_data: Any = None,
-        explode_factor: float = 10.0,
-        loss_smoothing: int = 10,
+        explode_factor: float = DEFAULT_FACTOR,
+        loss_smoothing: int = DEFAULT_SMOOTHING,
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
-        loss_window: int = 200,
+        loss_window: int = DEFAULT_WINDOW,
         name: Optional[str] = None,
     ):
         super().__init__()
@@ -369,10 +373,7 @@ class TrainingMonitor(KerafineCallback):
     def _reset(self) -> None:
         """Memory that spans epochs and survives a restart (see get_state)."""
         self.problems: list[TrainingProblem] = []
-        self._losses: collections.deque = collections.deque(maxlen=self.loss_window)  # smoothed losses
-        self._recent: collections.deque = collections.deque(maxlen=self.loss_smoothing)  # raw batch losses
-        self._median = math.nan
-        self._median_age = 0
+        self._watch = LossWatch(self.explode_factor, self.loss_window, self.loss_smoothing)
         self._best_val = None
         self._best_epoch = None
         self._train_at_best = None
@@ -390,8 +391,8 @@ class TrainingMonitor(KerafineCallback):
         learning-rate note."""
         return {
             "version": _STATE_VERSION,
-            "loss_window": np.asarray(self._losses, dtype=np.float64),
-            "recent_losses": np.asarray(self._recent, dtype=np.float64),
+            "loss_window": np.asarray(self._watch.smoothed, dtype=np.float64),
+            "recent_losses": np.asarray(self._watch.recent, dtype=np.float64),
             "best_val_loss": self._best_val,
             "best_epoch": self._best_epoch,
             "train_loss_at_best": self._train_at_best,
@@ -404,10 +405,11 @@ class TrainingMonitor(KerafineCallback):
         """Restore :meth:`get_state`'s output; the next ``on_train_begin`` keeps it."""
         self._reset()
         losses = np.asarray(state.get("loss_window", []), dtype=np.float64).ravel()
-        self._losses.extend(float(v) for v in losses[-self.loss_window :])
-        self._median_age = len(self._losses)  # forces a fresh median
         recent = np.asarray(state.get("recent_losses", []), dtype=np.float64).ravel()
-        self._recent.extend(float(v) for v in recent[-self.loss_smoothing :])
+        self._watch.set_state(
+            {"recent_smoothed": losses[-self.loss_window :].tolist(), "recent_losses": recent[-self.loss_smoothing :].tolist()},
+            running_mean=False,
+        )
         self._best_val = state.get("best_val_loss")
         self._best_epoch = state.get("best_epoch")
         self._train_at_best = state.get("train_loss_at_best")
@@ -669,7 +671,8 @@ class TrainingMonitor(KerafineCallback):
         self._process.cpu_percent(None)
         self._epoch_ratios = []
         self._batches = 0
-        self._prev_batch, self._prev_mean = -1, 0.0
+        self._prev_batch = -1
+        self._watch.new_epoch()
         self._last_lr = None
         self._trainable_prints = {
             g.name: _fingerprint(g.variables) for g in self._groups if g.trainable
@@ -693,13 +696,14 @@ class TrainingMonitor(KerafineCallback):
             self._before = (self._snapshot(), self._iterations())
 
     def _check_loss(self, batch: int, mean: float) -> None:
-        # Keras passes the running mean of the epoch's loss; undo the averaging
-        # to get this call's own loss (exact when batches have equal sizes).
-        n, n_prev = batch + 1, self._prev_batch + 1
-        batch_loss = (n * mean - n_prev * self._prev_mean) / (n - n_prev) if n_prev > 0 else mean
-        self._prev_batch, self._prev_mean = batch, mean
+        # Keras passes the running mean of the epoch's loss; the one loss-watch rule
+        # (shared with CheckpointRestart) recovers each step's loss and judges it.
+        steps = max(1, batch - self._prev_batch)
+        self._prev_batch = batch
+        verdict = self._watch.observe(mean, steps)
         epoch = self._epoch_index()
-        if not math.isfinite(mean):
+        if verdict.kind == "nonfinite":
+            self._watch.skip(mean, steps)
             if "nonfinite_loss" in self._active:
                 return
             values, probe_text = self._probe()
@@ -715,29 +719,22 @@ class TrainingMonitor(KerafineCallback):
             )
             return
         self._clear("nonfinite_loss")
-        self._recent.append(batch_loss)
-        smoothed = float(np.mean(np.fromiter(self._recent, float, len(self._recent))))
-        if len(self._losses) >= _MIN_LOSSES_FOR_MEDIAN:
-            if self._median_age >= 8 or not math.isfinite(self._median):
-                self._median = float(np.median(np.fromiter(self._losses, float, len(self._losses))))
-                self._median_age = 0
-            med = self._median
-            if med > 0 and smoothed > self.explode_factor * med:
-                over = f"the last {len(self._recent)} batches" if len(self._recent) > 1 else "this batch"
-                self._report(
-                    "loss_exploding",
-                    epoch,
-                    batch,
-                    f"TrainingMonitor: loss {smoothed:.4g} (mean of {over}) at epoch {epoch + 1}, batch {batch} "
-                    f"is {smoothed / med:.1f}x its running median {med:.4g}: the run is diverging. "
-                    "Try: lower the learning rate 10x (kerafine.lr_find), clip gradients (clipnorm=1.0), "
-                    "check the recent batches for outliers.",
-                    {"loss": smoothed, "batch_loss": batch_loss, "running_median": med, "factor": smoothed / med},
-                )
-            elif smoothed < 0.5 * self.explode_factor * med:
-                self._clear("loss_exploding")
-        self._losses.append(smoothed)
-        self._median_age += 1
+        smoothed, med = verdict.smoothed, verdict.median
+        if verdict.kind == "exploding":
+            self._watch.skip(mean, steps)
+            over = f"the last {verdict.window} batches" if verdict.window > 1 else "this batch"
+            self._report(
+                "loss_exploding",
+                epoch,
+                batch,
+                f"TrainingMonitor: loss {smoothed:.4g} (mean of {over}) at epoch {epoch + 1}, batch {batch} "
+                f"is {smoothed / med:.1f}x its running median {med:.4g}: the run is diverging. "
+                "Try: lower the learning rate 10x (kerafine.lr_find), clip gradients (clipnorm=1.0), "
+                "check the recent batches for outliers.",
+                {"loss": smoothed, "batch_loss": verdict.batch_loss, "running_median": med, "factor": smoothed / med},
+            )
+        elif med is not None and smoothed < 0.5 * self.explode_factor * med:
+            self._clear("loss_exploding")
 
     def _epoch_index(self) -> int:
         return getattr(self, "_current_epoch", 0)
