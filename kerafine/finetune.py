@@ -75,11 +75,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerafine import _keras_compat
+from kerafine import _batches, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
 from kerafine.errors import DataError, KerafineError, invalid_argument
-from kerafine.callbacks.predictions import _n_rows
+from kerafine._batches import n_rows as _n_rows
 
 __all__ = ["fine_tune", "FineTuneResult"]
 
@@ -199,14 +199,6 @@ class _Data:
         if self.is_dataset:
             return tuple(self.dataset.element_spec[1].shape)
         return tuple(np.shape(self.y))
-
-
-def _take(x, start: int, stop: int):
-    if isinstance(x, dict):
-        return {k: v[start:stop] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [v[start:stop] for v in x]
-    return x[start:stop]
 
 
 def _is_array(x) -> bool:
@@ -471,12 +463,12 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
         bar = tqdm(total=total if total > 0 else None, unit="batch", desc=f"features ({what})", delay=1.0,
                    disable=not progress, leave=False)
         seen_batch = None
-        for batch in data.dataset:
-            xb, yb = batch[0], batch[1]
+        for batch in _batches.iterate(data.dataset):
+            xb, yb, wb = _batches.split_batch(batch)
             feats.append(np.asarray(backbone.predict_on_batch(xb)))
             ys.append(np.asarray(yb))
-            if len(batch) == 3:
-                ws.append(np.asarray(batch[2]))
+            if wb is not None:
+                ws.append(np.asarray(wb))
             seen_batch = seen_batch or len(ys[-1])
             bar.update(1)
         bar.close()

@@ -54,7 +54,9 @@ from typing import Any, Optional
 import numpy as np
 
 from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
-from kerafine.callbacks.predictions import _n_rows
+from kerafine import _batches
+
+_n_rows, _take, _is_array_like = _batches.n_rows, _batches.take, _batches.is_array_like
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -164,20 +166,6 @@ def _check_float(name, value, low=None, high=None, low_open=True, expected=None)
     return float(value)
 
 
-def _take(x, idx):
-    if isinstance(x, dict):
-        return {k: np.asarray(v)[idx] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(v)[idx] for v in x]
-    return np.asarray(x)[idx]
-
-
-def _is_array_like(x) -> bool:
-    if isinstance(x, dict):
-        return all(hasattr(v, "__array__") for v in x.values())
-    return hasattr(x, "__array__") and hasattr(x, "shape")
-
-
 def _batches(train_data, batch_size, num_steps, seed):
     """Validate ``train_data`` (before any training) and return a batch iterator."""
     if isinstance(train_data, tuple) and len(train_data) in (2, 3) and _is_array_like(train_data[0]):
@@ -228,17 +216,11 @@ def _batches(train_data, batch_size, num_steps, seed):
         )
 
     def gen():
-        if hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__") and not hasattr(train_data, "element_spec"):
-            source = (train_data[i] for i in range(len(train_data)))
-        else:
-            source = iter(train_data)
         count = 0
-        for batch in source:
-            if count >= num_steps:
-                return
+        for batch in _batches.iterate(train_data, num_steps):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
-            yield batch[0], batch[1], (batch[2] if len(batch) > 2 else None)
+            yield _batches.split_batch(batch)
             count += 1
         if count < num_steps:
             raise DataError(

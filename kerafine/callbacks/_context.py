@@ -25,7 +25,6 @@ others find it already set.
 
 from __future__ import annotations
 
-from typing import Any, Optional
 
 from kerafine.callbacks.predictions import PredictionCache
 

@@ -21,11 +21,24 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
 
-__all__ = ["FiniteCheck", "is_float_variable", "crc_fingerprint", "nonfinite_layers"]
+from kerafine import _keras_compat
+
+__all__ = [
+    "FiniteCheck",
+    "Group",
+    "all_layers",
+    "arrays_finite",
+    "build_groups",
+    "crc_fingerprint",
+    "is_float_variable",
+    "leaf_layers",
+    "nonfinite_layers",
+]
 
 
 def is_float_variable(v) -> bool:
@@ -89,3 +102,74 @@ def nonfinite_layers(layers) -> list[str]:
         for layer in layers
         if any(is_float_variable(w) and not np.isfinite(w.numpy()).all() for w in layer.weights)
     ]
+
+
+# -- weight groups (TrainingMonitor's statistics) ---------------------------------
+
+
+def all_layers(model):
+    """Every layer inside ``model``, parents before their children."""
+    try:
+        return _keras_compat.flatten_layers(model, include_self=False, recursive=True)
+    except AttributeError:  # not a Keras 3 layer tree: top level only
+        return list(getattr(model, "layers", []))
+
+
+def leaf_layers(model):
+    """The layers of ``model``, with nested models replaced by their own leaf layers."""
+    import keras
+
+    out = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.Model):
+            out.extend(leaf_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
+@dataclasses.dataclass
+class Group:
+    """The trainable (or the frozen) weights of one top-level layer."""
+
+    name: str
+    trainable: bool
+    variables: list
+
+
+def build_groups(model):
+    """Split the weights into per-top-level-layer groups.
+
+    A group holds either the trainable weights of a top-level layer or its
+    frozen ones (weights the optimizer would train if the layer were trainable,
+    and every weight of a frozen layer). The running statistics of a trainable
+    BatchNormalization change legitimately and belong to neither; they are
+    returned separately so a probe can restore them.
+    """
+    trainable_ids = {id(v) for v in model.trainable_variables}
+    owner = {}
+    for layer in all_layers(model):
+        own_trainable, own_non_trainable = _keras_compat.layer_own_variables(layer)
+        for v in own_trainable:
+            owner[id(v)] = (layer, True)
+        for v in own_non_trainable:
+            owner[id(v)] = (layer, False)
+    groups, state_vars = [], []
+    for top in model.layers:
+        trained, frozen = [], []
+        for v in top.weights:
+            if not is_float_variable(v):
+                continue
+            if id(v) in trainable_ids:
+                trained.append(v)
+                continue
+            layer, is_weight = owner.get(id(v), (top, True))
+            if is_weight or not layer.trainable:
+                frozen.append(v)
+            else:
+                state_vars.append(v)
+        if trained:
+            groups.append(Group(top.name, True, trained))
+        if frozen:
+            groups.append(Group(f"{top.name}/frozen" if trained else top.name, False, frozen))
+    return groups, state_vars

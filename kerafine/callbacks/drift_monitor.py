@@ -19,7 +19,6 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
 from kerafine.callbacks.state import STATE_VERSION
 from kerafine.errors import DataError, invalid_argument

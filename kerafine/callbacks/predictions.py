@@ -40,6 +40,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kerafine import _batches
 from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["EvalData", "Predictions", "PredictionCache", "predict", "weights_digest"]
@@ -60,13 +61,7 @@ class Predictions:
     sample_weight: Optional[np.ndarray]
 
 
-def _n_rows(x) -> int:
-    """Rows of ``x``: an array, a dict of arrays (multi-input) or a list/tuple of arrays."""
-    if isinstance(x, dict):
-        return len(next(iter(x.values())))
-    if isinstance(x, (list, tuple)):
-        return len(x[0])
-    return len(x)
+_n_rows = _batches.n_rows  # kept for importers
 
 
 class EvalData:
@@ -127,14 +122,7 @@ class EvalData:
         if self._arrays is not None and _n_rows(self._arrays[0]) == 0:
             raise DataError(f"Invalid value for argument `{argument}`: it has 0 rows; pass at least one sample.")
 
-    @staticmethod
-    def _is_array_like(x) -> bool:
-        if isinstance(x, np.ndarray):
-            return True
-        if isinstance(x, dict):
-            return all(isinstance(v, np.ndarray) or hasattr(v, "__array__") for v in x.values())
-        # tf.Tensor and other array-likes, but not datasets or generators.
-        return hasattr(x, "__array__") and hasattr(x, "shape")
+    _is_array_like = staticmethod(_batches.is_array_like)
 
     @property
     def input_token(self) -> tuple:
@@ -186,23 +174,8 @@ class EvalData:
             return Predictions(np.asarray(out), y, w)
         self._materialise_generator()
         outs, ys, ws = [], [], []
-        source = self._iterable
-        if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not hasattr(source, "element_spec"):
-            n_batches = len(source)
-            if hasattr(source, "num_batches") and source.num_batches is not None:
-                n_batches = source.num_batches
-            iterator = (source[i] for i in range(n_batches))
-        else:
-            iterator = iter(source)
-        for i, batch in enumerate(iterator):
-            if self.steps is not None and i >= self.steps:
-                break
-            if isinstance(batch, (tuple, list)) and not isinstance(batch, dict):
-                xb = batch[0]
-                yb = batch[1] if len(batch) > 1 else None
-                wb = batch[2] if len(batch) > 2 else None
-            else:
-                xb, yb, wb = batch, None, None
+        for batch in _batches.iterate(self._iterable, self.steps):
+            xb, yb, wb = _batches.split_batch(batch)
             outs.append(np.asarray(fn(xb, batch_size=None)))
             if yb is not None:
                 ys.append(np.asarray(yb))

@@ -35,18 +35,17 @@ True
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 import os
 import time
 import warnings
-import zlib
 from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
 
+from kerafine.callbacks import _probes
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
@@ -118,73 +117,6 @@ class TrainingProblem:
         return dataclasses.asdict(self)
 
 
-def _is_float_variable(v) -> bool:
-    return "float" in str(getattr(v, "dtype", ""))
-
-
-def _all_layers(model):
-    """Every layer inside ``model``, parents before their children."""
-    try:
-        return _keras_compat.flatten_layers(model, include_self=False, recursive=True)
-    except AttributeError:  # not a Keras 3 layer tree: top level only
-        return list(getattr(model, "layers", []))
-
-
-def _leaf_layers(model):
-    out = []
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, keras.Model):
-            out.extend(_leaf_layers(layer))
-        else:
-            out.append(layer)
-    return out
-
-
-@dataclasses.dataclass
-class _Group:
-    name: str
-    trainable: bool
-    variables: list
-
-
-def _build_groups(model):
-    """Split the weights into per-top-level-layer groups.
-
-    A group holds either the trainable weights of a top-level layer or its
-    frozen ones (weights the optimizer would train if the layer were trainable,
-    and every weight of a frozen layer). The running statistics of a trainable
-    BatchNormalization change legitimately and belong to neither; they are
-    returned separately so a probe can restore them.
-    """
-    trainable_ids = {id(v) for v in model.trainable_variables}
-    owner = {}
-    for layer in _all_layers(model):
-        own_trainable, own_non_trainable = _keras_compat.layer_own_variables(layer)
-        for v in own_trainable:
-            owner[id(v)] = (layer, True)
-        for v in own_non_trainable:
-            owner[id(v)] = (layer, False)
-    groups, state_vars = [], []
-    for top in model.layers:
-        trained, frozen = [], []
-        for v in top.weights:
-            if not _is_float_variable(v):
-                continue
-            if id(v) in trainable_ids:
-                trained.append(v)
-                continue
-            layer, is_weight = owner.get(id(v), (top, True))
-            if is_weight or not layer.trainable:
-                frozen.append(v)
-            else:
-                state_vars.append(v)
-        if trained:
-            groups.append(_Group(top.name, True, trained))
-        if frozen:
-            groups.append(_Group(f"{top.name}/frozen" if trained else top.name, False, frozen))
-    return groups, state_vars
-
-
 def _scalar(value) -> float:
     """A Python float from a Keras variable, a tensor or a number."""
     # KerasVariable.__array__ lacks numpy 2's `copy` keyword (a DeprecationWarning
@@ -192,10 +124,6 @@ def _scalar(value) -> float:
     if hasattr(value, "numpy"):
         value = value.numpy()
     return float(np.asarray(value))
-
-
-def _fingerprint(variables) -> list[int]:
-    return [zlib.crc32(np.ascontiguousarray(v.numpy()).view(np.uint8)) for v in variables]
 
 
 class TrainingMonitor(KerafineCallback):
@@ -539,11 +467,7 @@ class TrainingMonitor(KerafineCallback):
 
     def _probe(self) -> tuple[dict, str]:
         values: dict = {}
-        bad_weights = [
-            layer.name
-            for layer in _leaf_layers(self.model)
-            if any(_is_float_variable(w) and not np.isfinite(w.numpy()).all() for w in layer.weights)
-        ]
+        bad_weights = _probes.nonfinite_layers(_probes.leaf_layers(self.model))
         values["first_nonfinite_weights"] = bad_weights[0] if bad_weights else None
         values["layers_with_nonfinite_weights"] = len(bad_weights)
         parts = []
@@ -639,7 +563,7 @@ class TrainingMonitor(KerafineCallback):
             self._gpu = None
         self._steps = (self.params or {}).get("steps")
         self._spe = max(1, int(np.asarray(getattr(self.model, "steps_per_execution", 1) or 1)))
-        self._groups, state_vars = _build_groups(self.model)
+        self._groups, state_vars = _probes.build_groups(self.model)
         self._tracked, self._group_index = [], []
         for g in self._groups:
             if g.trainable:
@@ -648,7 +572,7 @@ class TrainingMonitor(KerafineCallback):
             else:
                 self._group_index.append([])
         self._tracked.extend(state_vars)
-        self._frozen_prints = {g.name: _fingerprint(g.variables) for g in self._groups if not g.trainable}
+        self._frozen_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if not g.trainable}
         self._global_batches = 0
         self._before = None
         # A finite baseline, so that a loss that is NaN on the very first
@@ -675,7 +599,7 @@ class TrainingMonitor(KerafineCallback):
         self._watch.new_epoch()
         self._last_lr = None
         self._trainable_prints = {
-            g.name: _fingerprint(g.variables) for g in self._groups if g.trainable
+            g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if g.trainable
         }
         if self._is_measure_point(self._spe - 1):
             self._before = (self._snapshot(), self._iterations())
@@ -848,7 +772,7 @@ class TrainingMonitor(KerafineCallback):
         for g in self._groups:
             if g.trainable:
                 continue
-            now = _fingerprint(g.variables)
+            now = _probes.crc_fingerprint(g.variables)
             ref = self._frozen_prints[g.name]
             changed = [v.path for v, a, b in zip(g.variables, now, ref) if a != b]
             self._frozen_prints[g.name] = now
@@ -873,7 +797,7 @@ class TrainingMonitor(KerafineCallback):
         for g in self._groups:
             if not g.trainable:
                 continue
-            if _fingerprint(g.variables) != self._trainable_prints[g.name]:
+            if _probes.crc_fingerprint(g.variables) != self._trainable_prints[g.name]:
                 self._clear("weights_not_changing", g.name)
                 continue
             self._report(

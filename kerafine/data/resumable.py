@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
 import warnings
 from typing import Any, Callable
 
