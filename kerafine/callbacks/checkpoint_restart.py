@@ -888,7 +888,7 @@ class CheckpointRestart(KerafineCallback):
         epochs = int((self.params or {}).get("epochs", epoch))
         # The model fit steps: fine_tune's cached head phase trains a head-only
         # model that shares the watched model's head variables and optimizer.
-        trained = self._trained
+        trained = self._trained or model
         self._prev_initial_epoch = _keras_compat.get_initial_epoch(trained)
         self._initial_epoch_set = True
         if position.get("stopped"):
