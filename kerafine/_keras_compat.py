@@ -74,6 +74,36 @@ def wrap_callback_list(cbl, **wrappers: Callable[[Callable], Callable]) -> Calla
     return undo
 
 
+def after_next_on_train_begin(callback, fn: Callable[[], None]) -> None:
+    """Run ``fn()`` right after ``callback``'s next ``on_train_begin``, once (an instance attribute, undone after).
+
+    Why: Keras's stateful callbacks (``EarlyStopping``, ``ReduceLROnPlateau``,
+    ``ModelCheckpoint``) reset their counters in ``on_train_begin`` and have no
+    state API (keras-team/keras#17012); a state restored into one that sits
+    after ``CheckpointRestart`` in the list must be re-applied after that reset.
+    Only this instance is touched, and only until its next ``on_train_begin``.
+    """
+    import functools
+
+    cancel_after_on_train_begin(callback)
+    original = callback.on_train_begin
+
+    @functools.wraps(original)
+    def on_train_begin(logs=None):
+        original(logs)
+        fn()
+        callback.__dict__.pop("on_train_begin", None)  # one shot: the next fit starts clean, as in Keras
+
+    on_train_begin._kerafine_after = True
+    callback.on_train_begin = on_train_begin
+
+
+def cancel_after_on_train_begin(callback) -> None:
+    """Undo a pending :func:`after_next_on_train_begin`."""
+    if getattr(callback.__dict__.get("on_train_begin"), "_kerafine_after", False):
+        del callback.__dict__["on_train_begin"]
+
+
 def get_initial_epoch(model) -> Optional[int]:
     """``model._initial_epoch``: the epoch ``fit`` starts counting from, or ``None``.
 

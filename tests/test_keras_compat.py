@@ -137,3 +137,13 @@ def test_global_seed_state_round_trips():
     kc.set_global_seed_state(before)
     b = keras.random.uniform((3,)).numpy()
     np.testing.assert_array_equal(a, b)
+
+
+def test_keras_early_stopping_resets_in_on_train_begin_and_after_next_on_train_begin_reapplies():
+    es = keras.callbacks.EarlyStopping(monitor="loss", patience=5)
+    es.wait = 3
+    kc.after_next_on_train_begin(es, lambda: setattr(es, "wait", 3))
+    es.on_train_begin()
+    assert es.wait == 3
+    es.on_train_begin()  # one shot
+    assert es.wait == 0, "keras.callbacks.EarlyStopping no longer resets `wait` in on_train_begin"

@@ -26,7 +26,6 @@ two methods and the key; nothing here needs to change.
 from __future__ import annotations
 
 import copy
-import functools
 import warnings
 from typing import Any, Iterable
 
@@ -226,22 +225,13 @@ def set_state(callback, state: dict, begun: bool = False) -> None:
         return
     _, attrs = _adapter_for(callback)
     _apply_attrs(callback, attrs, state)
-    original = callback.on_train_begin
-    if getattr(original, "_kerafine_reapply", False):
-        original = original.__wrapped__
-        callback.on_train_begin = original
+    from kerafine import _keras_compat
+
+    _keras_compat.cancel_after_on_train_begin(callback)
     if begun:
         return
-
-    @functools.wraps(original)
-    def on_train_begin(logs=None):
-        original(logs)
-        _apply_attrs(callback, attrs, state)
-        # One shot: the next fit() of this callback starts clean, as in Keras.
-        callback.on_train_begin = original
-
-    on_train_begin._kerafine_reapply = True
-    callback.on_train_begin = on_train_begin
+    # Keras's callbacks reset these attributes in their next on_train_begin: re-apply right after it.
+    _keras_compat.after_next_on_train_begin(callback, lambda: _apply_attrs(callback, attrs, state))
 
 
 def _unique_keys(callbacks: Iterable) -> list[tuple[str, Any]]:
