@@ -54,9 +54,9 @@ from typing import Any, Optional
 import numpy as np
 
 from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
-from kerafine import _batches
+from kerafine import _batches as _batching  # (lr_finder's own `_batches` is the batch iterator below)
 
-_n_rows, _take, _is_array_like = _batches.n_rows, _batches.take, _batches.is_array_like
+_n_rows, _take, _is_array_like = _batching.n_rows, _batching.take, _batching.is_array_like
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -217,10 +217,10 @@ def _batches(train_data, batch_size, num_steps, seed):
 
     def gen():
         count = 0
-        for batch in _batches.iterate(train_data, num_steps):
+        for batch in _batching.iterate(train_data, num_steps):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
-            yield _batches.split_batch(batch)
+            yield _batching.split_batch(batch)
             count += 1
         if count < num_steps:
             raise DataError(
