@@ -28,9 +28,9 @@ def evaluate(
 ):
     """Predict with ``model`` on ``data`` and return a :class:`~kerafine.metrics.ClassificationReport`.
 
-    Prediction goes through the shared per-epoch prediction cache
-    (:mod:`kerafine.callbacks.predictions`), so evaluating on the same arrays
-    an ``AUCTracker`` used at the last epoch end reuses its forward pass.
+    The model predicts on ``data`` with its current weights: nothing cached
+    by a ``fit`` is reused (a cached pass could belong to other weights, e.g.
+    before ``EarlyStopping(restore_best_weights=True)`` restored the best).
 
     Args:
         model: a built ``keras.Model`` with one output: ``(n, 1)`` or ``(n,)``
@@ -81,7 +81,7 @@ def evaluate(
 
         check_options(data, robustness, membership)
     eval_data = predictions.EvalData(data, batch_size=batch_size, steps=steps, argument="data")
-    pred = predictions.predict(model, eval_data)
+    pred = predictions.predict(model, eval_data)  # no cache: always these weights
     if pred.y_true is None:
         raise DataError(
             "Invalid value for argument `data`: received inputs without labels; "

@@ -55,7 +55,9 @@ import numpy as np
 
 from kerafine._keras_compat import flatten_layers
 from kerafine.errors import DataError, KerafineError, TrainingError, check_int, check_number, invalid_argument
-from kerafine.callbacks.predictions import _n_rows
+from kerafine import _batches as _batching  # (lr_finder's own `_batches` is the batch iterator below)
+
+_n_rows, _take, _is_array_like = _batching.n_rows, _batching.take, _batching.is_array_like
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -154,20 +156,6 @@ class LRFindResult:
         )
 
 
-def _take(x, idx):
-    if isinstance(x, dict):
-        return {k: np.asarray(v)[idx] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(v)[idx] for v in x]
-    return np.asarray(x)[idx]
-
-
-def _is_array_like(x) -> bool:
-    if isinstance(x, dict):
-        return all(hasattr(v, "__array__") for v in x.values())
-    return hasattr(x, "__array__") and hasattr(x, "shape")
-
-
 def _batches(train_data, batch_size, num_steps, seed):
     """Validate ``train_data`` (before any training) and return a batch iterator."""
     if isinstance(train_data, tuple) and len(train_data) in (2, 3) and _is_array_like(train_data[0]):
@@ -218,17 +206,11 @@ def _batches(train_data, batch_size, num_steps, seed):
         )
 
     def gen():
-        if hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__") and not hasattr(train_data, "element_spec"):
-            source = (train_data[i] for i in range(len(train_data)))
-        else:
-            source = iter(train_data)
         count = 0
-        for batch in source:
-            if count >= num_steps:
-                return
+        for batch in _batching.iterate(train_data, num_steps):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
-            yield batch[0], batch[1], (batch[2] if len(batch) > 2 else None)
+            yield _batching.split_batch(batch)
             count += 1
         if count < num_steps:
             raise DataError(

@@ -279,4 +279,3 @@ def test_tf_dataset_validation_data_and_logits_are_accepted():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     history = model.fit(x, y, epochs=1, verbose=0, callbacks=[AUCTracker(dataset)])
     assert history.history["val_auc"][0] == pytest.approx(roc_auc_score(y, model.predict(x, verbose=0).ravel()), abs=1e-12)
-    predictions.clear(model)

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from kerafine.errors import KerafineError
+
 from kerafine import _io
 from kerafine.callbacks import state
 from kerafine.callbacks.early_stopping import EarlyStopping
@@ -88,12 +90,17 @@ def test_protocol_callback_begun_clears_restored_flag():
     assert es.wait == 0
 
 
-def test_duplicate_keys_are_numbered_and_excluded_callbacks_left_out():
+def test_duplicate_keys_are_a_clear_error_and_name_tells_them_apart():
     a, b = EarlyStopping("val_loss", patience=1), EarlyStopping("val_loss", patience=9)
+    with pytest.raises(KerafineError, match=r"share the state key 'EarlyStopping\[val_loss\]'.*distinct `name=`"):
+        state.collect_states([a, b])
+    b = EarlyStopping("val_loss", patience=9, name="slow")
     other = keras.callbacks.History()
     keys = list(state.collect_states([a, other, b]))
-    assert keys == ["EarlyStopping[val_loss]", "EarlyStopping[val_loss]#2"]
-    assert list(state.collect_states([a, b], exclude=[a])) == ["EarlyStopping[val_loss]#2"]
+    assert keys == ["EarlyStopping[val_loss]", "EarlyStopping[val_loss|slow]"]
+    # Keys do not depend on list positions: the reversed list gives the same keys.
+    assert sorted(state.collect_states([b, a])) == sorted(keys)
+    assert list(state.collect_states([a, b], exclude=[a])) == ["EarlyStopping[val_loss|slow]"]
     assert not state.is_stateful(other)
     with pytest.raises(TypeError, match="History does not take part"):
         state.state_key(other)
