@@ -70,7 +70,6 @@ import dataclasses
 import logging
 import math
 import time
-import weakref
 from typing import Any, Optional
 
 import numpy as np
@@ -400,16 +399,12 @@ def _training_dependent_layers(backbone) -> list[str]:
     return found
 
 
-# model -> its head-only model: built once, since each build adds a call node to the head layers.
-_HEAD_MODELS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-
 def _head_model(model, backbone):
     """A model from the backbone's features to ``model``'s outputs, sharing ``model``'s head layers."""
     import keras
 
-    if model in _HEAD_MODELS:
-        return _HEAD_MODELS[model], ""
+    # Built anew by each fine_tune call (no process-wide cache): a build is cheap, and
+    # within one call the same head model serves the whole head phase.
     features = transfer._feature_tensors(model, backbone)
     if not features or len(features) != 1:
         return None, "the backbone is called more than once or has several outputs"
@@ -417,10 +412,7 @@ def _head_model(model, backbone):
         head_model = keras.Model(features[0], model.outputs, name=f"{model.name}_head_only")
     except Exception as exc:  # noqa: BLE001 - any graph error means "not separable"
         return None, f"the layers after the backbone do not depend on its features alone ({exc})"
-    _HEAD_MODELS[model] = head_model
     return head_model, ""
-
-
 
 
 def _cache_decision(model, backbone, cache_features, head_epochs: int, callbacks=()):

@@ -22,7 +22,13 @@ and checked against four rules. A failure names ``file:line`` and the construct.
      inside the package;
    * a class defined in the same file (``_Cls._helper``), or another instance of
      the enclosing class in one of its comparison/copy dunders (``other._x``
-     inside ``__eq__``; not ``__init__``/``__call__``, which take any object).
+     inside ``__eq__``; not ``__init__``/``__call__``, which take any object);
+   * a local name known, in the same function, to hold an instance of a kerafine
+     class that defines ``_name`` (or whose kerafine ancestor does): tested with
+     ``isinstance(x, KerafineClass)`` somewhere in the function, or bound by
+     ``x = KerafineClass(...)`` / ``x = kerafine_module.KerafineClass(...)``.
+     (Flow-insensitive on purpose: a function that narrows ``x`` once is about
+     kerafine objects; the rule still rejects ``model._x`` and friends.)
 
    Anything else (``model._nodes_by_depth``, ``strategy.extended._in_...``) goes
    through a named function of ``kerafine._keras_compat``.
@@ -171,6 +177,7 @@ class _Checker(ast.NodeVisitor):
         self.classes = dict(CLASSES)
         self.classes.update(_class_table(tree))
         self.class_stack: list[str] = []
+        self.typed: list[dict[str, set[str]]] = []  # per function: local name -> kerafine classes
 
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -193,6 +200,50 @@ class _Checker(ast.NodeVisitor):
                 return True
             todo.extend(self.classes[name]["bases"])
         return False
+
+    def _class_defines(self, cls_name: str, attr: str) -> bool:
+        todo, seen = [cls_name], set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.classes:
+                continue
+            seen.add(name)
+            if attr in self.classes[name]["defines"]:
+                return True
+            todo.extend(self.classes[name]["bases"])
+        return False
+
+    def _kerafine_class(self, node: ast.AST) -> str | None:
+        """The kerafine class named by ``node`` (``EvalData``, ``predictions.EvalData``), else None."""
+        if isinstance(node, ast.Name) and (node.id in self.kerafine_names or node.id in self.local_classes):
+            return node.id if node.id in self.classes else None
+        if isinstance(node, ast.Attribute):
+            root = node
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in self.kerafine_names and node.attr in self.classes:
+                return node.attr
+        return None
+
+    def _typed_names(self, function: ast.AST) -> dict[str, set[str]]:
+        typed: dict[str, set[str]] = {}
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
+                and len(node.args) == 2 and isinstance(node.args[0], ast.Name)
+            ):
+                kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+                for kind in kinds:
+                    cls = self._kerafine_class(kind)
+                    if cls:
+                        typed.setdefault(node.args[0].id, set()).add(cls)
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                cls = self._kerafine_class(node.value.func)
+                if cls:
+                    for t in node.targets:
+                        if isinstance(t, ast.Name):
+                            typed.setdefault(t.id, set()).add(cls)
+        return typed
 
     def report(self, node: ast.AST, what: str) -> None:
         self.problems.append(f"{_rel(self.path)}:{node.lineno}: {what}")
@@ -232,6 +283,8 @@ class _Checker(ast.NodeVisitor):
                 return True
             if self.dunder_depth and self.class_stack and self._defined_by_class(attr):
                 return True  # other._x inside __eq__/__lt__/... of a kerafine class
+            if self.typed and any(self._class_defines(c, attr) for c in self.typed[-1].get(value.id, ())):
+                return True  # isinstance(x, KerafineClass) or x = KerafineClass(...) in this function
             return False
         if isinstance(value, ast.Attribute):
             links, root = [attr], value
@@ -287,7 +340,9 @@ class _Checker(ast.NodeVisitor):
             "__init__", "__new__", "__call__", "__post_init__", "__init_subclass__"
         )
         self.dunder_depth += dunder
+        self.typed.append(self._typed_names(node))
         self.generic_visit(node)
+        self.typed.pop()
         self.dunder_depth -= dunder
 
     visit_AsyncFunctionDef = visit_FunctionDef

@@ -105,10 +105,11 @@ class KerafineCallback(_keras_callback()):
         if self._restored:
             self._restored = False
             return True
-        reset = getattr(self, "_reset", None)
-        if reset is not None:
-            reset()
+        self._reset()
         return False
+
+    def _reset(self) -> None:
+        """Build the callback's mutable state from scratch (a stateless callback keeps none)."""
 
 
 def _keras_adapters():
