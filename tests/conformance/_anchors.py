@@ -55,7 +55,7 @@ def check_version(distribution: str) -> None:
     try:
         installed = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        unavailable(f"{distribution} is not installed (pip install -e '.[test]')")
+        unavailable(f"{distribution} is not installed (pip install -e '.[test,conformance]')")
         return
     if distribution == "keras":
         if _version_tuple(installed) < _version_tuple(PINNED["keras"]):
