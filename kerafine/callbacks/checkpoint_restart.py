@@ -326,6 +326,12 @@ def _is_chief() -> bool:
     return is_chief()
 
 
+def _num_workers() -> int:
+    from kerafine._cluster import cluster_info
+
+    return cluster_info().num_workers
+
+
 def _find_callback_list(me):
     """The ``CallbackList`` currently calling ``me`` (Keras gives callbacks no handle on it)."""
     frame = inspect.currentframe()
@@ -393,7 +399,10 @@ class CheckpointRestart(keras.callbacks.Callback):
             cost of one extra copy of the model and optimizer in memory until
             the write ends). At most one save is in flight; a failed save is
             raised at the next save or at the end of ``fit``. ``False`` writes
-            before training continues. Defaults to ``True``.
+            before training continues. In a multi-worker cluster (``TF_CONFIG``
+            names several workers) saves are always written before training
+            continues, so that every worker restores the same checkpoint.
+            Defaults to ``True``.
 
     Raises:
         KerafineError: for a bad argument, before training.
@@ -489,6 +498,7 @@ class CheckpointRestart(keras.callbacks.Callback):
     def _reset(self):
         self._path = Path(self.directory)
         self._chief = True
+        self._synchronous = not self.background_save
         self._cblist = None
         self._unwrap = []
         self._others: list = []
@@ -528,6 +538,10 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._wait_for_pending()
         self._reset()
         self._chief = _is_chief()
+        # Several workers: the chief writes before training goes on, so that any
+        # worker that rolls back or restarts finds the same newest checkpoint
+        # (the next step's all-reduce waits for the chief, hence for its write).
+        self._synchronous = not self.background_save or _num_workers() > 1
         self._cblist = _find_callback_list(self)
         if self._cblist is None:
             warnings.warn(
@@ -894,7 +908,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"
         step = self._global_step()
-        if not self.background_save:
+        if self._synchronous:
             self._write(final, groups, state, epoch, batch)
             self._report_save(final, epoch, batch, step, time.perf_counter() - started)
             return

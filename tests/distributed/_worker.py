@@ -87,6 +87,27 @@ if mode == "fit":
 
     result["sklearn_auc_final"] = float(roc_auc_score(yv, model(xv, training=False).numpy()[:, 0]))
 
+    # 3. Divergence rollback: a learning rate far too large for linear regression makes the
+    # loss explode; every worker must roll back at the same step to the same checkpoint.
+    from kerafine.callbacks import CheckpointRestart
+
+    keras.utils.set_random_seed(7)
+    target = tf.data.Dataset.from_tensor_slices((x, x @ np.array([1.0, -2.0, 0.5, 0.0], "float32"))).batch(32)
+    with strategy.scope():
+        reg = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        reg.compile(keras.optimizers.SGD(1e5), "mse")
+    rb = CheckpointRestart(os.path.join(out, "rollback"), lr_factor=1e-6, max_rollbacks=2)
+    record = Record()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        reg.fit(target, epochs=4, verbose=0, callbacks=[rb, record])
+    result["rollbacks"] = int(rb.rollbacks)
+    result["rollback_epochs"] = record.epochs
+    result["rollback_lr"] = float(reg.optimizer.learning_rate.numpy())
+    np.savez(os.path.join(out, f"rollback-{info.task_index}.npz"), *[v.numpy() for v in reg.weights])
+
 elif mode == "ckpt":
     from kerafine import _io
     from kerafine.callbacks import CheckpointRestart

@@ -75,6 +75,14 @@ def test_plain_fit_with_validation_data_and_kerafine_callbacks_agree_on_every_wo
     # TensorBoard: one set of events, written by the chief only.
     events = sorted((tmp_path / "tb" / "kerafine").glob("events.out.tfevents.*"))
     assert len(events) == 1, events
+    # Divergence rollback (lr 1e5 makes the loss inf in epoch 1): both workers roll back once,
+    # to the same checkpoint, lower the learning rate alike and end with the same weights.
+    assert w0["rollbacks"] == w1["rollbacks"] == 1
+    assert w0["rollback_lr"] == w1["rollback_lr"] == pytest.approx(0.1)
+    assert w0["rollback_epochs"] == w1["rollback_epochs"]
+    assert w0["rollback_epochs"][-1]["loss"] < w0["rollback_epochs"][0]["loss"]
+    for a, b in zip(*[np.load(tmp_path / f"rollback-{i}.npz").values() for i in (0, 1)]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_checkpoint_restart_sigkill_of_a_worker_fails_the_run_and_relaunch_resumes_to_the_same_weights(tmp_path):
