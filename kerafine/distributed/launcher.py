@@ -162,7 +162,7 @@ def launch(
     return code
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kerafine.distributed",
         description="Run a training script as several MultiWorkerMirroredStrategy workers on 127.0.0.1.",
@@ -172,7 +172,12 @@ def main(argv=None) -> int:
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (default 10)")
     parser.add_argument("script", help="the Python script each worker runs")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """``python -m kerafine.distributed [--workers N] [--timeout S] [--grace S] script.py [args]``."""
+    ns = _parser().parse_args(argv)
     try:
         return launch(ns.script, ns.args, workers=ns.workers, timeout=ns.timeout, grace=ns.grace)
     except KerafineError as exc:
