@@ -52,3 +52,41 @@ def test_bad_arguments_are_refused_before_keras_is_touched(monkeypatch):
     with pytest.raises(KerafineError, match="TF_CONFIG"):
         multi_worker_strategy()
     assert _keras_compat.multi_worker_fixes_installed() == was
+
+
+def _two_workers(index):
+    return json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": index}})
+
+
+def test_a_non_chief_worker_writes_no_tensorboard_events(tmp_path, monkeypatch):
+    from kerafine import tensorboard
+
+    for index in (1, 0):
+        monkeypatch.setenv("TF_CONFIG", _two_workers(index))
+        log_dir = tmp_path / f"w{index}"
+        tensorboard.scalar(log_dir, "x", 1.0, step=0)
+        tensorboard.flush(log_dir)
+    assert not list((tmp_path / "w1").rglob("events.out.tfevents.*"))
+    assert len(list((tmp_path / "w0").rglob("events.out.tfevents.*"))) == 1
+
+
+def test_checkpoints_in_a_cluster_come_from_the_chief_only_and_are_written_before_training_goes_on(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    from kerafine.callbacks import CheckpointRestart
+
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    seen = {}
+    for index in (1, 0):
+        monkeypatch.setenv("TF_CONFIG", _two_workers(index))
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        ckpt = CheckpointRestart(tmp_path / f"w{index}")  # background_save=True by default
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[ckpt])
+        seen[index] = (len(ckpt.checkpoints()), ckpt._synchronous)
+    assert seen[1] == (0, True)
+    assert seen[0] == (3, True)  # the initial checkpoint and one per epoch, written synchronously
+    monkeypatch.delenv("TF_CONFIG")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[ckpt := CheckpointRestart(tmp_path / "alone")])
+    assert ckpt._synchronous is False  # one process: background saves as configured
