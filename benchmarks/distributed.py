@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EPOCHS = 2
 REPEATS = 3
-ROWS, FEATURES, BATCH = 8192, 32, 256  # 32 global steps an epoch
+ROWS, FEATURES, BATCH = 16384, 32, 256  # 64 global steps an epoch
 
 
 def worker(out_dir: str) -> None:

@@ -108,6 +108,25 @@ if mode == "fit":
     result["rollback_lr"] = float(reg.optimizer.learning_rate.numpy())
     np.savez(os.path.join(out, f"rollback-{info.task_index}.npz"), *[v.numpy() for v in reg.weights])
 
+    # 4. kerafine.fine_tune called under the strategy's scope, with and without cached features.
+    import kerafine
+
+    result["fine_tune"] = {}
+    for cache in (False, "auto"):
+        keras.utils.set_random_seed(1)
+        with strategy.scope():
+            backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")], name="backbone")
+            ft_model = kerafine.build_transfer_model(backbone, kerafine.heads.classification(2))
+            res = kerafine.fine_tune(
+                ft_model, (x, y), validation_data=(xv, yv), head_epochs=1, finetune_epochs=1,
+                cache_features=cache, batch_size=32, verbose=0,
+            )
+        result["fine_tune"][str(cache)] = {
+            "cached": bool(res.features_cached),
+            "head": res.head_history.history,
+            "finetune": res.finetune_history.history,
+        }
+
 elif mode == "ckpt":
     from kerafine import _io
     from kerafine.callbacks import CheckpointRestart

@@ -83,6 +83,12 @@ def test_plain_fit_with_validation_data_and_kerafine_callbacks_agree_on_every_wo
     assert w0["rollback_epochs"][-1]["loss"] < w0["rollback_epochs"][0]["loss"]
     for a, b in zip(*[np.load(tmp_path / f"rollback-{i}.npz").values() for i in (0, 1)]):
         np.testing.assert_array_equal(a, b)
+    # fine_tune under strategy.scope(): both phases train, with and without cached features, alike.
+    assert w0["fine_tune"] == w1["fine_tune"]
+    assert [w0["fine_tune"][c]["cached"] for c in ("False", "auto")] == [False, True]
+    for run in w0["fine_tune"].values():
+        assert set(run["head"]) == set(run["finetune"]) == {"loss", "val_loss"}
+        assert all(np.isfinite(v) for h in (run["head"], run["finetune"]) for vs in h.values() for v in vs)
 
 
 def test_checkpoint_restart_sigkill_of_a_worker_fails_the_run_and_relaunch_resumes_to_the_same_weights(tmp_path):
