@@ -1,6 +1,6 @@
 """Benchmark: multi-worker training with kerafine.distributed on one machine.
 
-Run: ``python benchmarks/distributed.py`` (about 3 minutes on 2 shared cores).
+Run: ``python benchmarks/distributed.py`` (about 5 minutes on 2 shared cores).
 
 One run launches the same worker code twice through the local launcher
 (``kerafine.distributed.launcher.launch``): as 1 worker and as 2 workers on
@@ -12,7 +12,8 @@ EarlyStopping on its AUC, TrainingMonitor), on the same model so both see the
 same trained state. Printed, as ratios from this one run:
 
 1. training steps per second, 2 workers / 1 worker (fits without callbacks);
-2. callbacks' overhead: time with / time without, per worker count.
+2. callbacks' overhead: time with / time without, per worker count, and
+   the same ratio for CheckpointRestart, AUCTracker and TrainingMonitor alone.
 
 What 2 cores can and cannot show: both workers share the same 2 cores (each
 TensorFlow process also wants 2 threads), so 2 workers cannot be faster than
@@ -68,23 +69,30 @@ def worker(out_dir: str) -> None:
         )
         model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
     model.fit(train, epochs=1, verbose=0)  # trace
+    def callbacks(tag, only=None):
+        made = {
+            "CheckpointRestart": lambda: CheckpointRestart(os.path.join(out_dir, f"ckpt-{tag}")),
+            "AUCTracker": lambda: AUCTracker((xv, yv), batch_size=512),
+            "EarlyStopping": lambda: EarlyStopping(monitor="val_auc", mode="max", patience=100),
+            "TrainingMonitor": lambda: TrainingMonitor(os.path.join(out_dir, f"tb-{tag}"), on_problem="warn"),
+        }
+        return [f() for name, f in made.items() if only in (None, name)]
+
+    def timed(cbs):
+        t = time.perf_counter()
+        model.fit(train, epochs=EPOCHS, verbose=0, callbacks=cbs)
+        return time.perf_counter() - t
+
     plain, with_cbs = [], []
     for rep in range(REPEATS):
-        t = time.perf_counter()
-        model.fit(train, epochs=EPOCHS, verbose=0)
-        plain.append(time.perf_counter() - t)
-        callbacks = [
-            CheckpointRestart(os.path.join(out_dir, f"ckpt-{rep}")),
-            AUCTracker((xv, yv), batch_size=512),
-            EarlyStopping(monitor="val_auc", mode="max", patience=100),
-            TrainingMonitor(os.path.join(out_dir, "tb"), on_problem="warn"),
-        ]
-        t = time.perf_counter()
-        model.fit(train, epochs=EPOCHS, verbose=0, callbacks=callbacks)
-        with_cbs.append(time.perf_counter() - t)
+        plain.append(timed([]))
+        with_cbs.append(timed(callbacks(rep)))
+    # One callback at a time (once each, beside one more plain fit): where the overhead comes from.
+    single = {name: timed(callbacks(f"{name}-only", only=name)) for name in ("CheckpointRestart", "AUCTracker", "TrainingMonitor")}
+    plain.append(timed([]))
     steps = EPOCHS * ROWS // BATCH
     with open(os.path.join(out_dir, f"timing-{info.task_index}.json"), "w") as f:
-        json.dump({"plain": plain, "callbacks": with_cbs, "steps": steps}, f)
+        json.dump({"plain": plain, "callbacks": with_cbs, "single": single, "steps": steps}, f)
 
 
 def run(workers: int, out_dir: str) -> dict:
@@ -122,6 +130,10 @@ def main() -> None:
             f"{r['steps'] / cbs:.1f} steps/s with kerafine's callbacks (median {cbs:.2f} s): "
             f"overhead x{cbs / plain:.3f}  (all fits: plain {[round(v, 2) for v in r['plain']]}, "
             f"callbacks {[round(v, 2) for v in r['callbacks']]})"
+        )
+        print(
+            "    one callback at a time (time / median plain fit): "
+            + ", ".join(f"{name} x{t / plain:.3f}" for name, t in r["single"].items())
         )
     print(f"steps/s, 2 workers / 1 worker: {rate[2] / rate[1]:.2f}")
 

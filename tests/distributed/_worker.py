@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -96,8 +97,6 @@ def main():
             reg.compile(keras.optimizers.SGD(1e5), "mse")
         rb = CheckpointRestart(os.path.join(out, "rollback"), lr_factor=1e-6, max_rollbacks=2)
         record = Record()
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             reg.fit(target, epochs=4, verbose=0, callbacks=[rb, record])
@@ -124,6 +123,19 @@ def main():
                 "head": res.head_history.history,
                 "finetune": res.finetune_history.history,
             }
+
+        # 5. DriftMonitor on the model's outputs (distributed predict of the reference and of
+        # shifted data), stopping the fit on drift: every worker must stop at the same epoch.
+        from kerafine.callbacks import DriftMonitor
+
+        model = new_model()
+        shifted = xv + np.array([3.0, 3.0, 0.0, 0.0], "float32")
+        drift = DriftMonitor(reference=(x, y), current_data=(shifted, yv), on="outputs", on_drift="stop")
+        record = Record()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(train, epochs=3, verbose=0, callbacks=[drift, record])
+        result["drift_epochs"] = record.epochs
 
     elif mode == "ckpt":
         from kerafine import _io

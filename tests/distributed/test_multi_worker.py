@@ -83,6 +83,9 @@ def test_plain_fit_with_validation_data_and_kerafine_callbacks_agree_on_every_wo
     assert w0["rollback_epochs"][-1]["loss"] < w0["rollback_epochs"][0]["loss"]
     for a, b in zip(*[np.load(tmp_path / f"rollback-{i}.npz").values() for i in (0, 1)]):
         np.testing.assert_array_equal(a, b)
+    # DriftMonitor(on="outputs", on_drift="stop") on shifted data: both stop after the first epoch.
+    assert w0["drift_epochs"] == w1["drift_epochs"]
+    assert [e["drift_detected"] for e in w0["drift_epochs"]] == [1.0]
     # fine_tune under strategy.scope(): both phases train, with and without cached features, alike.
     assert w0["fine_tune"] == w1["fine_tune"]
     assert [w0["fine_tune"][c]["cached"] for c in ("False", "auto")] == [False, True]
