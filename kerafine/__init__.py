@@ -36,6 +36,7 @@ _SUBMODULES = (
     "callbacks",
     "metrics",
     "drift",
+    "distributed",
     "data",
     "schedules",
     "errors",

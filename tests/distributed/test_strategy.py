@@ -90,3 +90,10 @@ def test_checkpoints_in_a_cluster_come_from_the_chief_only_and_are_written_befor
     monkeypatch.delenv("TF_CONFIG")
     model.fit(x, y, epochs=1, verbose=0, callbacks=[ckpt := CheckpointRestart(tmp_path / "alone")])
     assert ckpt._synchronous is False  # one process: background saves as configured
+
+
+def test_kerafine_distributed_is_a_public_lazy_submodule():
+    import kerafine
+
+    assert "distributed" in kerafine.__all__
+    assert kerafine.distributed.multi_worker_strategy is multi_worker_strategy
