@@ -892,18 +892,28 @@ class CheckpointRestart(keras.callbacks.Callback):
             return None
         return {"class": type(opt).__name__, "variables": [[int(d) for d in v.shape] for v in opt.variables]}
 
-    def _save(self, epoch: int, batch: int, stopped: bool) -> None:
-        self._batches_since_save = 0
-        if not self._chief:
-            return
-        # One save in flight at most, and the newest always renamed last.
-        self._wait_for_pending()
-        started = time.perf_counter()
+    def _snapshot_groups(self, batch: int) -> dict:
         model = self.model
         groups = {"model": [_snapshot(v) for v in model.variables]}
         opt = getattr(model, "optimizer", None)
         groups["optimizer"] = [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
         groups["metrics"] = [_snapshot(v) for v in model.metrics_variables] if batch > 0 else []
+        return groups
+
+    def _save(self, epoch: int, batch: int, stopped: bool) -> None:
+        self._batches_since_save = 0
+        if not self._chief:
+            if self._synchronous and _num_workers() > 1:
+                # Under a multi-worker strategy, reading a sync-on-read variable
+                # (the metrics' running totals) all-reduces it across workers:
+                # every worker must read what the chief reads, or the chief's read
+                # meets another worker's next training step in the all-reduce.
+                self._snapshot_groups(batch)
+            return
+        # One save in flight at most, and the newest always renamed last.
+        self._wait_for_pending()
+        started = time.perf_counter()
+        groups = self._snapshot_groups(batch)
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"

@@ -1,7 +1,7 @@
 """The script every worker runs in tests/distributed/test_multi_worker.py (via the launcher).
 
 Usage: _worker.py fit OUT_DIR
-       _worker.py ckpt OUT_DIR CKPT_DIR [PAUSE_FILE]
+       _worker.py ckpt OUT_DIR CKPT_DIR SAVE_FREQ [PAUSE_FILE]
 
 Each worker writes OUT_DIR/worker-<index>.json (and .npz weights); the test compares them.
 """
@@ -142,7 +142,8 @@ def main():
         from kerafine.callbacks import CheckpointRestart
 
         ckpt_dir = sys.argv[3]
-        pause_file = sys.argv[4] if len(sys.argv) > 4 else None
+        save_freq = "epoch" if sys.argv[4] == "epoch" else int(sys.argv[4])
+        pause_file = sys.argv[5] if len(sys.argv) > 5 else None
         writes = []
         original_atomic_directory = _io.atomic_directory
 
@@ -153,10 +154,10 @@ def main():
         _io.atomic_directory = counting_atomic_directory
 
         class PauseOnce(keras.callbacks.Callback):
-            """Worker 1, epoch 2, batch 2 of the first run: announce itself and wait to be killed."""
+            """Worker 1, epoch 3, batch 5 of the first run: announce itself and wait to be killed."""
 
             def on_train_batch_end(self, batch, logs=None):
-                if pause_file and info.task_index == 1 and self._epoch == 2 and batch == 2 and not os.path.exists(pause_file):
+                if pause_file and info.task_index == 1 and self._epoch == 2 and batch == 4 and not os.path.exists(pause_file):
                     with open(pause_file, "w") as f:
                         f.write(str(os.getpid()))
                     print("PAUSED", flush=True)
@@ -166,7 +167,7 @@ def main():
                 self._epoch = epoch
 
         model = new_model()
-        ckpt = CheckpointRestart(ckpt_dir, keep=10)
+        ckpt = CheckpointRestart(ckpt_dir, keep=10, save_freq=save_freq)
         record = Record()
         model.fit(train, epochs=4, verbose=0, callbacks=[ckpt, PauseOnce(), record])
         result["resumed_from"] = None if ckpt.resumed_from is None else os.path.basename(str(ckpt.resumed_from))
