@@ -38,6 +38,7 @@ _SUBMODULES = (
     "callbacks",
     "metrics",
     "drift",
+    "distributed",
     "data",
     "schedules",
     "errors",

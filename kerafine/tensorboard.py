@@ -50,7 +50,7 @@ _writers: dict[str, Any] = {}
 
 
 def is_chief() -> bool:
-    """True unless this process is a non-chief worker of a multi-worker strategy."""
+    """True unless this process is a non-chief worker of a multi-worker cluster (strategy or ``TF_CONFIG``)."""
     import tensorflow as tf
 
     from kerafine._keras_compat import in_multi_worker_mode
@@ -58,7 +58,12 @@ def is_chief() -> bool:
     strategy = tf.distribute.get_strategy()
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not in_multi_worker_mode(strategy):
-        return True
+        # Keras runs callbacks outside the strategy's scope, so the current
+        # strategy is the default one even in a multi-worker fit: TF_CONFIG says
+        # who the chief is (the convention TensorFlow's own tools follow).
+        from kerafine._cluster import is_chief as tf_config_is_chief
+
+        return tf_config_is_chief()
     task_type, task_id = resolver.task_type, resolver.task_id
     if task_type in (None, "chief"):
         return True

@@ -169,6 +169,12 @@ def _is_chief() -> bool:
     return is_chief()
 
 
+def _num_workers() -> int:
+    from kerafine._cluster import cluster_info
+
+    return cluster_info().num_workers
+
+
 # -- the callback -----------------------------------------------------------
 
 
@@ -227,7 +233,10 @@ class CheckpointRestart(KerafineCallback):
             cost of one extra copy of the model and optimizer in memory until
             the write ends). At most one save is in flight; a failed save is
             raised at the next save or at the end of ``fit``. ``False`` writes
-            before training continues. Defaults to ``True``.
+            before training continues. In a multi-worker cluster (``TF_CONFIG``
+            names several workers) saves are always written before training
+            continues, so that every worker restores the same checkpoint.
+            Defaults to ``True``.
 
     Raises:
         KerafineError: for a bad argument, before training.
@@ -333,6 +342,7 @@ class CheckpointRestart(KerafineCallback):
     def _reset(self):
         self._path = Path(self.directory)
         self._chief = True
+        self._synchronous = not self.background_save
         self._cblist = None
         self._trained = None
         self._unwrap = None
@@ -373,6 +383,10 @@ class CheckpointRestart(KerafineCallback):
         self._wait_for_pending()
         self._reset()
         self._chief = _is_chief()
+        # Several workers: the chief writes before training goes on, so that any
+        # worker that rolls back or restarts finds the same newest checkpoint
+        # (the next step's all-reduce waits for the chief, hence for its write).
+        self._synchronous = not self.background_save or _num_workers() > 1
         self._cblist = self.context.callback_list
         self._trained = self.context.trained_model or self.model
         if self._cblist is None:
@@ -743,26 +757,36 @@ class CheckpointRestart(KerafineCallback):
             return None
         return {"class": type(opt).__name__, "variables": [[int(d) for d in v.shape] for v in opt.variables]}
 
+    def _snapshot_groups(self, batch: int) -> dict:
+        model = self.model
+        groups = {"model": [_snapshot(v) for v in model.variables]}
+        opt = getattr(model, "optimizer", None)
+        groups["optimizer"] = [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
+        groups["metrics"] = [_snapshot(v) for v in self._trained.metrics_variables] if batch > 0 else []
+        return groups
+
     def _save(self, epoch: int, batch: int, stopped: bool) -> None:
         self._batches_since_save = 0
         # Every worker checks (they hold the same weights and must take the same decision).
         if self._refuse_nonfinite_save(epoch, batch):
             return
         if not self._chief:
+            if self._synchronous and _num_workers() > 1:
+                # Under a multi-worker strategy, reading a sync-on-read variable
+                # (the metrics' running totals) all-reduces it across workers:
+                # every worker must read what the chief reads, or the chief's read
+                # meets another worker's next training step in the all-reduce.
+                self._snapshot_groups(batch)
             return
         # One save in flight at most, and the newest always renamed last.
         self._wait_for_pending()
         started = time.perf_counter()
-        model = self.model
-        groups = {"model": [_snapshot(v) for v in model.variables]}
-        opt = getattr(model, "optimizer", None)
-        groups["optimizer"] = [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
-        groups["metrics"] = [_snapshot(v) for v in self._trained.metrics_variables] if batch > 0 else []
+        groups = self._snapshot_groups(batch)
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"
         step = self._global_step()
-        if not self.background_save:
+        if self._synchronous:
             self._write(final, groups, state, epoch, batch)
             self._report_save(final, epoch, batch, step, time.perf_counter() - started)
             return

@@ -524,6 +524,142 @@ class ReferenceProfile:
             _sorted=sorted_t,
         )
 
+    @classmethod
+    def merge(cls, profiles, max_samples: int | None = None, seed: int | None = 0) -> "ReferenceProfile":
+        """Combine profiles of disjoint shards of the reference data into one.
+
+        What a fleet (or each worker of a multi-worker job) profiles shard by
+        shard merges here into the profile of all the rows: row and missing
+        counts, level counts, ranges, means and standard deviations are exact
+        (pooled moments, Chan et al.); the KS/MMD sample is a uniform sample
+        of all rows: how many rows come from each shard is drawn from the
+        multivariate hypergeometric law of a uniform sample of the whole (so a
+        shard with 3 times the rows gives about 3 times the sample rows), then
+        that many rows are drawn uniformly from the shard's own sample. The
+        quantile bins of PSI/Jensen-Shannon are taken from the merged sample,
+        as :meth:`from_batches` does.
+
+        Args:
+            profiles: a non-empty sequence of :class:`ReferenceProfile` with the
+                same features, categorical features and ``n_bins``.
+            max_samples: rows of the merged sample. Defaults to ``None``: the
+                smallest ``max_samples`` of ``profiles`` (no larger value can be
+                drawn uniformly from their samples).
+            seed: seed of the merged sample. Defaults to 0.
+
+        Returns:
+            The merged :class:`ReferenceProfile`.
+
+        Raises:
+            KerafineError: if ``profiles`` is empty or holds something else than
+                profiles, the profiles do not describe the same features, or
+                ``max_samples`` exceeds a profile's own ``max_samples``.
+
+        Example:
+
+        >>> rng = np.random.default_rng(0)
+        >>> a = ReferenceProfile.from_data(rng.normal(size=(300, 2)), max_samples=100)
+        >>> b = ReferenceProfile.from_data(rng.normal(size=(100, 2)), max_samples=100)
+        >>> merged = ReferenceProfile.merge([a, b])
+        >>> merged.n_rows, merged.sample.shape
+        (400, (100, 2))
+        """
+        if isinstance(profiles, ReferenceProfile) or not isinstance(profiles, Sequence) or not profiles:
+            raise invalid_argument("profiles", profiles, "a non-empty list of ReferenceProfile")
+        bad = [i for i, p in enumerate(profiles) if not isinstance(p, ReferenceProfile)]
+        if bad:
+            raise invalid_argument(
+                "profiles", profiles, f"a list of ReferenceProfile only (items {bad} are of another type)"
+            )
+        first = profiles[0]
+        for i, p in enumerate(profiles[1:], start=1):
+            for attr in ("feature_names", "categorical", "n_bins"):
+                if getattr(p, attr) != getattr(first, attr):
+                    raise invalid_argument(
+                        "profiles",
+                        f"profiles[{i}].{attr} = {getattr(p, attr)!r}",
+                        f"profiles of the same features: profiles[0].{attr} = {getattr(first, attr)!r}",
+                    )
+        smallest = min(p.max_samples for p in profiles)
+        if max_samples is None:
+            max_samples = smallest
+        elif isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or not (
+            MIN_ROWS["ks"] <= max_samples <= smallest
+        ):
+            raise invalid_argument(
+                "max_samples",
+                max_samples,
+                f"None or an int from {MIN_ROWS['ks']} to {smallest} (the smallest max_samples of the profiles)",
+            )
+        rng = np.random.default_rng(seed)
+        n_rows = np.array([p.n_rows for p in profiles], dtype=np.int64)
+        m = int(min(max_samples, n_rows.sum()))
+        # Shard shares of a uniform sample of m rows out of all rows.
+        share = rng.multivariate_hypergeometric(n_rows, m)
+        parts = []
+        for p, c in zip(profiles, share):
+            # c <= len(p.sample): c <= n_rows and c <= m <= p.max_samples.
+            parts.append(p.sample[rng.choice(len(p.sample), int(c), replace=False)])
+        sample = np.concatenate(parts, axis=0)[rng.permutation(m)]
+        # Exact pooled moments, per continuous feature.
+        cont = [p._cont for p in profiles]
+        n_valid = np.sum([c["n_valid"] for c in cont], axis=0).astype(np.int64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weights = np.array([c["n_valid"] for c in cont], dtype=np.float64)
+            means = np.array([c["mean"] for c in cont], dtype=np.float64)
+            mean = np.sum(weights * means, axis=0) / np.maximum(n_valid, 1)
+            m2 = np.sum(weights * np.array([c["std"] for c in cont], dtype=np.float64) ** 2, axis=0)
+            m2 = m2 + np.sum(weights * (means - mean) ** 2, axis=0)
+            std = np.sqrt(m2 / np.maximum(n_valid, 1))
+        lo = np.min([c["min"] for c in cont], axis=0)
+        hi = np.max([c["max"] for c in cont], axis=0)
+        sorted_t = np.sort(sample.T, axis=1)
+        s_valid = np.sum(~np.isnan(sorted_t), axis=1)
+        n_bins = first.n_bins
+        probs = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+        inner = np.empty((len(first.continuous), n_bins - 1))
+        bin_counts = np.zeros((len(first.continuous), n_bins), dtype=np.int64)
+        for i in range(len(first.continuous)):
+            v = sorted_t[i, : s_valid[i]]
+            if v.size == 0:
+                inner[i] = lo[i]
+                continue
+            inner[i] = np.quantile(v, probs)
+            cuts = np.searchsorted(v, inner[i], side="left")
+            bin_counts[i] = np.diff(np.concatenate([[0], cuts, [v.size]]))
+        cat = {}
+        for name in first.categorical:
+            acc: dict[str, int] = {}
+            for p in profiles:
+                for level, count in zip(p._cat[name]["levels"], p._cat[name]["counts"]):
+                    acc[level] = acc.get(level, 0) + int(count)
+            levels = sorted(acc)
+            cat[name] = {
+                "levels": levels,
+                "counts": [acc[k] for k in levels],
+                "n_missing": sum(int(p._cat[name]["n_missing"]) for p in profiles),
+            }
+        return cls(
+            feature_names=first.feature_names,
+            categorical=first.categorical,
+            n_rows=int(n_rows.sum()),
+            max_samples=int(max_samples),
+            n_bins=n_bins,
+            cont={
+                "n_valid": n_valid,
+                "mean": mean,
+                "std": std,
+                "min": lo,
+                "max": hi,
+                "inner_edges": inner,
+                "bin_counts": bin_counts,
+            },
+            cat=cat,
+            sample=sample,
+            seed=seed,
+            _sorted=sorted_t,
+        )
+
     # ------------------------------------------------------------ accessors
     def is_categorical(self, name: str) -> bool:
         return name in self._cat

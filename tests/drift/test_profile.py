@@ -169,3 +169,85 @@ def test_batches_with_other_columns_are_refused():
         ReferenceProfile.from_batches([rng.normal(size=(20, 2)), rng.normal(size=(20, 3))])
     with pytest.raises(DataError, match="they hold 4 rows in all"):
         ReferenceProfile.from_batches([rng.normal(size=(4, 2))])
+
+
+# ---------------------------------------------------------------- merge
+def _shards(seed=0):
+    """Two shards of very different size and distribution; `shard` marks a row's origin."""
+    rng = np.random.default_rng(seed)
+    sizes, centres = (3000, 1000), (0.0, 3.0)
+    frames = []
+    for i, (n, c) in enumerate(zip(sizes, centres)):
+        x = rng.normal(c, 1.0 + i, size=n)
+        x[rng.random(n) < 0.05] = np.nan  # missing values are counted exactly too
+        frames.append(
+            pd.DataFrame({"x": x, "shard": np.full(n, float(i)), "region": rng.choice(["eu", "us", "ap"], n, p=[0.5, 0.3, 0.2])})
+        )
+    return frames
+
+
+@pytest.mark.filterwarnings("ignore:Feature.s. \\['shard'\\] are constant")
+def test_merge_gives_exact_counts_moments_ranges_and_levels():
+    frames = _shards()
+    whole = ReferenceProfile.from_data(pd.concat(frames, ignore_index=True), max_samples=400)
+    merged = ReferenceProfile.merge([ReferenceProfile.from_data(f, max_samples=400) for f in frames])
+    assert merged.n_rows == whole.n_rows == 4000
+    assert merged.feature_names == whole.feature_names and merged.categorical == whole.categorical
+    for name in whole.continuous:
+        a, b = merged.continuous_summary(name), whole.continuous_summary(name)
+        assert a["n_valid"] == b["n_valid"] and a["n_missing"] == b["n_missing"]
+        assert a["min"] == b["min"] and a["max"] == b["max"]
+        np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a["std"], b["std"], rtol=1e-12)
+    assert merged.categorical_summary("region") == whole.categorical_summary("region")
+    assert merged.sample.shape == (400, 2)
+
+
+@pytest.mark.filterwarnings("ignore:Feature.s. \\['shard'\\] are constant")
+def test_merge_sample_is_a_uniform_sample_of_all_rows():
+    from scipy import stats
+
+    frames = _shards()
+    profiles = [ReferenceProfile.from_data(f, max_samples=400) for f in frames]
+    m, n_small, n_all = 400, 1000, 4000
+    # Rows of the small shard in the merged sample, over many merges: hypergeometric(4000, 1000, 400).
+    counts = np.array(
+        [int(np.sum(ReferenceProfile.merge(profiles, seed=s).sample[:, 1] == 1.0)) for s in range(300)]
+    )
+    law = stats.hypergeom(n_all, n_small, m)
+    assert stats.ttest_1samp(counts, law.mean()).pvalue > 1e-3
+    # Variance: (n-1) s^2 / sigma^2 is about chi-squared with n-1 degrees of freedom.
+    chi2 = (len(counts) - 1) * counts.var(ddof=1) / law.var()
+    assert stats.chi2(len(counts) - 1).cdf(chi2) > 5e-4 and stats.chi2(len(counts) - 1).sf(chi2) > 5e-4
+    # Pooled over the merges, the values look like all the rows (two-sample KS on the non-missing x).
+    pooled = np.concatenate([ReferenceProfile.merge(profiles, seed=s).sample[:, 0] for s in range(10)])
+    everything = pd.concat(frames)["x"].to_numpy()
+    assert stats.ks_2samp(pooled[~np.isnan(pooled)], everything[~np.isnan(everything)]).pvalue > 1e-3
+    # An unweighted merge (equal rows from each shard) is what the test must tell apart.
+    assert abs(counts.mean() - m / 2) > 10 * counts.std() / np.sqrt(len(counts))
+
+
+@pytest.mark.filterwarnings("ignore:Feature.s. \\['shard'\\] are constant")
+def test_merge_of_one_profile_keeps_its_summaries():
+    frame = _shards()[0]
+    p = ReferenceProfile.from_data(frame, max_samples=100)
+    merged = ReferenceProfile.merge([p])
+    assert merged.n_rows == p.n_rows
+    assert merged.categorical_summary("region") == p.categorical_summary("region")
+    assert sorted(map(tuple, merged.sample[:, 1:])) == sorted(map(tuple, p.sample[:, 1:]))
+
+
+@pytest.mark.filterwarnings("ignore:Feature.s. \\['shard'\\] are constant")
+def test_merge_bad_input():
+    a = ReferenceProfile.from_data(np.random.default_rng(0).normal(size=(50, 2)), max_samples=20)
+    b = ReferenceProfile.from_data(np.random.default_rng(1).normal(size=(50, 3)), max_samples=20)
+    with pytest.raises(KerafineError, match="`profiles`.*non-empty list"):
+        ReferenceProfile.merge([])
+    with pytest.raises(KerafineError, match="`profiles`.*non-empty list"):
+        ReferenceProfile.merge(a)
+    with pytest.raises(KerafineError, match=r"`profiles`.*items \[1\]"):
+        ReferenceProfile.merge([a, "b"])
+    with pytest.raises(KerafineError, match=r"profiles\[1\]\.feature_names"):
+        ReferenceProfile.merge([a, b])
+    with pytest.raises(KerafineError, match="`max_samples`.*received 21.*from 10 to 20"):
+        ReferenceProfile.merge([a, a], max_samples=21)
