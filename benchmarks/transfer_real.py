@@ -106,24 +106,17 @@ def load_group(root: Path, group: str) -> list[Series]:
     return out
 
 
-def normalise(values: np.ndarray, how: str, reference: tuple[float, float] | None = None) -> np.ndarray:
-    """``"series"``: robust z-score with the series' own median and IQR; ``"global"``:
-    z-score with the pooled mean/std of the pretraining series (``reference``)."""
-    if how == "series":
-        centre = float(np.median(values))
-        q1, q3 = np.percentile(values, [25, 75])
-        scale = float(q3 - q1) / 1.349
-        if scale <= 0:
-            scale = float(np.std(values)) or 1.0
-    else:
-        centre, scale = reference
-    return np.clip((values - centre) / scale, -10.0, 10.0)
-
-
-def cut(series: Series, args, stride: int, how: str, reference=None):
+def cut(series: Series, args, stride: int, how: str, reference: tuple[float, float] | None = None):
+    """Windows and labels of one series. ``how="series"``: kerafine's per-series robust
+    z-scores (``sliding_windows(normalize="robust")``); ``"global"``: z-scores with the
+    pooled mean and std of the pretraining series (``reference``), clipped alike."""
     from kerafine.data import sliding_windows
 
-    z = normalise(series.values, how, reference).astype("float32")
+    if how == "series":
+        return sliding_windows(series.values, window=args.window, horizon=1, stride=stride,
+                               labels=series.labels, normalize="robust")
+    centre, scale = reference
+    z = np.clip((series.values - centre) / scale, -10.0, 10.0)
     return sliding_windows(z, window=args.window, horizon=1, stride=stride, labels=series.labels)
 
 
@@ -341,7 +334,8 @@ def run(args) -> list[dict]:
                 print(
                     f"  {group:10s} seed={seed} budget={budget}: "
                     + "  ".join(f"{k}={row[k]['roc_auc']:.3f}" for k in MODELS)
-                    + f"  p(vs scratch)={row['vs_scratch']['p']:.3g}",
+                    + f"  p(vs scratch)={row['vs_scratch']['p']:.3g}"
+                    + f"  [s: pretrain {t_pre:.0f}, fine-tune {t_ft:.0f}, scratch {t_sc:.0f}]",
                     file=sys.stderr, flush=True,
                 )
     return rows
@@ -391,9 +385,9 @@ def parse_args(argv=None):
     p.add_argument("--normalise", choices=["series", "global"], default="series")
     p.add_argument("--objective", default="forecast", help="pretraining objective")
     p.add_argument("--kind", choices=["gru", "lstm"], default="gru")
-    p.add_argument("--units", nargs="+", type=int, default=[32])
-    p.add_argument("--window", type=int, default=48)
-    p.add_argument("--pretrain-epochs", type=int, default=10)
+    p.add_argument("--units", nargs="+", type=int, default=[16])
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--pretrain-epochs", type=int, default=8)
     p.add_argument("--head-epochs", type=int, default=5)
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--head-lr", type=float, default=1e-3)
@@ -402,9 +396,9 @@ def parse_args(argv=None):
     p.add_argument("--unfreeze", default="all", help='"all" or an int (top layers)')
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--pretrain-stride", type=int, default=2)
+    p.add_argument("--pretrain-stride", type=int, default=4)
     p.add_argument("--train-stride", type=int, default=2)
-    p.add_argument("--test-stride", type=int, default=4)
+    p.add_argument("--test-stride", type=int, default=8)
     p.add_argument("--json", type=Path, default=None, help="also write every row to this JSON file")
     args = p.parse_args(argv)
     if args.unfreeze != "all":
