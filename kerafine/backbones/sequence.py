@@ -218,7 +218,9 @@ def _pretraining_setup(
                 'objective="reconstruct" or "masked".'
             )
         inputs = keras.Input(shape=(timesteps, features), name="window")
-        outputs = keras.layers.Dense(horizon * features, name="next_steps")(encoder(inputs))
+        # "next_step" as before for horizon=1, so checkpoints of earlier pretraining runs still match.
+        name = "next_step" if horizon == 1 else "next_steps"
+        outputs = keras.layers.Dense(horizon * features, name=name)(encoder(inputs))
         return keras.Model(inputs, outputs, name="pretrain_forecast"), x, target, None
 
     weights = None
