@@ -168,6 +168,20 @@ def _check_windows(windows: Any, timesteps: int | None, features: int) -> np.nda
     return array
 
 
+def _hidden_steps(n_windows: int, n_steps: int, mask_rate: float, seed: int | None) -> np.ndarray:
+    """A boolean (n_windows, n_steps) array: which steps the masked objective hides.
+
+    Each step is hidden with probability ``mask_rate``; a window that drew no
+    hidden step gets one at a random position, so every window contributes to
+    the loss.
+    """
+    rng = np.random.default_rng(seed)
+    hidden = rng.random((n_windows, n_steps)) < mask_rate
+    empty = np.flatnonzero(~hidden.any(axis=1))
+    hidden[empty, rng.integers(0, n_steps, size=len(empty))] = True
+    return hidden
+
+
 def _pretraining_setup(
     encoder: keras.Model,
     array: np.ndarray,
@@ -175,51 +189,67 @@ def _pretraining_setup(
     timesteps: int | None,
     features: int,
     mask_value: float | None,
-) -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    """The self-supervised model around ``encoder`` and its (inputs, targets)."""
+    horizon: int = 1,
+    mask_rate: float = 0.15,
+    seed: int | None = None,
+) -> tuple[keras.Model, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The self-supervised model around ``encoder``, its (inputs, targets) and per-step loss weights."""
     n_steps = array.shape[1]
 
     if objective == "forecast":
-        if n_steps < 2:
+        if n_steps < horizon + 1:
             raise invalid_argument(
                 "windows",
-                f"windows of {n_steps} timestep",
-                'at least 2 timesteps for objective="forecast"',
+                f"windows of {n_steps} timestep{'s' if n_steps != 1 else ''}",
+                f'at least {horizon + 1} timesteps (horizon + 1) for objective="forecast"',
                 error=DataError,
             )
-        target = array[:, -1, :]
+        target = array[:, -horizon:, :].reshape(len(array), horizon * features)
         if timesteps is None:
-            x = array[:, :-1, :]
+            x = array[:, :-horizon, :]
         elif mask_value is not None:
             x = array.copy()
-            x[:, -1, :] = mask_value
+            x[:, -horizon:, :] = mask_value
         else:
             raise KerafineError(
-                'objective="forecast" needs to hide the last timestep of each window: build '
+                'objective="forecast" needs to hide the last timesteps of each window: build '
                 "the encoder with timesteps=None or with masking (mask_value), or use "
-                'objective="reconstruct".'
+                'objective="reconstruct" or "masked".'
             )
         inputs = keras.Input(shape=(timesteps, features), name="window")
-        outputs = keras.layers.Dense(features, name="next_step")(encoder(inputs))
-    else:
-        target = array
-        inputs = keras.Input(shape=(n_steps, features), name="window")
-        embedding = encoder(inputs)
-        width = int(embedding.shape[-1])
-        recurrent = keras.layers.GRU
-        for layer in encoder.layers:
-            inner = getattr(layer, "forward_layer", layer)
-            if isinstance(inner, keras.layers.LSTM):
-                recurrent = keras.layers.LSTM
-                break
-        x_dec = keras.layers.RepeatVector(n_steps, name="repeat")(embedding)
-        x_dec = recurrent(width, return_sequences=True, name="decoder")(x_dec)
-        outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(
-            x_dec
-        )
-        x = array
+        # "next_step" as before for horizon=1, so checkpoints of earlier pretraining runs still match.
+        name = "next_step" if horizon == 1 else "next_steps"
+        outputs = keras.layers.Dense(horizon * features, name=name)(encoder(inputs))
+        return keras.Model(inputs, outputs, name="pretrain_forecast"), x, target, None
 
-    return keras.Model(inputs, outputs, name=f"pretrain_{objective}"), x, target
+    weights = None
+    if objective == "masked":
+        hidden = _hidden_steps(len(array), n_steps, mask_rate, seed)
+        x = array.copy()
+        # Behind the Masking layer when there is one (the encoder skips the step);
+        # otherwise 0.0, the mean of standardised windows.
+        x[hidden] = 0.0 if mask_value is None else mask_value
+        weights = hidden.astype("float32")
+        target = array
+    else:
+        x = array
+        target = array
+    inputs = keras.Input(shape=(n_steps, features), name="window")
+    embedding = encoder(inputs)
+    width = int(embedding.shape[-1])
+    recurrent = keras.layers.GRU
+    for layer in encoder.layers:
+        inner = getattr(layer, "forward_layer", layer)
+        if isinstance(inner, keras.layers.LSTM):
+            recurrent = keras.layers.LSTM
+            break
+    x_dec = keras.layers.RepeatVector(n_steps, name="repeat")(embedding)
+    x_dec = recurrent(width, return_sequences=True, name="decoder")(x_dec)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(
+        x_dec
+    )
+
+    return keras.Model(inputs, outputs, name=f"pretrain_{objective}"), x, target, weights
 
 
 def pretrain_sequence_encoder(
@@ -228,24 +258,35 @@ def pretrain_sequence_encoder(
     objective: str = "forecast",
     epochs: int = 10,
     optimizer: Any = "adam",
+    *,
+    horizon: int = 1,
+    mask_rate: float = 0.15,
+    seed: int | None = None,
     **fit_kwargs: Any,
 ) -> keras.Model:
     """Pretrain a sequence encoder self-supervised on unlabeled windows.
 
-    Two objectives, both with a mean-squared-error loss:
+    Three objectives, all with a mean-squared-error loss:
 
-    - ``"forecast"``: the encoder reads each window with its **last** timestep
-      hidden and a linear layer predicts that timestep from the embedding. The
-      step is hidden by cutting it off when the encoder accepts variable-length
-      windows (``timesteps=None``), otherwise by setting it to the encoder's mask
-      value so its ``Masking`` layer skips it.
+    - ``"forecast"``: the encoder reads each window with its **last**
+      ``horizon`` timesteps hidden and a linear layer predicts them from the
+      embedding. The steps are hidden by cutting them off when the encoder
+      accepts variable-length windows (``timesteps=None``), otherwise by setting
+      them to the encoder's mask value so its ``Masking`` layer skips them.
     - ``"reconstruct"``: an autoencoder. The embedding is repeated over the
       timesteps (``RepeatVector``) and a recurrent decoder of the same kind
       reconstructs the whole window.
+    - ``"masked"``: masked reconstruction. A random share ``mask_rate`` of the
+      timesteps of each window (at least one) is hidden (set to the encoder's
+      mask value, so its ``Masking`` layer skips them, or to 0.0 without
+      masking) and the same decoder as ``"reconstruct"`` rebuilds the window;
+      the loss counts the hidden steps only. The hidden steps are drawn once,
+      with ``seed``.
 
     The decoder/forecast layers are discarded afterwards; only the encoder's
     weights are kept. Standardise the windows first (per feature, with statistics
-    of the training windows): on raw offsets such as "CPU around 60 %" the
+    of the training windows; on real metrics, per series: see the README section
+    "When does pretraining help?"): on raw offsets such as "CPU around 60 %" the
     autoencoder spends its first epochs learning the mean level and little else.
 
     Args:
@@ -253,9 +294,15 @@ def pretrain_sequence_encoder(
             ``(batch, timesteps, features)`` input and a rank-2 output). Trained in
             place.
         windows: unlabeled windows, ``(n_windows, timesteps, features)``, finite.
-        objective: ``"forecast"`` or ``"reconstruct"``. Defaults to ``"forecast"``.
+        objective: ``"forecast"``, ``"reconstruct"`` or ``"masked"``. Defaults to
+            ``"forecast"``.
         epochs: training epochs. Defaults to ``10``.
         optimizer: the Keras optimizer (name or instance). Defaults to ``"adam"``.
+        horizon: ``"forecast"`` only: how many last timesteps to hide and
+            predict, >= 1 and smaller than the window. Defaults to ``1``.
+        mask_rate: ``"masked"`` only: the share of timesteps hidden, in (0, 1).
+            Defaults to ``0.15``.
+        seed: ``"masked"`` only: seed of the hidden steps. Defaults to ``None``.
         **fit_kwargs: passed to ``keras.Model.fit`` (``batch_size``,
             ``validation_split``, ``callbacks``, ``verbose``, ...).
 
@@ -267,8 +314,10 @@ def pretrain_sequence_encoder(
     Raises:
         DataError: ``windows`` not rank 3, not matching the encoder's
             ``(timesteps, features)``, empty, or holding NaN/inf.
-        KerafineError: bad ``objective`` or ``epochs``; ``"forecast"`` on windows of
-            one timestep, or on a fixed-length encoder without a ``Masking`` layer.
+        KerafineError: bad ``objective``, ``epochs``, ``horizon``, ``mask_rate``
+            or ``seed``; ``"forecast"`` on windows of at most ``horizon``
+            timesteps, or on a fixed-length encoder without a ``Masking`` layer;
+            ``sample_weight`` in ``fit_kwargs`` with ``"masked"`` (it sets its own).
 
     Example:
 
@@ -278,13 +327,35 @@ def pretrain_sequence_encoder(
     >>> encoder = pretrain_sequence_encoder(encoder, windows, epochs=1, verbose=0)
     >>> len(encoder.pretraining_history.history["loss"])
     1
+    >>> encoder = pretrain_sequence_encoder(encoder, windows, "masked", epochs=1, seed=0, verbose=0)
+    >>> len(encoder.pretraining_history.history["loss"])
+    1
     """
     timesteps, features, mask_value = _encoder_window_shape(encoder)
-    check_choice("objective", objective, ("forecast", "reconstruct"))
+    check_choice("objective", objective, ("forecast", "reconstruct", "masked"))
     epochs = check_positive_int("epochs", epochs)
+    horizon = check_positive_int("horizon", horizon)
+    if (
+        isinstance(mask_rate, bool)
+        or not isinstance(mask_rate, numbers.Real)
+        or not 0.0 < float(mask_rate) < 1.0
+    ):
+        raise invalid_argument("mask_rate", mask_rate, "a float strictly between 0 and 1, e.g. 0.15")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise invalid_argument("seed", seed, "None or an int >= 0")
+    if objective == "masked" and "sample_weight" in fit_kwargs:
+        raise invalid_argument(
+            "sample_weight",
+            "an array",
+            'nothing with objective="masked" (it weights the hidden timesteps itself)',
+        )
     array = _check_windows(windows, timesteps, features)
-    pretrainer, x, target = _pretraining_setup(encoder, array, objective, timesteps, features, mask_value)
+    pretrainer, x, target, weights = _pretraining_setup(
+        encoder, array, objective, timesteps, features, mask_value, horizon, float(mask_rate), seed
+    )
     pretrainer.compile(optimizer=optimizer, loss="mse")
+    if weights is not None:
+        fit_kwargs["sample_weight"] = weights
     history = pretrainer.fit(x, target, epochs=epochs, **fit_kwargs)
     encoder.pretraining_history = history
     return encoder

@@ -125,7 +125,8 @@ def test_forecast_with_variable_length_encoder_cuts_the_last_step():
 
     windows = _sine_windows(n=8, steps=6)
     encoder = sequence_encoder((None, 1), units=(4,))
-    model, x, y = _pretraining_setup(encoder, windows, "forecast", None, 1, 0.0)
+    model, x, y, weights = _pretraining_setup(encoder, windows, "forecast", None, 1, 0.0)
+    assert weights is None
     np.testing.assert_array_equal(x, windows[:, :-1, :])
     np.testing.assert_array_equal(y, windows[:, -1, :])
     assert model.output.shape == (None, 1)
@@ -188,3 +189,88 @@ def test_bad_pretraining_arguments_are_rejected():
     one_step = sequence_encoder((1, 3), units=(4,))
     with pytest.raises(DataError, match=r"at least 2 timesteps"):
         pretrain_sequence_encoder(one_step, np.ones((4, 1, 3)))
+
+
+def test_forecast_horizon_hides_and_predicts_the_last_steps():
+    from kerafine.backbones.sequence import _pretraining_setup
+
+    windows = _sine_windows(n=8, steps=10)
+    variable = sequence_encoder((None, 1), units=(4,))
+    model, x, y, _ = _pretraining_setup(variable, windows, "forecast", None, 1, 0.0, horizon=3)
+    np.testing.assert_array_equal(x, windows[:, :-3, :])
+    np.testing.assert_array_equal(y, windows[:, -3:, 0])
+    assert model.output.shape == (None, 3)
+    fixed = sequence_encoder((10, 1), units=(4,), mask_value=-5.0)
+    model, x, y, _ = _pretraining_setup(fixed, windows, "forecast", 10, 1, -5.0, horizon=3)
+    assert np.all(x[:, -3:, :] == -5.0)
+    np.testing.assert_array_equal(x[:, :-3, :], windows[:, :-3, :])
+
+
+def test_forecast_horizon_pretraining_lowers_its_loss(seeded):
+    windows = _sine_windows()
+    encoder = sequence_encoder((None, 1), kind="gru", units=(16,))
+    pretrain_sequence_encoder(
+        encoder, windows, horizon=4, epochs=15, optimizer=keras.optimizers.Adam(0.02), batch_size=32, verbose=0
+    )
+    losses = encoder.pretraining_history.history["loss"]
+    # Predicting the window mean for the 4 hidden steps scores their variance
+    # around it; a learnt forecast of a sine must do far better.
+    future = windows[:, -4:, 0]
+    baseline = float(np.mean((future - windows[:, :-4, 0].mean(axis=1, keepdims=True)) ** 2))
+    assert losses[-1] < 0.3 * baseline
+
+
+def test_masked_objective_hides_a_seeded_share_of_steps_behind_the_mask():
+    from kerafine.backbones.sequence import _pretraining_setup
+
+    windows = _sine_windows(n=400, steps=20)
+    encoder = sequence_encoder((20, 1), units=(4,))
+    model, x, y, w = _pretraining_setup(encoder, windows, "masked", 20, 1, 0.0, mask_rate=0.25, seed=3)
+    hidden = w.astype(bool)
+    assert w.shape == (400, 20)
+    np.testing.assert_array_equal(y, windows)
+    assert np.all(x[hidden] == 0.0)  # the mask value: the encoder skips these steps
+    np.testing.assert_array_equal(x[~hidden], windows[~hidden])
+    assert hidden.any(axis=1).all()  # every window has at least one hidden step
+    # 8000 Bernoulli(0.25) draws: the share is within 5 standard errors of 0.25.
+    assert abs(hidden.mean() - 0.25) < 5 * np.sqrt(0.25 * 0.75 / hidden.size)
+    again = _pretraining_setup(encoder, windows, "masked", 20, 1, 0.0, mask_rate=0.25, seed=3)[3]
+    np.testing.assert_array_equal(again, w)
+    other = _pretraining_setup(encoder, windows, "masked", 20, 1, 0.0, mask_rate=0.25, seed=4)[3]
+    assert not np.array_equal(other, w)
+    assert model.output.shape == (None, 20, 1)
+    # Without masking the hidden steps read 0.0 (the mean of standardised data).
+    plain = sequence_encoder((20, 1), units=(4,), mask_value=None)
+    x, _, w = _pretraining_setup(plain, windows, "masked", 20, 1, None, mask_rate=0.25, seed=3)[1:]
+    assert np.all(x[w.astype(bool)] == 0.0)
+
+
+def test_masked_pretraining_fills_in_hidden_steps_better_than_the_mean(seeded):
+    windows = _sine_windows() - 2.0  # centred, as the docstring asks
+    encoder = sequence_encoder((12, 1), kind="gru", units=(16,), mask_value=None)
+    before = [w.copy() for w in encoder.get_weights()]
+    pretrain_sequence_encoder(
+        encoder, windows, "masked", epochs=20, optimizer=keras.optimizers.Adam(0.02),
+        mask_rate=0.2, seed=0, batch_size=32, verbose=0,
+    )
+    losses = encoder.pretraining_history.history["loss"]
+    # The first epoch's loss is close to that of predicting the mean (0) for the
+    # hidden steps; filling them in from their neighbours must halve it.
+    assert losses[-1] < 0.5 * losses[0]
+    assert any(not np.allclose(a, b) for a, b in zip(before, encoder.get_weights()))
+
+
+def test_bad_horizon_mask_rate_and_seed_are_rejected():
+    encoder = sequence_encoder((12, 1), units=(4,))
+    windows = np.ones((4, 12, 1))
+    with pytest.raises(KerafineError, match=r"argument `horizon`: received 0; expected an int >= 1"):
+        pretrain_sequence_encoder(encoder, windows, horizon=0)
+    with pytest.raises(DataError, match=r"windows of 12 timesteps'; expected at least 13 timesteps"):
+        pretrain_sequence_encoder(encoder, windows, horizon=12)
+    for bad in (0.0, 1.0, True, "0.1"):
+        with pytest.raises(KerafineError, match=r"argument `mask_rate`: received .*strictly between 0 and 1"):
+            pretrain_sequence_encoder(encoder, windows, "masked", mask_rate=bad)
+    with pytest.raises(KerafineError, match=r"argument `seed`: received -1; expected None or an int >= 0"):
+        pretrain_sequence_encoder(encoder, windows, "masked", seed=-1)
+    with pytest.raises(KerafineError, match=r"argument `sample_weight`.*hidden timesteps itself"):
+        pretrain_sequence_encoder(encoder, windows, "masked", sample_weight=np.ones(4))

@@ -105,3 +105,42 @@ def test_unsorted_groups_are_rejected():
 def test_label_length_mismatch_is_rejected():
     with pytest.raises(DataError, match=r"one label per row of `series`, shape \(10,\)"):
         sliding_windows(np.zeros(10), 2, labels=np.zeros(9))
+
+
+def test_robust_normalize_standardises_each_group_by_its_own_statistics():
+    rng = np.random.default_rng(0)
+    a = rng.normal(50.0, 5.0, size=(400, 2))
+    b = 1000.0 + 40.0 * rng.normal(size=(300, 2))
+    series = np.concatenate([a, b])
+    groups = np.repeat(["a", "b"], [400, 300])
+    x, y = sliding_windows(series, window=4, groups=groups, normalize="robust")
+    n_a = 400 - 4 - 1 + 1
+    for part, raw in ((x[:n_a], a), (x[n_a:], b)):
+        # The group's rows as windows see them: first step of each window plus the tail.
+        rows = np.concatenate([part[:, 0, :], part[-1, 1:, :]])
+        expected = (raw - np.median(raw, axis=0)) / ((np.percentile(raw, 75, axis=0) - np.percentile(raw, 25, axis=0)) / 1.349)
+        np.testing.assert_allclose(rows, np.clip(expected[: len(rows)], -10, 10), rtol=1e-5, atol=1e-5)
+    # Without labels the forecast targets are normalised the same way.
+    np.testing.assert_allclose(y[: n_a - 1], x[1:n_a, -1, :], atol=1e-6)
+    # Normal data: the scale is close to the standard deviation, so z-scores have sd ~ 1.
+    assert 0.9 < x[n_a:, 0, :].std() < 1.1
+
+
+def test_robust_normalize_clips_outliers_and_survives_constant_groups():
+    series = np.concatenate([np.zeros(50), [1e6], np.zeros(49), np.full(20, 7.0)])
+    series[:50] += np.arange(50) % 2  # IQR 1 on the first group
+    groups = np.repeat([0, 1], [100, 20])
+    x, _ = sliding_windows(series, window=5, groups=groups, normalize="robust")
+    assert x.max() == 10.0  # the 1e6 spike is clipped
+    assert np.all(np.isfinite(x))
+    np.testing.assert_array_equal(x[-1], 0.0)  # the constant group: centred, scale 1
+
+
+def test_robust_normalize_leaves_labels_alone_and_bad_values_are_rejected():
+    labels = np.r_[np.zeros(20), np.ones(5), np.zeros(15)]
+    _, plain = sliding_windows(np.arange(40.0) * 3, window=4, labels=labels)
+    _, norm = sliding_windows(np.arange(40.0) * 3, window=4, labels=labels, normalize="robust")
+    np.testing.assert_array_equal(plain, norm)
+    for bad in ("zscore", True, 1):
+        with pytest.raises(KerafineError, match=r"argument `normalize`: received .*; expected None or \"robust\""):
+            sliding_windows(np.arange(10.0), window=3, normalize=bad)
