@@ -12,7 +12,7 @@ and checked against four rules. A failure names ``file:line`` and the construct.
    (dunders and IPython's ``_repr_*_`` display methods excepted), and ``getattr``/``setattr``/``hasattr``/``delattr`` with a
    literal private name, are allowed only when ``x`` is
 
-   * ``self`` or ``cls`` *and* ``_name`` is defined (``def``, class attribute,
+   * ``self``, ``cls`` or ``super()`` *and* ``_name`` is defined (``def``, class attribute,
      ``self._name = ...``) by the enclosing class or by one of its kerafine base
      classes: a kerafine callback subclassing ``keras.callbacks.EarlyStopping``
      must not reach a Keras private (``self._is_improvement``) through ``self``
@@ -303,6 +303,11 @@ class _Checker(ast.NodeVisitor):
             return self._owned(root, first) and all(l in self.own for l in rest)
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "type":
             return attr in self.own  # type(self)._x
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super":
+            # super()._x: defined by a kerafine base of the enclosing class (not by Keras's Callback).
+            return bool(self.class_stack) and any(
+                self._class_defines(base, attr) for base in self.classes.get(self.class_stack[-1], {}).get("bases", [])
+            )
         return False
 
     def visit_Attribute(self, node: ast.Attribute) -> None:

@@ -7,7 +7,7 @@ that monitor it.
 
 from __future__ import annotations
 
-import importlib
+from kerafine._lazy import attach
 
 _LAZY = {
     "CheckpointRestart": "kerafine.callbacks.checkpoint_restart",
@@ -20,16 +20,4 @@ _LAZY = {
     "SecurityWarning": "kerafine.callbacks.security_monitor",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kerafine.callbacks' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)

@@ -19,8 +19,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from kerafine.callbacks.state import KerafineCallback
-from kerafine.callbacks.state import STATE_VERSION
+from kerafine.callbacks.state import _AlertHistoryCallback
 from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["DriftMonitor"]
@@ -53,7 +52,7 @@ def _as_features(arr, prefix: str):
     return arr, [f"{prefix}{i}" for i in range(arr.shape[1])]
 
 
-class DriftMonitor(KerafineCallback):
+class DriftMonitor(_AlertHistoryCallback):
     """Check for distribution shift at epoch end and raise an alert.
 
     Every check writes ``drift_share`` (share of drifted features) and
@@ -200,26 +199,16 @@ class DriftMonitor(KerafineCallback):
             self._ref_data = predictions.EvalData(reference, batch_size=batch_size, steps=steps, argument="reference")
             self._cur_data = predictions.EvalData(current_data, batch_size=batch_size, steps=steps, argument="current_data")
             DriftDetector(np.arange(16.0)[:, None], **self._detector_kwargs)  # validates the detector arguments
-        self._restored = False
         self._reset()
 
     def _reset(self) -> None:
-        self.history: list[dict] = []
-        self.n_alerts = 0
+        super()._reset()
         self.last_report = None
 
     # ---------------------------------------------------------- state protocol
     @property
     def state_key(self) -> str:
         return f"DriftMonitor[{self.on}|{self.layer or ''}|{self.name or ''}]"
-
-    def get_state(self) -> dict:
-        return {"version": STATE_VERSION, "history": [dict(h) for h in self.history], "n_alerts": int(self.n_alerts)}
-
-    def set_state(self, state: dict) -> None:
-        self.history = [dict(h) for h in state.get("history", [])]
-        self.n_alerts = int(state.get("n_alerts", 0))
-        self._restored = True
 
     # --------------------------------------------------------------- keras
     def on_train_begin(self, logs=None):

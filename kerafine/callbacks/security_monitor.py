@@ -17,7 +17,7 @@ import warnings
 
 import keras
 
-from kerafine.callbacks.state import STATE_VERSION
+from kerafine.callbacks.state import _AlertHistoryCallback
 from kerafine.errors import invalid_argument
 
 __all__ = ["SecurityMonitor", "SecurityWarning"]
@@ -27,7 +27,7 @@ class SecurityWarning(UserWarning):
     """Robust accuracy fell while clean accuracy rose."""
 
 
-class SecurityMonitor(keras.callbacks.Callback):
+class SecurityMonitor(_AlertHistoryCallback):
     """Log robust accuracy at ``epsilon`` every ``every_n_epochs`` epochs; warn when it falls as clean accuracy rises.
 
     Keys written into ``logs`` on checked epochs (left out on the others, as
@@ -123,12 +123,10 @@ class SecurityMonitor(keras.callbacks.Callback):
         self.seed = seed
         self.batch_size = batch_size
         self.name = name
-        self._restored = False
         self._reset()
 
     def _reset(self) -> None:
-        self.history: list[dict] = []
-        self.n_alerts = 0
+        super()._reset()
         self._attacker = None
 
     # ---------------------------------------------------------- state protocol
@@ -136,20 +134,9 @@ class SecurityMonitor(keras.callbacks.Callback):
     def state_key(self) -> str:
         return f"SecurityMonitor[{self.attack}|{self.epsilon:g}|{self.name or ''}]"
 
-    def get_state(self) -> dict:
-        return {"version": STATE_VERSION, "history": [dict(h) for h in self.history], "n_alerts": int(self.n_alerts)}
-
-    def set_state(self, state: dict) -> None:
-        self.history = [dict(h) for h in state.get("history", [])]
-        self.n_alerts = int(state.get("n_alerts", 0))
-        self._restored = True
-
     # --------------------------------------------------------------- keras
     def on_train_begin(self, logs=None):
-        if self._restored:
-            self._restored = False
-        else:
-            self._reset()
+        self._restore_or_reset()
         self._attacker = None
 
     def _key(self, key: str) -> str:

@@ -112,6 +112,27 @@ class KerafineCallback(_keras_callback()):
         """Build the callback's mutable state from scratch (a stateless callback keeps none)."""
 
 
+class _AlertHistoryCallback(KerafineCallback):
+    """A :class:`KerafineCallback` whose state is its per-check ``history`` and its alert count.
+
+    Shared by the monitors that check something every few epochs and alert
+    (``DriftMonitor``, ``SecurityMonitor``); a subclass adds its own transient
+    attributes in ``_reset`` after calling this one.
+    """
+
+    def _reset(self) -> None:
+        self.history: list[dict] = []
+        self.n_alerts = 0
+
+    def get_state(self) -> dict:
+        return {"version": self.state_version, "history": [dict(h) for h in self.history], "n_alerts": int(self.n_alerts)}
+
+    def set_state(self, state: dict) -> None:
+        self.history = [dict(h) for h in state.get("history", [])]
+        self.n_alerts = int(state.get("n_alerts", 0))
+        self._mark_restored()
+
+
 def _keras_adapters():
     import keras
 

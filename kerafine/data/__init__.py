@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from kerafine._lazy import attach
 
 # public name -> module; loaded on first use so `import kerafine.data` stays cheap
 # and a module that is not there yet never breaks the import.
@@ -30,16 +30,4 @@ _LAZY = {
     "ResumableSequence": "kerafine.data.resumable",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kerafine.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)

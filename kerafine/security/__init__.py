@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from kerafine._lazy import attach
 
 _LAZY = {
     "fgsm": "kerafine.security.attacks",
@@ -43,16 +43,4 @@ _LAZY = {
     "SecurityWarning": "kerafine.callbacks.security_monitor",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'kerafine.security' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = attach(__name__, _LAZY)
