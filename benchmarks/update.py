@@ -6,10 +6,15 @@ Prints, in one run:
 1. refresh (new labels + 30 % replay) against a model trained on all old + new labels, and
    fine-tuning on the new labels alone (no replay), with each one's old-fleet ROC-AUC change
    (forgetting);
-2. distillation: a student with at most 1/4 of the teacher's parameters, distilled and trained on
-   labels only, its test ROC-AUC and its predict speed-up over the teacher;
-3. an ensemble of three differently seeded fine-tuned models against its best member (paired
-   DeLong p-value);
+2. distillation: a small 1-D convolution student (far under 1/4 of the LSTM teacher's parameters),
+   distilled and trained on labels only, over several teacher and student seeds: its test ROC-AUC
+   against the teacher, the distilled - labels-only difference with a 95 % t-interval, and its
+   predict speed-up over the teacher (same rows and batch size, warm-up excluded, median of
+   alternating rounds);
+3. ensembles of three differently seeded fine-tuned models (two kinds of seeding: refreshed copies
+   of one model, and independently initialised models) against their best member chosen on the
+   validation servers (paired DeLong p-value), with diagnostics: member correlation, calibration,
+   the best member picked on the test set (biased) for contrast;
 4. the paired DeLong test against the O(mn) definition (max abs difference) and its rejection rate
    on equally good models over seeded draws.
 """
@@ -71,27 +76,88 @@ def auc(model, data):
     return roc_auc(data[1], model.predict(data[0], batch_size=1024, verbose=0).ravel())
 
 
-def predict_seconds(model, x, repeats=5):
-    model.predict(x, batch_size=256, verbose=0)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model.predict(x, batch_size=256, verbose=0)
-        best = min(best, time.perf_counter() - t0)
-    return best
+STUDENT = "Conv1D(8, kernel 3, ReLU) -> global average and max pooling -> Dense(1, sigmoid)"
+
+
+def conv_student(seed):
+    """The distillation student: one small 1-D convolution and pooled statistics; no recurrence.
+
+    An LSTM's predict time on a CPU is dominated by its 16 sequential steps whatever its width, so
+    a narrow LSTM is not a fast student; a convolution over the window is one parallel op.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 3), name="window")
+    h = keras.layers.Conv1D(8, 3, activation="relu", name="conv")(inputs)
+    h = keras.layers.Concatenate(name="pooled")([keras.layers.GlobalAveragePooling1D(name="avg")(h),
+                                                 keras.layers.GlobalMaxPooling1D(name="max")(h)])
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="predictions")(h), name="student")
+
+
+def predict_speedup(slow, fast, x, batch_size, rounds):
+    """Median predict times of two models on the same rows and batch size, and the median per-round ratio.
+
+    Each model predicts once to warm up (tracing, allocation; not timed); then rounds alternate the two
+    models (and their order), so both see the same machine load; the ratio is taken per round.
+    """
+    slow.predict(x, batch_size=batch_size, verbose=0)
+    fast.predict(x, batch_size=batch_size, verbose=0)
+    ts, tf_, ratios = [], [], []
+    for r in range(rounds):
+        pair = {}
+        for name, m in (("slow", slow), ("fast", fast)) if r % 2 == 0 else (("fast", fast), ("slow", slow)):
+            t0 = time.perf_counter()
+            m.predict(x, batch_size=batch_size, verbose=0)
+            pair[name] = time.perf_counter() - t0
+        ts.append(pair["slow"])
+        tf_.append(pair["fast"])
+        ratios.append(pair["slow"] / pair["fast"])
+    return float(np.median(ratios)), float(np.median(ts)), float(np.median(tf_))
+
+
+def t_interval(values, level=0.95):
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    h = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean() - h), float(v.mean() + h)
+
+
+def logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def ece(y, p, bins=10):
+    """Expected calibration error over equal-width probability bins."""
+    idx = np.minimum((np.asarray(p) * bins).astype(int), bins - 1)
+    return float(sum(abs(y[idx == b].mean() - p[idx == b].mean()) * (idx == b).mean()
+                     for b in range(bins) if (idx == b).any()))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller fleets and fewer epochs (about two minutes)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the script runs (no figures)")
+    ap.add_argument("--teachers", type=int, default=None, help="teacher seeds (default 2 quick, 3 full)")
+    ap.add_argument("--students", type=int, default=None, help="student seeds per teacher (default 4 quick, 5 full)")
+    ap.add_argument("--teacher-units", type=int, default=64, help="the teacher's LSTM units. Defaults to 64.")
+    ap.add_argument("--rounds", type=int, default=9, help="timed predict rounds per model. Defaults to 9.")
     args = ap.parse_args(argv)
+    args.teachers = args.teachers or (2 if args.quick else 3)
+    args.students = args.students or (4 if args.quick else 5)
     import keras
 
     import kerafine
     from kerafine.metrics import roc_auc, roc_auc_compare
-    from kerafine.update import distill, ensemble, refresh, replay_mix
+    from kerafine.update import distill, ensemble, refresh
 
     size = dict(servers=12, steps=2160, epochs=6) if args.quick else dict(servers=20, steps=2880, epochs=10)
+    if args.smoke:
+        size = dict(servers=8, steps=1440, epochs=1)
     ep = size["epochs"]
     print(f"kerafine.update benchmark ({'quick' if args.quick else 'full'}): keras {keras.__version__}, "
           f"numpy {np.__version__}, python {sys.version.split()[0]}")
@@ -129,46 +195,94 @@ def main(argv=None):
 
     # 2. distillation -----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    teacher = train(transfer_model(128, 1), both, 2 * ep)
-    student = transfer_model(8, 2)
-    label_only = train(transfer_model(8, 2), both, 3 * ep)
-    x_mix, y_mix, _ = replay_mix(new["train"], old["train"], 0.5)
-    distill(teacher, student, both, unlabeled=np.concatenate([new["val"][0], old["val"][0]]), temperature=3.0,
-            alpha=0.5, epochs=3 * ep, learning_rate=3e-3, verbose=0)
     test = (np.concatenate([old["test"][0], new["test"][0]]), np.concatenate([old["test"][1], new["test"][1]]))
+    unlabeled = np.concatenate([new["val"][0], old["val"][0]])
     xt = np.concatenate([test[0]] * max(1, 20000 // len(test[0])))
-    t_teacher, t_student = predict_seconds(teacher, xt), predict_seconds(student, xt)
-    a_t, a_s, a_l = auc(teacher, test), auc(student, test), auc(label_only, test)
-    print("\n2. Distillation (test servers of both fleets)")
-    print(f"  teacher  LSTM 128: {teacher.count_params():>6} params, ROC-AUC {a_t:.4f}, "
-          f"predict {1000 * t_teacher / len(xt) * 1000:.1f} ms/1k rows")
-    print(f"  student  LSTM 8  : {student.count_params():>6} params "
-          f"({student.count_params() / teacher.count_params():.3f} of the teacher), distilled ROC-AUC {a_s:.4f}, "
-          f"predict {1000 * t_student / len(xt) * 1000:.1f} ms/1k rows, speed-up x{t_teacher / t_student:.2f}")
-    print(f"  same student on labels only: ROC-AUC {a_l:.4f}")
-    print(f"  goal: student within 0.01 of the teacher: {a_s - a_t:+.4f} -> {'met' if a_s >= a_t - 0.01 else 'NOT met'};"
-          f" >= 3x faster: x{t_teacher / t_student:.2f} -> {'met' if t_teacher / t_student >= 3 else 'NOT met'}; "
-          f"distillation vs labels only: {a_s - a_l:+.4f}  ({time.perf_counter() - t0:.0f}s)")
+    print("\n2. Distillation (test servers of both fleets): teacher LSTM "
+          f"{args.teacher_units}, student a 1-D conv ({STUDENT})")
+    print(f"  {'teacher seed':<13}{'teacher':>8}{'student seed':>13}{'distilled':>10}{'labels only':>12}"
+          f"{'distil - labels':>16}")
+    diffs, gaps, per_teacher = [], [], {}
+    for ts in range(1, 1 + args.teachers):
+        teacher = train(transfer_model(args.teacher_units, 100 + ts), both, 2 * ep)
+        a_t = auc(teacher, test)
+        for ss in range(1, 1 + args.students):
+            student = conv_student(1000 * ts + ss)
+            distill(teacher, student, both, unlabeled=unlabeled, temperature=3.0, alpha=0.5, epochs=3 * ep,
+                    learning_rate=3e-3, verbose=0)
+            label_only = train(conv_student(1000 * ts + ss), both, 3 * ep)
+            a_s, a_l = auc(student, test), auc(label_only, test)
+            diffs.append(a_s - a_l)
+            gaps.append(a_s - a_t)
+            per_teacher.setdefault(ts, []).append(a_s - a_l)
+            print(f"  {ts:<13}{a_t:>8.4f}{ss:>13}{a_s:>10.4f}{a_l:>12.4f}{a_s - a_l:>+16.4f}")
+    ratio, t_teacher, t_student = predict_speedup(teacher, student, xt, batch_size=1024, rounds=args.rounds)
+    lo, hi = t_interval(diffs)
+    glo, ghi = t_interval(gaps)
+    print(f"  parameters: teacher {teacher.count_params()}, student {student.count_params()} "
+          f"({student.count_params() / teacher.count_params():.4f} of the teacher)")
+    print(f"  predict ({len(xt)} rows, batch 1024, warm-up excluded, median of {args.rounds} alternating rounds): "
+          f"teacher {1000 * t_teacher / len(xt) * 1000:.1f} ms/1k rows, student {1000 * t_student / len(xt) * 1000:.1f}"
+          f" ms/1k rows, speed-up x{ratio:.2f} (last teacher and student)")
+    print(f"  distilled student - teacher: mean {np.mean(gaps):+.4f}, 95 % interval [{glo:+.4f}, {ghi:+.4f}], "
+          f"worst {min(gaps):+.4f} over {len(gaps)} runs")
+    print(f"  distilled - labels-only student: mean {np.mean(diffs):+.4f}, 95 % t-interval [{lo:+.4f}, {hi:+.4f}] "
+          f"over {len(diffs)} paired runs; per teacher "
+          + ", ".join(f"{k}: {np.mean(v):+.4f}" for k, v in per_teacher.items()))
+    print(f"  goal: student within 0.01 of the teacher (mean): {np.mean(gaps):+.4f} -> "
+          f"{'met' if np.mean(gaps) >= -0.01 else 'NOT met'}; >= 3x faster: x{ratio:.2f} -> "
+          f"{'met' if ratio >= 3 else 'NOT met'}; distillation helped: "
+          f"{'yes' if lo > 0 else 'no, it hurt' if hi < 0 else 'not shown (interval contains 0)'}"
+          f"  ({time.perf_counter() - t0:.0f}s)")
 
     # 3. ensemble of three seeded fine-tuned models -------------------------------------------------
     t0 = time.perf_counter()
+    families = {}
     members = []
-    for s in (11, 12, 13):
+    for s in (11, 12, 13):  # same start (the current model), seeds change the replay sample and shuffles
         m = kerafine.load_model(path)
         keras.utils.set_random_seed(s)
         members.append(refresh(m, new["train"], replay=old["train"], epochs=ep, learning_rate=1e-3, seed=s,
                                batch_size=64, verbose=0).model)
-    aucs = [auc(m, new["test"]) for m in members]
-    best = int(np.argmax(aucs))
-    pb = members[best].predict(new["test"][0], verbose=0).ravel()
-    print("\n3. Ensembles of three differently seeded refreshed models, new-fleet test ROC-AUC")
-    print(f"  members {', '.join(f'{a:.4f}' for a in aucs)} (best: member {best})")
-    for method in ("mean", "weighted", "stacking"):
-        ens = ensemble(members, method, validation_data=None if method == "mean" else new["val"])
-        pe = ens.predict(new["test"][0], verbose=0).ravel()
-        cmp = roc_auc_compare(new["test"][1], pb, pe)
-        print(f"  {method:<9} ensemble {roc_auc(new['test'][1], pe):.4f}; vs best member {cmp.difference:+.4f}, "
-              f"paired DeLong p={cmp.p_value:.3g} -> {'met' if cmp.difference >= 0 else 'NOT met'}")
+    families["a. refreshed copies of one current model (seeds 11-13)"] = members
+    members = []
+    for s in (21, 22, 23):  # independent: own initialisation trained on B, then refreshed on C with replay
+        m = train(transfer_model(32, s), old["train"], 2 * ep)
+        keras.utils.set_random_seed(s)
+        members.append(refresh(m, new["train"], replay=old["train"], epochs=ep, learning_rate=1e-3, seed=s,
+                               batch_size=64, verbose=0).model)
+    families["b. independently initialised, trained on B, refreshed (seeds 21-23)"] = members
+    print("\n3. Ensembles of three differently seeded fine-tuned models, new-fleet test ROC-AUC")
+    print("  (the best member is chosen on the validation servers; the test-set pick is shown for contrast)")
+    yv, yt = new["val"][1], new["test"][1]
+    for fam, members in families.items():
+        pv = [members[i].predict(new["val"][0], batch_size=1024, verbose=0).ravel() for i in range(3)]
+        pt = [members[i].predict(new["test"][0], batch_size=1024, verbose=0).ravel() for i in range(3)]
+        a_val = [roc_auc(yv, p) for p in pv]
+        a_test = [roc_auc(yt, p) for p in pt]
+        by_val, by_test = int(np.argmax(a_val)), int(np.argmax(a_test))
+        lt = [logit(p) for p in pt]
+        corr = [np.corrcoef(lt[i], lt[j])[0, 1] for i, j in ((0, 1), (0, 2), (1, 2))]
+        print(f"  {fam}")
+        print(f"    members val {', '.join(f'{a:.4f}' for a in a_val)}; test {', '.join(f'{a:.4f}' for a in a_test)}; "
+              f"ECE {', '.join(f'{ece(yt, p):.3f}' for p in pt)}")
+        print(f"    test logit correlation between members {min(corr):.3f}-{max(corr):.3f}; largest |p_i - p_j| "
+              f"{max(np.abs(pt[i] - pt[j]).max() for i, j in ((0, 1), (0, 2), (1, 2))):.3f}")
+        print(f"    best member on val: {by_val} (test {a_test[by_val]:.4f}); best on test (biased pick): {by_test} "
+              f"(test {a_test[by_test]:.4f})")
+        for method in ("mean", "weighted", "stacking"):
+            ens = ensemble(members, method, validation_data=None if method == "mean" else new["val"])
+            pe = ens.predict(new["test"][0], batch_size=1024, verbose=0).ravel()
+            if method == "mean":
+                print(f"    check: mean ensemble = mean of the members' probabilities to "
+                      f"{np.abs(pe - np.mean(pt, axis=0)).max():.1e}")
+            cmp = roc_auc_compare(yt, pt[by_val], pe)
+            cmp_t = roc_auc_compare(yt, pt[by_test], pe)
+            print(f"    {method:<9} {roc_auc(yt, pe):.4f}; vs val-chosen member {cmp.difference:+.4f} "
+                  f"(paired DeLong p={cmp.p_value:.3g}) -> {'met' if cmp.difference >= 0 else 'NOT met'}; "
+                  f"vs test-chosen {cmp_t.difference:+.4f} (p={cmp_t.p_value:.3g})")
+        pl = 1 / (1 + np.exp(-np.mean(lt, axis=0)))
+        print(f"    diagnostic, mean of logits (not an ensemble() method): {roc_auc(yt, pl):.4f}")
     print(f"  ({time.perf_counter() - t0:.0f}s)")
 
     # 4. paired DeLong -----------------------------------------------------------------------------
