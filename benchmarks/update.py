@@ -101,25 +101,70 @@ def conv_student(seed, kind="conv8"):
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="predictions")(h), name="student")
 
 
-def predict_speedup(slow, fast, x, batch_size, rounds):
-    """Median predict times of two models on the same rows and batch size, and the median per-round ratio.
+def _timed_rounds(slow, fast, rounds):
+    """Median times of two zero-argument callables and their median per-round ratio.
 
-    Each model predicts once to warm up (tracing, allocation; not timed); then rounds alternate the two
-    models (and their order), so both see the same machine load; the ratio is taken per round.
+    Both are called once first (tracing, allocation; not timed); rounds then alternate the two (and
+    their order), so both see the same machine load, and the ratio is taken per round.
     """
-    slow.predict(x, batch_size=batch_size, verbose=0)
-    fast.predict(x, batch_size=batch_size, verbose=0)
+    slow(), fast()
     ts, tf_, ratios = [], [], []
     for r in range(rounds):
         pair = {}
-        for name, m in (("slow", slow), ("fast", fast)) if r % 2 == 0 else (("fast", fast), ("slow", slow)):
+        for name, f in (("slow", slow), ("fast", fast)) if r % 2 == 0 else (("fast", fast), ("slow", slow)):
             t0 = time.perf_counter()
-            m.predict(x, batch_size=batch_size, verbose=0)
+            f()
             pair[name] = time.perf_counter() - t0
         ts.append(pair["slow"])
         tf_.append(pair["fast"])
         ratios.append(pair["slow"] / pair["fast"])
     return float(np.median(ratios)), float(np.median(ts)), float(np.median(tf_))
+
+
+def predict_speedup(slow, fast, x, batch_size, rounds):
+    """``model.predict`` of both models on the same rows and batch size: (ratio, slow s, fast s)."""
+    return _timed_rounds(lambda: slow.predict(x, batch_size=batch_size, verbose=0),
+                         lambda: fast.predict(x, batch_size=batch_size, verbose=0), rounds)
+
+
+def forward_speedup(slow, fast, x, batch_size, rounds):
+    """The compiled forward pass (``tf.function`` of ``model(x, training=False)``) over the same batches.
+
+    This is what a serving path runs (an exported SavedModel, or a model called on tensors); it leaves
+    out ``model.predict``'s per-call and per-batch work (building a ``tf.data`` pipeline from numpy,
+    the predict loop, callbacks), which costs the same for any model and so hides a cheap model's speed.
+    """
+    import tensorflow as tf
+
+    batches = [tf.constant(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+
+    def runner(model):
+        step = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
+
+        def run():
+            for b in batches:
+                step(b).numpy()
+
+        return run
+
+    return _timed_rounds(runner(slow), runner(fast), rounds)
+
+
+def speed_table(teacher, students, x, rounds, batch_size=1024):
+    """Print the teacher's and each student's predict speed; return the students' forward-pass ratios."""
+    print(f"  predict speed on {len(x)} rows, batch {batch_size}, warm-up excluded, median of {rounds} rounds "
+          "alternating teacher and student:")
+    out = {}
+    for name, student in students.items():
+        r_p, t_p, s_p = predict_speedup(teacher, student, x, batch_size, rounds)
+        r_f, t_f, s_f = forward_speedup(teacher, student, x, batch_size, rounds)
+        ms = 1e6 / len(x)
+        print(f"    {name:<7} {student.count_params():>4} params ({student.count_params() / teacher.count_params():.4f}"
+              f" of {teacher.count_params()}): model.predict teacher {t_p * ms:.1f} / student {s_p * ms:.1f} ms per 1k "
+              f"rows, x{r_p:.2f}; compiled forward pass teacher {t_f * ms:.1f} / student {s_f * ms:.1f} ms per 1k rows,"
+              f" x{r_f:.2f}")
+        out[name] = (r_p, r_f)
+    return out
 
 
 def t_interval(values, level=0.95):
@@ -152,8 +197,8 @@ def main(argv=None):
     ap.add_argument("--students", type=int, default=None, help="student seeds per teacher (default 4 quick, 5 full)")
     ap.add_argument("--teacher-units", type=int, default=64, help="the teacher's LSTM units. Defaults to 64.")
     ap.add_argument("--student", choices=sorted(STUDENTS), default="conv8", help="the student. Defaults to conv8.")
-    ap.add_argument("--sections", default="1,2,3,4", help="sections to run (the refresh model of 1 is always "
-                    "trained: 3 starts from it). Defaults to all.")
+    ap.add_argument("--sections", default="1,2,3,4", help="sections to run, from 1,2,3,4 and "
+                    "'speed' (predict timing of every student, untrained). Defaults to 1,2,3,4.")
     ap.add_argument("--rounds", type=int, default=9, help="timed predict rounds per model. Defaults to 9.")
     args = ap.parse_args(argv)
     args.teachers = args.teachers or (2 if args.quick else 3)
@@ -206,6 +251,11 @@ def main(argv=None):
               f"{'met' if r_old >= base_old - 0.01 else 'NOT met'}  ({time.perf_counter() - t0:.0f}s)")
 
     # 2. distillation -----------------------------------------------------------------------------
+    if "speed" in sections:  # timing only: it does not depend on the weights, so untrained models do
+        print("\n2'. Predict speed of the students against the teacher (untrained models, same architectures)")
+        xs = np.concatenate([new["test"][0]] * max(1, 20000 // len(new["test"][0])))
+        speed_table(transfer_model(args.teacher_units, 101), {k: conv_student(1, k) for k in STUDENTS}, xs,
+                    args.rounds)
     if "2" in sections:
         t0 = time.perf_counter()
         test = (np.concatenate([old["test"][0], new["test"][0]]), np.concatenate([old["test"][1], new["test"][1]]))
@@ -229,21 +279,17 @@ def main(argv=None):
                 gaps.append(a_s - a_t)
                 per_teacher.setdefault(ts, []).append(a_s - a_l)
                 print(f"  {ts:<13}{a_t:>8.4f}{ss:>13}{a_s:>10.4f}{a_l:>12.4f}{a_s - a_l:>+16.4f}")
-        ratio, t_teacher, t_student = predict_speedup(teacher, student, xt, batch_size=1024, rounds=args.rounds)
+        speeds = speed_table(teacher, {args.student: student}, xt, args.rounds)
+        r_predict, ratio = speeds[args.student]
         lo, hi = t_interval(diffs)
         glo, ghi = t_interval(gaps)
-        print(f"  parameters: teacher {teacher.count_params()}, student {student.count_params()} "
-              f"({student.count_params() / teacher.count_params():.4f} of the teacher)")
-        print(f"  predict ({len(xt)} rows, batch 1024, warm-up excluded, median of {args.rounds} alternating rounds): "
-              f"teacher {1000 * t_teacher / len(xt) * 1000:.1f} ms/1k rows, student {1000 * t_student / len(xt) * 1000:.1f}"
-              f" ms/1k rows, speed-up x{ratio:.2f} (last teacher and student)")
         print(f"  distilled student - teacher: mean {np.mean(gaps):+.4f}, 95 % interval [{glo:+.4f}, {ghi:+.4f}], "
               f"worst {min(gaps):+.4f} over {len(gaps)} runs")
         print(f"  distilled - labels-only student: mean {np.mean(diffs):+.4f}, 95 % t-interval [{lo:+.4f}, {hi:+.4f}] "
               f"over {len(diffs)} paired runs; per teacher "
               + ", ".join(f"{k}: {np.mean(v):+.4f}" for k, v in per_teacher.items()))
         print(f"  goal: student within 0.01 of the teacher (mean): {np.mean(gaps):+.4f} -> "
-              f"{'met' if np.mean(gaps) >= -0.01 else 'NOT met'}; >= 3x faster: x{ratio:.2f} -> "
+              f"{'met' if np.mean(gaps) >= -0.01 else 'NOT met'}; >= 3x faster: forward pass x{ratio:.2f}, model.predict x{r_predict:.2f} -> "
               f"{'met' if ratio >= 3 else 'NOT met'}; distillation helped: "
               f"{'yes' if lo > 0 else 'no, it hurt' if hi < 0 else 'not shown (interval contains 0)'}"
               f"  ({time.perf_counter() - t0:.0f}s)")
