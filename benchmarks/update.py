@@ -196,7 +196,7 @@ def main(argv=None):
     ap.add_argument("--teachers", type=int, default=None, help="teacher seeds (default 2 quick, 3 full)")
     ap.add_argument("--students", type=int, default=None, help="student seeds per teacher (default 4 quick, 5 full)")
     ap.add_argument("--teacher-units", type=int, default=64, help="the teacher's LSTM units. Defaults to 64.")
-    ap.add_argument("--student", choices=sorted(STUDENTS), default="conv8", help="the student. Defaults to conv8.")
+    ap.add_argument("--student", choices=sorted(STUDENTS), default="conv16", help="the student. Defaults to conv16.")
     ap.add_argument("--sections", default="1,2,3,4", help="sections to run, from 1,2,3,4 and "
                     "'speed' (predict timing of every student, untrained). Defaults to 1,2,3,4.")
     ap.add_argument("--rounds", type=int, default=9, help="timed predict rounds per model. Defaults to 9.")
