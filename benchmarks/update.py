@@ -289,7 +289,8 @@ def main(argv=None):
               f"over {len(diffs)} paired runs; per teacher "
               + ", ".join(f"{k}: {np.mean(v):+.4f}" for k, v in per_teacher.items()))
         print(f"  goal: student within 0.01 of the teacher (mean): {np.mean(gaps):+.4f} -> "
-              f"{'met' if np.mean(gaps) >= -0.01 else 'NOT met'}; >= 3x faster: forward pass x{ratio:.2f}, model.predict x{r_predict:.2f} -> "
+              f"{'met' if np.mean(gaps) >= -0.01 else 'NOT met'}; >= 3x faster: forward pass x{ratio:.2f}, "
+              f"model.predict x{r_predict:.2f} -> "
               f"{'met' if ratio >= 3 else 'NOT met'}; distillation helped: "
               f"{'yes' if lo > 0 else 'no, it hurt' if hi < 0 else 'not shown (interval contains 0)'}"
               f"  ({time.perf_counter() - t0:.0f}s)")
