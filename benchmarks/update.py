@@ -325,11 +325,13 @@ def main(argv=None):
             lt = [logit(p) for p in pt]
             corr = [np.corrcoef(lt[i], lt[j])[0, 1] for i, j in ((0, 1), (0, 2), (1, 2))]
             print(f"  {fam}")
-            print(f"    members val {', '.join(f'{a:.4f}' for a in a_val)}; test {', '.join(f'{a:.4f}' for a in a_test)}; "
+            print(f"    members val {', '.join(f'{a:.4f}' for a in a_val)}; "
+                  f"test {', '.join(f'{a:.4f}' for a in a_test)}; "
                   f"ECE {', '.join(f'{ece(yt, p):.3f}' for p in pt)}")
             print(f"    test logit correlation between members {min(corr):.3f}-{max(corr):.3f}; largest |p_i - p_j| "
                   f"{max(np.abs(pt[i] - pt[j]).max() for i, j in ((0, 1), (0, 2), (1, 2))):.3f}")
-            print(f"    best member on val: {by_val} (test {a_test[by_val]:.4f}); best on test (biased pick): {by_test} "
+            print(f"    best member on val: {by_val} (test {a_test[by_val]:.4f}); "
+                  f"best on test (biased pick): {by_test} "
                   f"(test {a_test[by_test]:.4f})")
             for method in ("mean", "weighted", "stacking"):
                 ens = ensemble(members, method, validation_data=None if method == "mean" else new["val"])
@@ -371,7 +373,8 @@ def main(argv=None):
         for _ in range(draws):
             y = rng.integers(0, 2, 200)
             shared = rng.normal(size=200)
-            rej += roc_auc_compare(y, y + shared + rng.normal(size=200), y + shared + rng.normal(size=200)).p_value < 0.05
+            a, b = y + shared + rng.normal(size=200), y + shared + rng.normal(size=200)
+            rej += roc_auc_compare(y, a, b).p_value < 0.05
         print("\n4. Paired DeLong test")
         print(f"  largest |standard error - O(mn) definition| over 50 tied draws: {worst:.2e} "
               f"({'met' if worst < 1e-9 else 'NOT met'} at 1e-9)")
