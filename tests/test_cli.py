@@ -123,7 +123,7 @@ def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "kerafine", "demo", "--out", str(out), "--quick", "--quiet-fit"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _read_until(proc, "finetuned/head", timeout=600)
+        _read_until(proc, "finetuned: head", timeout=600)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         _, err = proc.communicate(timeout=120)
@@ -149,7 +149,7 @@ def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_p
     assert "fine-tuned" in printed and "from scratch" in printed and "test ROC-AUC" in printed
     from kerafine import tensorboard
 
-    assert "val_auc" in tensorboard.read_scalars(out / "logs" / "finetuned" / "head")
+    assert "val_auc" in tensorboard.read_scalars(out / "logs" / "finetuned")
     assert (out / "models" / "finetuned.kerafine.json").is_file()
 
 

@@ -28,6 +28,7 @@ _LAZY = {
     "generate_fleet": "kerafine.data.demo",
     "load_digits_task": "kerafine.data.demo",
     "ResumableSequence": "kerafine.data.resumable",
+    "check_label_classes": "kerafine.data.labels",
 }
 
 __all__ = sorted(_LAZY)
