@@ -67,7 +67,8 @@ def _fit_data(cfg, con: "_Console") -> dict:
     n_test, n_val = int(round(sp.test * len(t))), int(round(sp.val * len(t)))
     idx = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
     parts = {}
-    for name, rows in idx.items():
+    for name in ("train", "val", "test"):
+        rows = idx[name]
         sub = t.take(np.sort(rows))
         check_label_classes(sub.y, {"train": "training", "val": "validation"}.get(name, name))
         parts[name] = (sub.x, sub.y)
@@ -215,6 +216,8 @@ def _fit(args) -> int:
         histories = _train(model, data["train"], data["val"], head_epochs=s.head_epochs,
                            finetune_epochs=s.finetune_epochs, head_lr=lr, finetune_lr=ft_lr, unfreeze=s.unfreeze,
                            batch_size=s.batch_size, callbacks=cbs, verbose=verbose)
+    from kerafine.transfer import backbone_of
+
     model_path = out / "model.keras"
     _save_model_atomically(model, model_path)
     atomic_write_json(_sidecar(model_path), spec)
@@ -231,6 +234,8 @@ def _fit(args) -> int:
         "data": {k: {"rows": int(len(data[k][1])), "positives": int(data[k][1].sum())} for k in ("train", "val", "test")},
         "learning_rate": lr, "finetune_learning_rate": ft_lr, "lr_search": search,
         "history": histories, "callbacks": sorted(used),
+        # What `schedule.unfreeze` left trainable in the backbone for the fine-tuning phase.
+        "trainable_backbone_layers": [layer.name for layer in backbone_of(model).layers if layer.trainable_weights],
         "val": reports["val"].to_dict(), "test": reports["test"].to_dict(),
         "artifacts": {"model": "model.keras", "spec": _sidecar(model_path).name, "figure": "report.png",
                       "logs": "logs", "checkpoints": "checkpoints"},

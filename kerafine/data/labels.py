@@ -38,7 +38,7 @@ def check_label_classes(y, split: str, *, error: bool = True) -> dict:
         arr = arr.argmax(axis=1)
     arr = arr.reshape(-1)
     values, counts = np.unique(arr, return_counts=True)
-    found = {v.item() if hasattr(v, "item") else v: int(c) for v, c in zip(values, counts)}
+    found = {_plain(v): int(c) for v, c in zip(values, counts)}
     if len(found) < 2:
         shown = ", ".join(f"{k!r}: {v}" for k, v in found.items()) or "no rows"
         message = (f"The {split} split holds a single class ({shown}; {len(arr)} rows): a model trained or judged "
@@ -47,3 +47,9 @@ def check_label_classes(y, split: str, *, error: bool = True) -> dict:
             raise DataError(message)
         warnings.warn(message, UserWarning, stacklevel=2)
     return found
+
+
+def _plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    # Labels read as floats (0.0/1.0) are shown as the class indices they are.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
