@@ -127,8 +127,11 @@ def _demo(args) -> int:
         cbs, used = _callbacks(x_train=xtr, x_val=xv, y_val=yv, log_dir=logs / name, ckpt_dir=ckpts / name,
                                patience=4, drift=True, features=features)
         used_callbacks.update(used)
-        con.step(f"  {name}: head {schedule['head_epochs']} epochs at {schedule['head_lr']:g}, then "
-                 f"{schedule['finetune_epochs']} epochs at {schedule['finetune_lr']:g} (the same path as `kerafine fit`)")
+        if schedule["head_epochs"]:
+            con.step(f"  {name}: head {schedule['head_epochs']} epochs at {schedule['head_lr']:g}, then "
+                     f"{schedule['finetune_epochs']} epochs at {schedule['finetune_lr']:g} (as `kerafine fit` does)")
+        else:
+            con.step(f"  {name}: every layer, {schedule['finetune_epochs']} epochs at {schedule['finetune_lr']:g}")
         with _collect_warnings(con):
             _train(model, (xtr, ytr), (xv, yv), batch_size=64, callbacks=cbs, verbose=verbose, **schedule)
         _save_model_atomically(model, path)
