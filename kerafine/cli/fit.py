@@ -335,7 +335,9 @@ def add_parsers(sub) -> None:
             rate by a short search on validation ROC-AUC, train in two phases (head, then fine-tuning) with
             checkpoints and monitors, and write to the config's output_dir: TensorBoard logs (logs/), checkpoints
             (checkpoints/), the final model (model.keras with model.kerafine.json beside it), report.json and
-            report.png. Re-running after an interruption resumes from the last checkpoint."""),
+            report.png. Re-running the same config resumes from the last checkpoint (or reports the finished
+            run); a config changed since the run in output_dir stops with exit status 2, listing each changed
+            field: pass --fresh to start over there, or set another output_dir."""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", metavar="CONFIG.yaml", help="the YAML configuration")
