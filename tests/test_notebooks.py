@@ -58,3 +58,9 @@ def test_notebook_executes_in_a_jupyter_kernel(path, tmp_path, kernel_of_this_in
         fine, scratch = float(found.group(1)), float(found.group(2))
         assert fine > 0.92, (fine, scratch)
         assert fine - scratch > 0.05, (fine, scratch)
+    if path.stem.startswith("02_"):
+        # A frozen VGG16 backbone and a head trained on 269 images of digits 5-9 (five classes, chance
+        # 0.2). Measured (seed 0, TF 2.21 CPU): accuracy 0.703 (it was 0.18 with 4 head epochs at 1e-3).
+        found = re.search(r"RESULT accuracy=([\d.]+)", text)
+        assert found, text[-2000:]
+        assert float(found.group(1)) > 0.6
