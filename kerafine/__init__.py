@@ -43,6 +43,7 @@ _SUBMODULES = (
     "errors",
     "tensorboard",
     "update",
+    "security",
 )
 
 __all__ = sorted(list(_LAZY) + list(_SUBMODULES) + ["__version__"])

@@ -246,27 +246,38 @@ def atomic_directory(
         raise
 
 
-def _split_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+def split_arrays(value: Any, arrays, tag: str = _ARRAY_TAG) -> Any:
+    """Replace every array in a nested state by ``{tag: key}``; collect the arrays.
+
+    ``arrays`` is a dict (keys ``"a0"``, ``"a1"``... for ``.npz`` files) or a
+    list (keys are indices, for raw concatenated files). The one array
+    splitter of kerafine (``save_state`` and checkpoints use it).
+    """
     if isinstance(value, np.ndarray):
+        if isinstance(arrays, list):
+            arrays.append(value)
+            return {tag: len(arrays) - 1}
         key = f"a{len(arrays)}"
         arrays[key] = value
-        return {_ARRAY_TAG: key}
+        return {tag: key}
     if isinstance(value, Mapping):
-        return {str(k): _split_arrays(v, arrays) for k, v in value.items()}
+        return {str(k): split_arrays(v, arrays, tag) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_split_arrays(v, arrays) for v in value]
+        return [split_arrays(v, arrays, tag) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
-def _join_arrays(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+def join_arrays(value: Any, arrays, tag: str = _ARRAY_TAG, copy: bool = False) -> Any:
+    """Inverse of :func:`split_arrays` (``copy=True`` returns writable copies of read-only buffers)."""
     if isinstance(value, dict):
-        if set(value) == {_ARRAY_TAG}:
-            return np.asarray(arrays[value[_ARRAY_TAG]])
-        return {k: _join_arrays(v, arrays) for k, v in value.items()}
+        if set(value) == {tag}:
+            a = arrays[value[tag]]
+            return np.array(a) if copy else np.asarray(a)
+        return {k: join_arrays(v, arrays, tag, copy) for k, v in value.items()}
     if isinstance(value, list):
-        return [_join_arrays(v, arrays) for v in value]
+        return [join_arrays(v, arrays, tag, copy) for v in value]
     return value
 
 
@@ -279,7 +290,7 @@ def save_state(directory: str | os.PathLike, name: str, state: Mapping[str, Any]
     """
     directory = Path(directory)
     arrays: dict[str, np.ndarray] = {}
-    skeleton = _split_arrays(dict(state), arrays)
+    skeleton = split_arrays(dict(state), arrays)
     if arrays:
         buf_path = directory / f"{name}.npz"
         tmp = _temp_sibling(buf_path)
@@ -308,7 +319,7 @@ def load_state(directory: str | os.PathLike, name: str) -> dict:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"Cannot read array file {os.fspath(npz_path)!r}: {exc}") from exc
-    return _join_arrays(skeleton, arrays)
+    return join_arrays(skeleton, arrays)
 
 
 def check_writable_directory(path: str | os.PathLike, argument: str) -> Path:

@@ -23,12 +23,14 @@ def evaluate(
     level: float = 0.95,
     n_bins: int = 10,
     labels: Sequence | None = None,
+    robustness: Sequence[float] | None = None,
+    membership=None,
 ):
     """Predict with ``model`` on ``data`` and return a :class:`~kerafine.metrics.ClassificationReport`.
 
-    Prediction goes through the shared per-epoch prediction cache
-    (:mod:`kerafine.callbacks.predictions`), so evaluating on the same arrays
-    an ``AUCTracker`` used at the last epoch end reuses its forward pass.
+    The model predicts on ``data`` with its current weights: nothing cached
+    by a ``fit`` is reused (a cached pass could belong to other weights, e.g.
+    before ``EarlyStopping(restore_best_weights=True)`` restored the best).
 
     Args:
         model: a built ``keras.Model`` with one output: ``(n, 1)`` or ``(n,)``
@@ -42,6 +44,14 @@ def evaluate(
         level: level of the DeLong interval of the ROC-AUC. Defaults to 0.95.
         n_bins: calibration bins. Defaults to 10.
         labels: class of each output column (multiclass). Defaults to ``None``.
+        robustness: attack radii (model input units, e.g. ``[1, 2, 4]`` pixels):
+            adds a PGD-10 robustness section
+            (:func:`kerafine.security.robustness_curve`, at the report's
+            threshold) to the report. ``data`` must then be ``(x, y)`` arrays.
+            Defaults to ``None``.
+        membership: ``(train_data, holdout_data)``, each ``(x, y)``: adds a
+            membership-inference section
+            (:func:`kerafine.security.membership_inference`). Defaults to ``None``.
 
     Returns:
         :class:`kerafine.metrics.ClassificationReport`.
@@ -66,14 +76,18 @@ def evaluate(
     from kerafine.metrics.report import _check_threshold, classification_report
 
     _check_threshold(threshold)
+    if robustness is not None or membership is not None:
+        from kerafine.security.report import check_options
+
+        check_options(data, robustness, membership)
     eval_data = predictions.EvalData(data, batch_size=batch_size, steps=steps, argument="data")
-    pred = predictions.predict(model, eval_data)
+    pred = predictions.predict(model, eval_data)  # no cache: always these weights
     if pred.y_true is None:
         raise DataError(
             "Invalid value for argument `data`: received inputs without labels; "
             "expected (x, y), (x, y, sample_weight) or batches of them."
         )
-    return classification_report(
+    report = classification_report(
         pred.y_true,
         pred.y_pred,
         threshold=threshold,
@@ -82,3 +96,10 @@ def evaluate(
         n_bins=n_bins,
         labels=labels,
     )
+    if robustness is not None or membership is not None:
+        from kerafine.security.report import add_sections
+
+        report = add_sections(
+            report, model, data, robustness=robustness, membership=membership, batch_size=batch_size, level=level
+        )
+    return report

@@ -39,9 +39,15 @@ that predicts on raw inputs through ``self.model`` (an AUC tracker on raw
 validation data) runs the backbone each epoch, as the slow path would; batch
 hooks see batches of features rather than raw inputs; and anything tied to the
 model object ``fit`` is stepping (``self.model.train_function``, profiling,
-TensorBoard's graph) refers to the full model, which is not the one running. Callbacks that resume a run into the model
-being trained (``kerafine.callbacks.CheckpointRestart``, Keras's
-``BackupAndRestore``) turn "auto" caching off.
+TensorBoard's graph) refers to the full model, which is not the one running.
+kerafine's own callbacks are told explicitly (through their fit context) which
+model trains and which they watch: ``CheckpointRestart`` checkpoints and
+resumes the cached head phase (the head's variables and the optimizer are
+shared by both models) and keeps the features on disk beside its checkpoints
+(``<directory>/features-<key>``, checksummed), so a resumed run loads them
+instead of running the backbone again; the run looks like one run to every
+callback. Keras's ``BackupAndRestore``, which resumes the model it is pointed
+at, turns "auto" caching off.
 
 Example:
 
@@ -69,9 +75,11 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kerafine import _batches, _keras_compat
+from kerafine.callbacks import _context
 from kerafine import transfer
 from kerafine.errors import DataError, KerafineError, invalid_argument
-from kerafine.callbacks.predictions import _n_rows
+from kerafine._batches import n_rows as _n_rows
 
 __all__ = ["fine_tune", "FineTuneResult"]
 
@@ -98,6 +106,8 @@ class FineTuneResult:
         feature_seconds: time spent computing the cached features (0 if none).
         head_seconds: time spent in phase 1's ``fit``.
         finetune_seconds: time spent in phase 2's ``fit``.
+        features_loaded: whether the cached features were read from a
+            ``CheckpointRestart`` directory (a resumed run) instead of computed.
         lr_found: ``{"head": (lr, rule), "finetune": (lr, rule)}`` for the
             phases whose learning rate ``lr_find`` chose.
     """
@@ -113,6 +123,7 @@ class FineTuneResult:
     head_seconds: float
     finetune_seconds: float
     lr_found: dict = dataclasses.field(default_factory=dict)
+    features_loaded: bool = False
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -188,14 +199,6 @@ class _Data:
         if self.is_dataset:
             return tuple(self.dataset.element_spec[1].shape)
         return tuple(np.shape(self.y))
-
-
-def _take(x, start: int, stop: int):
-    if isinstance(x, dict):
-        return {k: v[start:stop] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [v[start:stop] for v in x]
-    return x[start:stop]
 
 
 def _is_array(x) -> bool:
@@ -323,7 +326,7 @@ def _clone_metrics(metrics):
 
 def _predictions_layer(model, backbone):
     inside = {id(l) for l in transfer._all_sublayers(backbone)}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _keras_compat.flatten_layers(model, include_self=False, recursive=True):
         if layer.name == "predictions" and id(layer) not in inside:
             return layer
     return None
@@ -418,9 +421,6 @@ def _head_model(model, backbone):
     return head_model, ""
 
 
-# Callbacks that restore a run into the model fit is stepping (and rewind its epoch
-# counter): pointed at the full model they would not resume the head-only model.
-_RESUMING_CALLBACKS = ("CheckpointRestart", "BackupAndRestore")
 
 
 def _cache_decision(model, backbone, cache_features, head_epochs: int, callbacks=()):
@@ -429,8 +429,11 @@ def _cache_decision(model, backbone, cache_features, head_epochs: int, callbacks
         return None, "cache_features=False"
     if head_epochs == 0:
         return None, "no head epochs"
-    resuming = [type(cb).__name__ for cb in callbacks
-                if any(c.__name__ in _RESUMING_CALLBACKS for c in type(cb).__mro__)]
+    import keras
+
+    # Keras's BackupAndRestore resumes the model it is pointed at (the full model), not
+    # the head-only model fit steps. kerafine's CheckpointRestart is told which is which.
+    resuming = [type(cb).__name__ for cb in callbacks if isinstance(cb, keras.callbacks.BackupAndRestore)]
     if resuming and cache_features == "auto":
         return None, f"callback {resuming[0]} resumes the model fit is running, which must be the full model"
     head_model, why = _head_model(model, backbone)
@@ -460,12 +463,12 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
         bar = tqdm(total=total if total > 0 else None, unit="batch", desc=f"features ({what})", delay=1.0,
                    disable=not progress, leave=False)
         seen_batch = None
-        for batch in data.dataset:
-            xb, yb = batch[0], batch[1]
+        for batch in _batches.iterate(data.dataset):
+            xb, yb, wb = _batches.split_batch(batch)
             feats.append(np.asarray(backbone.predict_on_batch(xb)))
             ys.append(np.asarray(yb))
-            if len(batch) == 3:
-                ws.append(np.asarray(batch[2]))
+            if wb is not None:
+                ws.append(np.asarray(wb))
             seen_batch = seen_batch or len(ys[-1])
             bar.update(1)
         bar.close()
@@ -486,6 +489,37 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
     return np.asarray(features), data.y, data.w, batch_size
 
 
+def _cached_features(backbone, train: _Data, val: Optional[_Data], batch_size: int, progress: bool, callbacks):
+    """``({"f_train", "y_train", "w_train", "bs", "f_val", ...}, loaded)``.
+
+    With a ``CheckpointRestart`` among the callbacks and array data, the
+    features live on disk beside its checkpoints (:mod:`kerafine._feature_cache`)
+    and a resumed run loads them instead of running the backbone again.
+    """
+    from kerafine import _feature_cache
+    from kerafine.callbacks.checkpoint_restart import CheckpointRestart
+    from kerafine.tensorboard import is_chief
+
+    def compute():
+        f_train, y_train, w_train, bs = _featurise(backbone, train, batch_size, progress, "train_data")
+        out = {"f_train": f_train, "y_train": y_train, "w_train": w_train, "bs": np.int64(bs)}
+        if val is not None:
+            f_val, y_val, w_val, _ = _featurise(backbone, val, batch_size, progress, "validation_data")
+            out.update(f_val=f_val, y_val=y_val, w_val=w_val)
+        return {k: v for k, v in out.items() if v is not None}
+
+    checkpointers = [cb for cb in callbacks if isinstance(cb, CheckpointRestart)]
+    arrays_only = not train.is_dataset and (val is None or not val.is_dataset)
+    if not checkpointers or not arrays_only:
+        return compute(), False
+    data_key = _feature_cache.data_digest(
+        train.x, train.y, train.w, None if val is None else val.x, None if val is None else val.y,
+        None if val is None else val.w,
+    )
+    key = _feature_cache.features_key(backbone, data_key, batch_size)
+    return _feature_cache.load_or_compute(checkpointers[0].directory, key, compute, chief=is_chief())
+
+
 # ---------------------------------------------------------------------------
 # callbacks during the cached phase
 
@@ -498,7 +532,7 @@ def _keras_callback_base():
 
 def _retarget_callbacks(user_callbacks, full_model, head_model):
     """The callbacks to give ``head_model.fit`` so that ``user_callbacks`` see ``full_model``."""
-    from keras.src import utils as keras_utils
+    from kerafine import _keras_compat
 
     base = _keras_callback_base()
 
@@ -521,7 +555,7 @@ def _retarget_callbacks(user_callbacks, full_model, head_model):
                 head_model.stop_training = True
 
     batch_hooks = any(
-        not keras_utils.is_default(cb.on_train_batch_end) or not keras_utils.is_default(cb.on_batch_end)
+        not _keras_compat.is_default_hook(cb.on_train_batch_end) or not _keras_compat.is_default_hook(cb.on_batch_end)
         for cb in user_callbacks
     )
     return [_Retarget()] + list(user_callbacks) + [(_SyncStopBatch if batch_hooks else _SyncStop)()]
@@ -736,16 +770,18 @@ def fine_tune(
     if head_epochs:
         if head_model is not None:
             t0 = time.perf_counter()
-            f_train, y_train, w_train, bs = _featurise(backbone, train, batch_size, progress, "train_data")
+            arrays, result["features_loaded"] = _cached_features(backbone, train, val, batch_size, progress, callbacks)
+            f_train, y_train, w_train, bs = arrays["f_train"], arrays["y_train"], arrays.get("w_train"), int(arrays["bs"])
             val_cached = None
-            if val is not None:
-                f_val, y_val, w_val, _ = _featurise(backbone, val, batch_size, progress, "validation_data")
+            if "f_val" in arrays:
+                f_val, y_val, w_val = arrays["f_val"], arrays["y_val"], arrays.get("w_val")
                 val_cached = (f_val, y_val) if w_val is None else (f_val, y_val, w_val)
             result["feature_seconds"] = time.perf_counter() - t0
             result["features_cached"] = True
             cached = _Data(x=f_train, y=y_train, w=w_train)
             _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples "
-                          f"in {result['feature_seconds']:.1f}s")
+                          + ("loaded from the checkpoint directory" if result["features_loaded"] else "")
+                          + f" in {result['feature_seconds']:.1f}s")
             lr = head_lr
             if lr == "find":
                 head_model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
@@ -757,11 +793,16 @@ def fine_tune(
             # The full model shares the optimizer, so callbacks pointed at it see the real one.
             model.compile(optimizer=opt, loss=loss, metrics=_clone_metrics(metrics))
             t0 = time.perf_counter()
-            history = head_model.fit(
-                f_train, y_train, sample_weight=w_train, batch_size=bs, epochs=head_epochs,
-                validation_data=val_cached, shuffle=shuffle,
-                callbacks=_retarget_callbacks(callbacks, model, head_model), **fit_common,
-            )
+            # kerafine callbacks are told explicitly: fit steps head_model, they watch model.
+            _context.bind(callbacks, trained_model=head_model, watched_model=model)
+            try:
+                history = head_model.fit(
+                    f_train, y_train, sample_weight=w_train, batch_size=bs, epochs=head_epochs,
+                    validation_data=val_cached, shuffle=shuffle,
+                    callbacks=_retarget_callbacks(callbacks, model, head_model), **fit_common,
+                )
+            finally:
+                _context.unbind(callbacks)
             result["head_seconds"] = time.perf_counter() - t0
             model.history = history
         else:

@@ -8,12 +8,11 @@ by ``Dropout`` when ``dropout > 0``) come before it.
 
 from __future__ import annotations
 
-import numbers
 
 import keras
 
 from kerafine.backbones._checks import check_choice, check_positive_int, check_rate, check_units
-from kerafine.errors import invalid_argument
+from kerafine.errors import check_int
 
 __all__ = ["classification", "regression"]
 
@@ -73,18 +72,13 @@ def classification(
     >>> head.layers[-1].name, classification(2).layers[-1].units
     ('predictions', 1)
     """
-    if (
-        isinstance(n_classes, bool)
-        or not isinstance(n_classes, numbers.Integral)
-        or n_classes < 2
-    ):
-        raise invalid_argument(
-            "n_classes",
-            n_classes,
-            "an int >= 2",
-            hint="A softmax over fewer than 2 classes always predicts 1; for a single yes/no "
-            "target use n_classes=2 (one sigmoid unit).",
-        )
+    check_int(
+        "n_classes",
+        n_classes,
+        minimum=2,
+        hint="A softmax over fewer than 2 classes always predicts 1; for a single yes/no "
+        "target use n_classes=2 (one sigmoid unit).",
+    )
     check_choice("multilabel", multilabel, (True, False))
     hidden = check_units("hidden", hidden)
     dropout = check_rate("dropout", dropout)

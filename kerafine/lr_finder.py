@@ -53,8 +53,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerafine.errors import DataError, KerafineError, TrainingError, invalid_argument
-from kerafine.callbacks.predictions import _n_rows
+from kerafine._keras_compat import flatten_layers
+from kerafine.errors import DataError, KerafineError, TrainingError, check_int, check_number, invalid_argument
+from kerafine import _batches as _batching  # (lr_finder's own `_batches` is the batch iterator below)
+
+_n_rows, _take, _is_array_like = _batching.n_rows, _batching.take, _batching.is_array_like
 
 __all__ = ["lr_find", "LRFindResult"]
 
@@ -153,31 +156,6 @@ class LRFindResult:
         )
 
 
-def _check_float(name, value, low=None, high=None, low_open=True, expected=None):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high
-    if not ok:
-        raise invalid_argument(name, value, expected)
-    return float(value)
-
-
-def _take(x, idx):
-    if isinstance(x, dict):
-        return {k: np.asarray(v)[idx] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(v)[idx] for v in x]
-    return np.asarray(x)[idx]
-
-
-def _is_array_like(x) -> bool:
-    if isinstance(x, dict):
-        return all(hasattr(v, "__array__") for v in x.values())
-    return hasattr(x, "__array__") and hasattr(x, "shape")
-
-
 def _batches(train_data, batch_size, num_steps, seed):
     """Validate ``train_data`` (before any training) and return a batch iterator."""
     if isinstance(train_data, tuple) and len(train_data) in (2, 3) and _is_array_like(train_data[0]):
@@ -228,17 +206,11 @@ def _batches(train_data, batch_size, num_steps, seed):
         )
 
     def gen():
-        if hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__") and not hasattr(train_data, "element_spec"):
-            source = (train_data[i] for i in range(len(train_data)))
-        else:
-            source = iter(train_data)
         count = 0
-        for batch in source:
-            if count >= num_steps:
-                return
+        for batch in _batching.iterate(train_data, num_steps):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
-            yield batch[0], batch[1], (batch[2] if len(batch) > 2 else None)
+            yield _batching.split_batch(batch)
             count += 1
         if count < num_steps:
             raise DataError(
@@ -260,8 +232,8 @@ def _copy_model(model):
             f"lr_find could not copy the model ({type(exc).__name__}: {exc}); it needs a Functional or "
             "Sequential model (kerafine.build_transfer_model builds one) so the original stays untouched."
         ) from exc
-    src_layers = list(model._flatten_layers(include_self=True, recursive=True))
-    dst_layers = list(clone._flatten_layers(include_self=True, recursive=True))
+    src_layers = flatten_layers(model)
+    dst_layers = flatten_layers(clone)
     if len(src_layers) == len(dst_layers):
         for a, b in zip(src_layers, dst_layers):
             b.trainable = a.trainable
@@ -405,15 +377,14 @@ def lr_find(
             f"Invalid value for argument `model`: received <{type(model).__name__} name={getattr(model, 'name', '?')}>; "
             "expected a compiled model. Call model.compile(optimizer, loss) first."
         )
-    start_lr = _check_float("start_lr", start_lr, low=0.0, expected="a finite float > 0")
-    end_lr = _check_float("end_lr", end_lr, low=0.0, expected="a finite float > 0")
+    start_lr = check_number("start_lr", start_lr, minimum=0, min_inclusive=False, expected="a finite float > 0")
+    end_lr = check_number("end_lr", end_lr, minimum=0, min_inclusive=False, expected="a finite float > 0")
     if start_lr >= end_lr:
         raise invalid_argument("start_lr", start_lr, f"a float smaller than end_lr={end_lr}", hint="The ramp goes up.")
     for name, value, minimum in (("num_steps", num_steps, _MIN_STEPS), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise invalid_argument(name, value, f"an int >= {minimum}")
-    smoothing = _check_float("smoothing", smoothing, low=0.0, high=1.0, low_open=False, expected="a float in [0, 1)")
-    diverge_factor = _check_float("diverge_factor", diverge_factor, low=1.0, expected="a finite float > 1")
+        check_int(name, value, minimum=minimum)
+    smoothing = check_number("smoothing", smoothing, minimum=0, maximum=1, max_inclusive=False, expected="a float in [0, 1)")
+    diverge_factor = check_number("diverge_factor", diverge_factor, minimum=1, min_inclusive=False, expected="a finite float > 1")
     batches = _batches(train_data, batch_size, num_steps, seed)
 
     work = _copy_model(model)

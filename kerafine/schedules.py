@@ -38,22 +38,14 @@ import math
 import keras
 from keras import ops
 
-from kerafine.errors import invalid_argument
+from kerafine.errors import check_int, check_number, invalid_argument
 
 __all__ = ["OneCycle", "WarmupCosineDecay"]
 
 
 def _positive_float(name, value, allow_zero=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise invalid_argument(name, value, "a finite float >= 0" if allow_zero else "a finite float > 0")
-    return float(value)
-
-
-def _positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise invalid_argument(name, value, f"an int >= {minimum}")
-    return int(value)
+    expected = "a finite float >= 0" if allow_zero else "a finite float > 0"
+    return check_number(name, value, minimum=0, min_inclusive=allow_zero, expected=expected)
 
 
 def _cosine(start, end, fraction):
@@ -99,10 +91,11 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     ):
         super().__init__()
         self.max_lr = _positive_float("max_lr", max_lr)
-        self.total_steps = _positive_int("total_steps", total_steps, minimum=2)
-        if not isinstance(pct_start, (int, float)) or isinstance(pct_start, bool) or not 0.0 < pct_start < 1.0:
-            raise invalid_argument("pct_start", pct_start, "a float strictly between 0 and 1")
-        self.pct_start = float(pct_start)
+        self.total_steps = check_int("total_steps", total_steps, minimum=2)
+        self.pct_start = check_number(
+            "pct_start", pct_start, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+            expected="a float strictly between 0 and 1",
+        )
         self.div_factor = _positive_float("div_factor", div_factor)
         self.final_div_factor = _positive_float("final_div_factor", final_div_factor)
         if self.div_factor < 1.0:
@@ -176,8 +169,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     ):
         super().__init__()
         self.peak_lr = _positive_float("peak_lr", peak_lr)
-        self.total_steps = _positive_int("total_steps", total_steps)
-        self.warmup_steps = _positive_int("warmup_steps", warmup_steps, minimum=0)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         if self.warmup_steps >= self.total_steps:
             raise invalid_argument(
                 "warmup_steps", warmup_steps, f"an int smaller than total_steps={self.total_steps}"

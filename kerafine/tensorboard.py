@@ -53,9 +53,11 @@ def is_chief() -> bool:
     """True unless this process is a non-chief worker of a multi-worker strategy."""
     import tensorflow as tf
 
+    from kerafine._keras_compat import in_multi_worker_mode
+
     strategy = tf.distribute.get_strategy()
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+    if resolver is None or not in_multi_worker_mode(strategy):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     if task_type in (None, "chief"):

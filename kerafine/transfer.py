@@ -55,10 +55,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import warnings
 from typing import Any, Iterable, Optional, Union
 
+from kerafine import _keras_compat as _compat
 from kerafine.errors import KerafineError, did_you_mean, invalid_argument
 
 __all__ = [
@@ -119,7 +119,7 @@ def _leaf_layers(model, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _all_sublayers(layer) -> list:
     """Every layer inside ``layer`` (wrappers and RNN cells included), ``layer`` first."""
-    return list(layer._flatten_layers(include_self=True, recursive=True))
+    return _compat.flatten_layers(layer)
 
 
 def _batchnorm_layers(layer) -> list:
@@ -156,8 +156,9 @@ def _name_index(backbone) -> dict[str, int]:
 def _outer_nodes(model):
     """The call nodes of a functional model (not its inputs)."""
     nodes = []
-    for depth in sorted(getattr(model, "_nodes_by_depth", {}) or {}, reverse=True):
-        for node in model._nodes_by_depth[depth]:
+    graph = _compat.nodes_by_depth(model)
+    for depth in sorted(graph, reverse=True):
+        for node in graph[depth]:
             if node.operation is not None and not getattr(node, "is_input", False):
                 nodes.append(node)
     return nodes
@@ -276,45 +277,15 @@ def head_of(model):
 # the inference-mode pin
 
 
-def _pin_inference(layer) -> None:
-    """Stop ``layer`` inheriting the outer call's ``training`` flag (see the module docstring)."""
-    args = getattr(layer, "_call_context_args", None)
-    if args is not None and "training" in args:
-        layer._call_context_args = set(args) - {"training"}
-
-
-def _is_pinned(layer) -> bool:
-    return "training" not in getattr(layer, "_call_context_args", {"training"})
-
-
 def _pin_recorded_inference(model) -> list[str]:
     """Pin every nested model that ``model``'s graph calls with ``training=False``; return their names."""
     pinned = []
     for node in _outer_nodes(model):
         op = node.operation
-        if _is_container(op) and node.arguments.kwargs.get("training") is False and not _is_pinned(op):
-            _pin_inference(op)
+        if _is_container(op) and node.arguments.kwargs.get("training") is False and not _compat.is_pinned(op):
+            _compat.pin_inference(op)
             pinned.append(op.name)
     return pinned
-
-
-@functools.lru_cache(maxsize=1)
-def _recorded_training_honoured() -> bool:
-    """Does this Keras keep a nested call's recorded ``training=False`` under an outer ``training=True``?"""
-    import numpy as np
-
-    keras = _keras()
-    # Explicit names: the probe must not advance Keras's automatic layer numbering.
-    inner_in = keras.Input((2,), name="kerafine_probe_in")
-    bn = keras.layers.BatchNormalization(momentum=0.0, name="kerafine_probe_bn")
-    inner = keras.Model(inner_in, bn(inner_in), name="kerafine_probe_inner")
-    outer_in = keras.Input((2,), name="kerafine_probe_outer_in")
-    outer = keras.Model(outer_in, inner(outer_in, training=False), name="kerafine_probe_outer")
-    x = np.array([[10.0, -10.0], [30.0, 10.0]], dtype="float32")
-    # Inference mode normalises with the initial moving statistics (mean 0, var 1): x
-    # comes back almost unchanged; training mode centres each column on its batch mean.
-    y = np.asarray(outer(x, training=True))
-    return bool(np.allclose(y, x, rtol=1e-2, atol=1e-2))
 
 
 def _effective_training(model, outer: Optional[bool] = True) -> dict[int, Optional[bool]]:
@@ -329,11 +300,11 @@ def _effective_training(model, outer: Optional[bool] = True) -> dict[int, Option
         if isinstance(layer, keras.Sequential):
             for sub in layer.layers:
                 visit(sub, training)
-        elif _is_container(layer) and getattr(layer, "_nodes_by_depth", None):
+        elif _is_container(layer) and _compat.nodes_by_depth(layer):
             for node in _outer_nodes(layer):
                 op = node.operation
                 recorded = node.arguments.kwargs.get("training")
-                if recorded is not None and (_is_pinned(op) or _recorded_training_honoured()):
+                if recorded is not None and (_compat.is_pinned(op) or _compat.recorded_training_honoured()):
                     eff = recorded
                 elif training is not None:
                     eff = training
@@ -341,7 +312,7 @@ def _effective_training(model, outer: Optional[bool] = True) -> dict[int, Option
                     eff = recorded
                 visit(op, eff)
         else:
-            for sub in layer._flatten_layers(include_self=False, recursive=False):
+            for sub in _compat.flatten_layers(layer, include_self=False, recursive=False):
                 visit(sub, training)
 
     visit(model, outer)
@@ -633,7 +604,7 @@ def build_transfer_model(backbone, head, freeze: FreezeSpec = "all", name: Optio
         label = key if key is not None else getattr(t, "name", None)
         return keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, sparse=getattr(t, "sparse", False), name=label)
 
-    structure = getattr(backbone, "_inputs_struct", None)
+    structure = _compat.inputs_structure(backbone)
     if isinstance(structure, dict):
         inputs = {key: mirror(t, key) for key, t in structure.items()}
     elif isinstance(structure, (list, tuple)) and len(backbone.inputs) > 1:
@@ -642,7 +613,7 @@ def build_transfer_model(backbone, head, freeze: FreezeSpec = "all", name: Optio
         inputs = mirror(backbone.inputs[0])
     # Keras 3.15 overrides this recorded value with fit's training=True unless pinned.
     features = backbone(inputs, training=False)
-    _pin_inference(backbone)
+    _compat.pin_inference(backbone)
     outputs = head(features)
     model = keras.Model(inputs, outputs, name=name or f"{backbone.name}_transfer")
     _apply(backbone, n_top)

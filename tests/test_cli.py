@@ -272,6 +272,17 @@ def test_fit_a_tabular_csv_then_evaluate_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run" / "model.keras"), str(tmp_path / "clicks.csv")]) == 0
     assert "ROC-AUC" in capsys.readouterr().out
+    # The report is of the saved (restored-best) model, never of a cached pass of other weights.
+    from sklearn.metrics import roc_auc_score
+
+    from kerafine import cli as cli_module
+    from kerafine.config import load_config
+
+    data = cli_module._fit_data(load_config(tmp_path / "fit.yaml", check_output_dir=False), cli_module._Console(quiet=True))
+    model = cli_module._load_model(tmp_path / "run" / "model.keras")
+    x_val, y_val = data["val"][0], data["val"][1]
+    expected = roc_auc_score(y_val, cli_module._predict(model, x_val))
+    assert report["val"]["roc_auc"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_drift_accepts_the_reference_and_current_flags_and_refuses_ambiguous_or_missing_paths(tmp_path, capsys):

@@ -18,17 +18,45 @@ def _model_and_data():
     return model, x, y
 
 
-def test_evaluate_reports_on_the_models_predictions_and_reuses_the_last_epochs_pass(monkeypatch):
+def test_evaluate_reports_on_the_models_current_predictions(monkeypatch):
     model, x, y = _model_and_data()
-    calls = []
-    original = model.predict
-    monkeypatch.setattr(model, "predict", lambda *a, **k: calls.append(1) or original(*a, **k))
     model.fit(x, y, epochs=2, verbose=0, callbacks=[AUCTracker((x, y))])
-    assert len(calls) == 2
     report = kerafine.evaluate(model, (x, y), threshold="youden")
-    assert len(calls) == 2  # the tracker's pass of the last epoch is reused
-    expected = classification_report(y, original(x, verbose=0), threshold="youden")
+    expected = classification_report(y, model.predict(x, verbose=0), threshold="youden")
     assert report.to_dict() == expected.to_dict()
+
+
+class _FlipAtEpoch(keras.callbacks.Callback):
+    """Negates the weights at the start of one epoch: that epoch's scores rank the classes backwards."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.set_weights([-w for w in self.model.get_weights()])
+
+
+def test_evaluate_after_restore_best_weights_gives_the_restored_models_auc():
+    from sklearn.metrics import roc_auc_score
+
+    from kerafine.callbacks.early_stopping import EarlyStopping
+
+    model, x, y = _model_and_data()
+    model.compile(keras.optimizers.SGD(0.01), "binary_crossentropy")
+    # Start from weights that rank by the informative feature: the first epochs score well.
+    model.set_weights([np.array([[0.0], [1.0], [0.0], [0.0]], "float32"), np.zeros(1, "float32")])
+    stop = EarlyStopping(monitor="val_auc", mode="max", patience=5, restore_best_weights=True)
+    history = model.fit(
+        x, y, epochs=3, verbose=0, callbacks=[_FlipAtEpoch(2), AUCTracker((x, y)), stop]
+    )
+    aucs = history.history["val_auc"]
+    assert aucs[-1] < 0.5 < max(aucs[:-1])  # the last epoch is the worst, the best was restored
+    report = kerafine.evaluate(model, (x, y))
+    restored = roc_auc_score(y, model.predict(x, verbose=0).ravel())
+    assert report.roc_auc == pytest.approx(restored, abs=1e-12)
+    assert report.roc_auc == pytest.approx(max(aucs), abs=1e-9)
 
 
 def test_evaluate_accepts_a_dataset_and_rejects_unlabelled_or_empty_data():

@@ -1,5 +1,6 @@
 """Tests for kerafine.finetune: the two phases, frozen-feature caching, callbacks, bad input."""
 
+import os
 import warnings
 
 import keras
@@ -366,3 +367,56 @@ def test_head_lr_find_uses_the_lr_find_suggestion(caplog):
     assert f"lr_find suggested {lr:.3g} (rule: {rule})" in caplog.text
     with pytest.raises(KerafineError, match=r"`finetune_lr`: received 'find'; .*at least 10 batches .* there are 3"):
         fine_tune(model, (x[:24], y[:24]), finetune_lr="find", batch_size=8)
+
+
+# ---------------------------------------------------------------------------
+# checkpointing the cached head phase: killed, resumed, bit-identical, features not recomputed
+
+
+def _run_finetune_script(config):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).with_name("_finetune_kill_script.py"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, script, json.dumps(config)], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_cached_head_phase_killed_and_resumed_ends_bit_identical_without_recomputing_features(tmp_path):
+    reference = _run_finetune_script({"directory": str(tmp_path / "ref"), "out": str(tmp_path / "ref.npz")})
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed = _run_finetune_script({"directory": str(tmp_path / "run"), "out": str(tmp_path / "run.npz"), "kill_epoch": 3})
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not (tmp_path / "run.npz").exists()
+    features = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("features-"))
+    assert len(features) == 1  # written (checksummed) before the head phase started
+    resumed = _run_finetune_script({"directory": str(tmp_path / "run"), "out": str(tmp_path / "run.npz")})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ref, run = np.load(tmp_path / "ref.npz"), np.load(tmp_path / "run.npz")
+    # The uninterrupted run computed the features once (train + validation); the resumed run loaded them.
+    assert int(ref["backbone_predict_calls"]) == 2 and not bool(ref["features_loaded"])
+    assert int(run["backbone_predict_calls"]) == 0 and bool(run["features_loaded"]) and bool(run["features_cached"])
+    assert bool(run["head_resumed"]) and not bool(ref["head_resumed"])
+    weights = sorted(k for k in ref.files if k.startswith("w"))
+    assert weights and weights == sorted(k for k in run.files if k.startswith("w"))
+    for k in weights:
+        np.testing.assert_array_equal(ref[k], run[k], err_msg=k)
+
+
+def test_auto_caching_stays_on_with_checkpoint_restart_and_checkpoints_the_head_phase(tmp_path):
+    from kerafine.callbacks.checkpoint_restart import CheckpointRestart
+
+    model = build_transfer_model(dict_backbone(), head())
+    x, y = tabular_data(16)
+    ckpt = CheckpointRestart(tmp_path / "c", background_save=False)
+    r = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=0, callbacks=[ckpt], batch_size=8, verbose=0)
+    assert r.features_cached and not r.features_loaded
+    assert [p.name for p in ckpt.checkpoints()][0] == "ckpt-00000003"  # initial + one per head epoch
+    # A second run of the same script resumes the finished head phase: nothing trains, nothing is recomputed.
+    again = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=0, callbacks=[CheckpointRestart(tmp_path / "c")],
+                      batch_size=8, verbose=0)
+    assert again.features_loaded and again.head_history.epoch == []

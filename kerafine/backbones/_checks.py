@@ -1,27 +1,17 @@
-"""Argument checks shared by the backbone and head builders (one message format)."""
+"""Argument checks of the backbone and head builders, on top of :mod:`kerafine.errors`'s scalar checks."""
 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable
+from typing import Any
 
-from kerafine.errors import invalid_argument
+from kerafine.errors import check_choice, check_int, check_number, invalid_argument
 
 __all__ = ["check_choice", "check_units", "check_rate", "check_positive_int"]
 
 
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
-    choices = tuple(choices)
-    if not any(value is c or (value == c and type(value) is type(c)) for c in choices):
-        allowed = " or ".join(repr(c) if c is not None else "None" for c in choices)
-        raise invalid_argument(name, value, allowed)
-    return value
-
-
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise invalid_argument(name, value, f"an int >= {minimum}")
-    return int(value)
+    return check_int(name, value, minimum=minimum)
 
 
 def check_units(name: str, value: Any, allow_empty: bool = True) -> tuple[int, ...]:
@@ -39,6 +29,4 @@ def check_units(name: str, value: Any, allow_empty: bool = True) -> tuple[int, .
 
 def check_rate(name: str, value: Any) -> float:
     """A dropout rate in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-        raise invalid_argument(name, value, "a float in [0, 1)")
-    return float(value)
+    return check_number(name, value, minimum=0, maximum=1, max_inclusive=False, expected="a float in [0, 1)")

@@ -12,9 +12,11 @@ checks the table against the Keras constructors).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import re
-from typing import Callable
+import types
+from typing import Callable, Mapping
 
 from kerafine.errors import did_you_mean, invalid_argument
 
@@ -101,37 +103,35 @@ def _compact(name: str) -> str:
     return re.sub(r"[\s_\-]", "", str(name).lower())
 
 
-_REGISTRY: dict[str, BackboneSpec] | None = None
-_ALIASES: dict[str, str] = {}
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[Mapping[str, BackboneSpec], Mapping[str, str]]:
+    """``(name -> spec, compact alias -> name)``, built once from the installed Keras (read-only)."""
+    import keras
+
+    registry: dict[str, BackboneSpec] = {}
+    for attr in dir(keras.applications):
+        builder = getattr(keras.applications, attr)
+        if not (attr[:1].isupper() and callable(builder)):
+            continue
+        family = builder.__module__.rsplit(".", 1)[-1]
+        if family not in _FAMILIES:
+            # A family this kerafine version does not know the preprocessing of.
+            continue
+        preprocessing, min_size = _FAMILIES[family]
+        spec = BackboneSpec(
+            name=_snake_name(attr),
+            constructor=attr,
+            family=family,
+            preprocessing=preprocessing,
+            min_size=min_size,
+        )
+        registry[spec.name] = spec
+    aliases = {_compact(spec.name): spec.name for spec in registry.values()}
+    return types.MappingProxyType(registry), types.MappingProxyType(aliases)
 
 
-def _registry() -> dict[str, BackboneSpec]:
-    global _REGISTRY
-    if _REGISTRY is None:
-        import keras
-
-        registry: dict[str, BackboneSpec] = {}
-        for attr in dir(keras.applications):
-            builder = getattr(keras.applications, attr)
-            if not (attr[:1].isupper() and callable(builder)):
-                continue
-            family = builder.__module__.rsplit(".", 1)[-1]
-            if family not in _FAMILIES:
-                # A family this kerafine version does not know the preprocessing of.
-                continue
-            preprocessing, min_size = _FAMILIES[family]
-            spec = BackboneSpec(
-                name=_snake_name(attr),
-                constructor=attr,
-                family=family,
-                preprocessing=preprocessing,
-                min_size=min_size,
-            )
-            registry[spec.name] = spec
-        for spec in registry.values():
-            _ALIASES[_compact(spec.name)] = spec.name
-        _REGISTRY = registry
-    return _REGISTRY
+def _registry() -> Mapping[str, BackboneSpec]:
+    return _tables()[0]
 
 
 def list_backbones() -> list[str]:
@@ -158,23 +158,23 @@ def get_spec(name: str) -> BackboneSpec:
         KerafineError: if ``name`` is not a known backbone; the message suggests
             close names.
     """
-    registry = _registry()
+    registry, aliases = _tables()
     if isinstance(name, str):
-        canonical = _ALIASES.get(_compact(name))
+        canonical = aliases.get(_compact(name))
         if canonical is not None:
             return registry[canonical]
     compact = _compact(name) if isinstance(name, str) else str(name)
     # A family name alone ("mobilenet_v3", "efficientnet") gets its variants.
-    variants = sorted(c for a, c in _ALIASES.items() if compact and a.startswith(compact))
+    variants = sorted(c for a, c in aliases.items() if compact and a.startswith(compact))
     if variants:
         quoted = [f'"{v}"' for v in variants[:3]]
         suggestion = " Did you mean " + (
             quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
         ) + "?"
     else:
-        suggestion = did_you_mean(compact, _ALIASES)
+        suggestion = did_you_mean(compact, aliases)
     # did_you_mean matched against compact aliases: show canonical names instead.
-    for alias, canonical in _ALIASES.items():
+    for alias, canonical in aliases.items():
         suggestion = suggestion.replace(f'"{alias}"', f'"{canonical}"')
     raise invalid_argument(
         "name",

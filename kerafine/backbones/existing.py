@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 
+from kerafine._keras_compat import functional_graph, nodes_by_depth
 from kerafine.errors import KerafineError, WeightsError, did_you_mean, invalid_argument
 
 __all__ = ["from_model"]
@@ -70,10 +71,10 @@ def _node_of(model: keras.Model, layer: keras.layers.Layer) -> Any:
     ``layer.output`` / ``layer.input`` are not enough: a nested model answers with
     its inner graph's tensors, and a shared layer has several calls.
     """
-    graph = getattr(model, "_functional", None) or model  # Sequential keeps its graph there
+    graph = functional_graph(model)  # a Sequential keeps its graph in an inner Functional
     nodes = [
         node
-        for depth_nodes in graph._nodes_by_depth.values()
+        for depth_nodes in nodes_by_depth(graph).values()
         for node in depth_nodes
         if node.operation is layer
     ]

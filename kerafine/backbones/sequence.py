@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from kerafine.backbones._checks import check_choice, check_positive_int, check_rate, check_units
+from kerafine.errors import check_number
 from kerafine.errors import DataError, KerafineError, invalid_argument
 
 __all__ = ["sequence_encoder", "pretrain_sequence_encoder"]
@@ -91,10 +92,8 @@ def sequence_encoder(
     units = check_units("units", units, allow_empty=False)
     check_choice("bidirectional", bidirectional, (True, False))
     dropout = check_rate("dropout", dropout)
-    if mask_value is not None and (
-        isinstance(mask_value, bool) or not isinstance(mask_value, numbers.Real) or not np.isfinite(mask_value)
-    ):
-        raise invalid_argument("mask_value", mask_value, "a finite float or None")
+    if mask_value is not None:
+        check_number("mask_value", mask_value, expected="a finite float or None")
 
     inputs = keras.Input(shape=(timesteps, features), name="window")
     x = inputs

@@ -142,9 +142,9 @@ def _is_download_failure(error: BaseException) -> bool:
 
 
 def _imagenet_error(spec: BackboneSpec, error: BaseException) -> WeightsError:
-    from keras.src.backend.config import keras_home  # where get_file caches
+    from kerafine._keras_compat import keras_home  # where get_file caches
 
-    cache = os.path.join(os.path.expanduser(keras_home()), "models")
+    cache = os.path.join(keras_home(), "models")
     match = re.search(r"(https?://\S+?)(?::\s|\s|$)", str(error))
     url = match.group(1) if match else None
     where = f"the file {url}" if url else "the ImageNet weights file of this model"

@@ -16,6 +16,8 @@ _LAZY = {
     "DriftMonitor": "kerafine.callbacks.drift_monitor",
     "TrainingMonitor": "kerafine.callbacks.training_monitor",
     "TrainingProblem": "kerafine.callbacks.training_monitor",
+    "SecurityMonitor": "kerafine.callbacks.security_monitor",
+    "SecurityWarning": "kerafine.callbacks.security_monitor",
 }
 
 __all__ = sorted(_LAZY)

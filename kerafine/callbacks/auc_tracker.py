@@ -20,7 +20,6 @@ found (a custom loop calling the hooks directly) the check is skipped.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import os
@@ -29,8 +28,9 @@ from typing import Optional, Sequence
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
+from kerafine import _keras_compat
+from kerafine.callbacks.state import KerafineCallback
 from kerafine.callbacks import predictions
 from kerafine.callbacks.state import STATE_VERSION
 from kerafine.errors import DataError, invalid_argument
@@ -50,7 +50,7 @@ def _pr_key(name: str) -> str:
     return name + "_pr"
 
 
-class AUCTracker(keras.callbacks.Callback):
+class AUCTracker(KerafineCallback):
     """Write the exact validation ROC-AUC (and/or PR-AUC) into the logs of every epoch.
 
     Put it BEFORE the callbacks that read its keys::
@@ -256,20 +256,9 @@ class AUCTracker(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ order check
     def _callback_list(self):
-        """The callbacks of the running fit, found on the call stack (see module docstring)."""
-        frame = inspect.currentframe()
-        try:
-            for _ in range(12):
-                frame = frame.f_back if frame is not None else None
-                if frame is None:
-                    return None
-                holder = frame.f_locals.get("self")
-                cbs = getattr(holder, "callbacks", None)
-                if holder is not self and isinstance(cbs, list) and any(cb is self for cb in cbs):
-                    return cbs
-            return None
-        finally:
-            del frame
+        """The callbacks of the running fit, from the fit context (``None`` if it found no list)."""
+        ctx = self.context
+        return ctx.callbacks if ctx.callback_list is not None else None
 
     def _check_order(self) -> None:
         callbacks = self._callback_list()
@@ -307,11 +296,8 @@ class AUCTracker(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
-        if self._restored:
-            # One shot: keep the restored best, the next fit starts clean.
-            self._restored = False
-        else:
-            self._reset()
+        # One shot: keep a restored best, the next fit starts clean.
+        self._restore_or_reset()
         self._check_order()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -327,13 +313,13 @@ class AUCTracker(keras.callbacks.Callback):
             self._best_epoch = int(epoch)
         if self.verbose:
             text = " - ".join(f"{k}: {v:.4f}" for k, v in values.items())
-            io_utils.print_msg(f"Epoch {epoch + 1}: {text}")
+            _keras_compat.print_msg(f"Epoch {epoch + 1}: {text}")
         if self.log_dir is not None:
             self._write_tensorboard(values, curves, epoch)
 
     # ------------------------------------------------------------ computing
     def _evaluate(self, epoch: int):
-        pred = predictions.predict(self.model, self._data, epoch=epoch)
+        pred = self.context.predictions.predict(self.watched_model, self._data)
         if pred.y_true is None:
             raise DataError(
                 "Invalid value for argument `validation_data`: its batches carry no labels; "
@@ -374,16 +360,8 @@ class AUCTracker(keras.callbacks.Callback):
                 missing.append(names[c])
         if missing:
             self._warn_single_class(f"classes {missing} are absent from (or are all of) the validation labels")
-        if self.average == "macro":
-            avg = lambda v: float(np.mean(v))  # noqa: E731
-        else:
-            support = (
-                np.count_nonzero(t.y, axis=0).astype(np.float64) if t.weight is None else t.y.T.astype(float) @ t.weight
-            )
-
-            def avg(v):
-                v = np.where(support == 0, 0.0, v)
-                return float(np.average(v, weights=support)) if support.sum() > 0 else 0.0
+        def avg(v):
+            return ranking._class_average(v, t.y, t.weight, self.average)
 
         if want_roc:
             values[self.name] = avg(per_roc)

@@ -19,10 +19,15 @@
   that the finished run is bit for bit the one that was never interrupted
   (given deterministic input, see below);
 * a loss that turns NaN/inf, or whose smoothed value jumps above
-  ``divergence_factor`` times its recent median, rolls training back to the
-  last checkpoint with a lower learning rate.
+  ``divergence_factor`` times its recent median, or a trainable weight that
+  turns NaN/inf, rolls training back to the last checkpoint with a lower
+  learning rate; a checkpoint holding a non-finite value is never written.
 
-The divergence rule, exactly: after every batch, the batch's own loss is
+The divergence rule, exactly: every ``weight_check_freq`` batches and
+before every save, one fused ``all(isfinite)`` runs over the trainable
+weights (the model's and optimizer's variables before a save); a NaN/inf
+there is divergence, whatever the loss says (on CPUs whose ``max(NaN, 0)``
+is 0, a ReLU network with NaN weights reports a finite loss). After every batch, the batch's own loss is
 recovered from Keras's running epoch mean. If it (or the running mean) is NaN
 or inf, training has diverged at once. Otherwise the *smoothed loss* is the
 mean of the last ``divergence_smoothing`` batch losses (fewer at the very
@@ -62,205 +67,50 @@ batches already trained in that epoch (they are hidden from every callback).
 from __future__ import annotations
 
 import errno
-import inspect
 import json
 import math
 import numbers
 import os
 import random
-import re
 import shutil
-import statistics
 import threading
 import time
 import zlib
 import warnings
-from collections import deque
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from kerafine import _io
+from kerafine import _io, _keras_compat
+from kerafine.callbacks import _probes
+from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine.callbacks import state as _state
+from kerafine.callbacks.state import KerafineCallback
 from kerafine.errors import CheckpointError, TrainingError, invalid_argument
 
 __all__ = ["CheckpointRestart"]
 
-FORMAT_VERSION = 1
-_CKPT_RE = re.compile(r"^ckpt-(\d{8})$")
-_LEFTOVER_RE = re.compile(r"^\.ckpt-\d{8}\.(?:tmp|del)-(\d+)-[0-9a-f]+$")
-_VARIABLES = "variables.bin"
-_META = "checkpoint.json"
-_ARRAY_TAG = "__array__"
-# A ratio test on fewer smoothed losses than this would fire on the first noisy batches.
-_MIN_HISTORY = 8
+from kerafine.callbacks._checkpoint_format import (  # noqa: F401 - tests and the kill script patch these here
+    _ARRAY_TAG,
+    _CKPT_RE,
+    _LEFTOVER_RE,
+    _META,
+    _VARIABLES,
+    FORMAT_VERSION,
+    _fingerprint,
+    _fingerprint_difference,
+    _list_checkpoints,
+    _pid_alive,
+    _read_checkpoint,
+    _remove_tree_atomically,
+    _write_checkpoint,
+)
+
+_MIN_HISTORY = MIN_HISTORY
 
 
 # -- pure helpers ---------------------------------------------------------
-
-
-def _list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
-    """``(sequence number, path)`` of complete-looking checkpoints, newest first."""
-    out = []
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return []
-    for entry in entries:
-        m = _CKPT_RE.match(entry.name)
-        if m and entry.is_dir():
-            out.append((int(m.group(1)), Path(entry.path)))
-    out.sort(reverse=True)
-    return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _remove_tree_atomically(path: Path, background: bool = False) -> threading.Thread | None:
-    # Rename first: a kill during rmtree then leaves a dot-name that readers
-    # ignore (and the next run removes), never a half-deleted checkpoint that
-    # looks like a corrupt one. Freeing 100s of MB can then happen beside training.
-    doomed = path.with_name(f".{path.name}.del-{os.getpid()}-{os.urandom(4).hex()}")
-    try:
-        os.rename(path, doomed)
-    except OSError:
-        return None
-    if background:
-        thread = threading.Thread(target=shutil.rmtree, args=(doomed, True), name="kerafine-rm", daemon=True)
-        thread.start()
-        return thread
-    shutil.rmtree(doomed, ignore_errors=True)
-    return None
-
-
-def _split_arrays(value, arrays: list):
-    """Replace every array in a nested state by a placeholder; collect the arrays."""
-    if isinstance(value, np.ndarray):
-        arrays.append(value)
-        return {_ARRAY_TAG: len(arrays) - 1}
-    if isinstance(value, dict):
-        return {str(k): _split_arrays(v, arrays) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_split_arrays(v, arrays) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _join_arrays(value, arrays: list):
-    if isinstance(value, dict):
-        if set(value) == {_ARRAY_TAG}:
-            return np.array(arrays[value[_ARRAY_TAG]])
-        return {k: _join_arrays(v, arrays) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_join_arrays(v, arrays) for v in value]
-    return value
-
-
-def _write_checkpoint(directory: Path, groups: dict[str, list[np.ndarray]], state: dict, checksums: dict | None = None) -> None:
-    """Write every array into one raw file, and the index plus the state into one JSON file.
-
-    Two files and one sequential write keep the fsyncs few; no pickle. The
-    CRC32 of the raw file is computed from memory in a second thread while
-    the file is written (zlib and file writes release the GIL) and put in
-    ``checksums`` for the manifest, instead of reading 100s of MB back.
-    """
-    state_arrays: list = []
-    skeleton = _split_arrays(state, state_arrays)
-    groups = dict(groups, state=state_arrays)
-    index, buffers = {}, []
-    offset = 0
-    for group, arrays in groups.items():
-        entries = []
-        for a in arrays:
-            # asarray(order="C"), not ascontiguousarray, which turns scalars into shape (1,).
-            a = np.asarray(a, order="C")
-            buffers.append(a.tobytes() if a.ndim == 0 else memoryview(a).cast("B"))
-            entries.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
-            offset += a.nbytes
-        index[group] = entries
-    crc = [0]
-
-    def checksum():
-        value = 0
-        for b in buffers:
-            value = zlib.crc32(b, value)
-        crc[0] = value
-
-    worker = threading.Thread(target=checksum, name="kerafine-crc32")
-    worker.start()
-    try:
-        with open(directory / _VARIABLES, "wb") as f:
-            for b in buffers:
-                f.write(b)
-    finally:
-        worker.join()
-    if checksums is not None:
-        checksums[_VARIABLES] = {"size": offset, "crc32": f"{crc[0] & 0xFFFFFFFF:08x}"}
-    # Inside the temporary directory a plain write suffices: atomic_directory
-    # fsyncs every file before the rename.
-    with open(directory / _META, "w", encoding="utf-8") as f:
-        f.write(_io.dumps_json({"format": FORMAT_VERSION, "groups": index, "state": skeleton}))
-
-
-def _read_checkpoint(directory: Path) -> tuple[dict, dict[str, list[np.ndarray]]]:
-    """``(state, {group: arrays})`` of a checkpoint directory (not verified here)."""
-    meta = _io.read_json(directory / _META)
-    with open(directory / _VARIABLES, "rb") as f:
-        blob = f.read()
-    arrays = {}
-    for group, entries in meta["groups"].items():
-        arrays[group] = [
-            np.frombuffer(blob, dtype=np.dtype(e["dtype"]), count=int(np.prod(e["shape"], dtype=np.int64)), offset=e["offset"]).reshape(
-                e["shape"]
-            )
-            for e in entries
-        ]
-    state = _join_arrays(meta["state"], arrays.pop("state", []))
-    return state, arrays
-
-
-def _fingerprint(model) -> dict:
-    """Architecture summary: layer classes and (name, shape, dtype) of every variable.
-
-    Variable *paths* are left out on purpose: Keras numbers them per process
-    (``dense_3``), so the same architecture built after another model would
-    not match.
-    """
-    layers = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
-    variables = [[v.name, [int(d) for d in v.shape], str(v.dtype)] for v in model.variables]
-    return {"model_class": type(model).__name__, "layers": layers, "variables": variables}
-
-
-def _fingerprint_difference(saved: dict, current: dict) -> str | None:
-    if saved == current:
-        return None
-    if saved.get("model_class") != current.get("model_class"):
-        return f"model class {saved.get('model_class')} vs {current.get('model_class')}"
-    if saved.get("layers") != current.get("layers"):
-        a, b = saved.get("layers", []), current.get("layers", [])
-        for i, (x, y) in enumerate(zip(a, b)):
-            if x != y:
-                return f"layer #{i}: {x} in the checkpoint, {y} in the model"
-        return f"{len(a)} layers in the checkpoint, {len(b)} in the model"
-    a, b = saved.get("variables", []), current.get("variables", [])
-
-    def show(v):
-        return f"{v[0]} {tuple(v[1])} {v[2]}"
-
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return f"variable #{i}: {show(x)} in the checkpoint, {show(y)} in the model"
-    return f"{len(a)} variables in the checkpoint, {len(b)} in the model"
 
 
 def _phase_key(model) -> str | None:
@@ -280,13 +130,8 @@ def _rng_state() -> dict:
     out = {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": {"name": name, "keys": np.asarray(keys), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
-        "keras_global": None,
+        "keras_global": _keras_compat.global_seed_state(),
     }
-    from keras.src.backend.common import global_state
-
-    gen = global_state.get_global_attribute("global_seed_generator")
-    if gen is not None:
-        out["keras_global"] = np.asarray(gen.state.numpy())
     return out
 
 
@@ -298,9 +143,7 @@ def _set_rng_state(rng: dict) -> None:
     if npy:
         np.random.set_state((npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
     if rng.get("keras_global") is not None:
-        from keras.src.random.seed_generator import global_seed_generator
-
-        global_seed_generator().state.assign(np.asarray(rng["keras_global"]))
+        _keras_compat.set_global_seed_state(rng["keras_global"])
 
 
 def _snapshot(variable) -> np.ndarray:
@@ -326,27 +169,10 @@ def _is_chief() -> bool:
     return is_chief()
 
 
-def _find_callback_list(me):
-    """The ``CallbackList`` currently calling ``me`` (Keras gives callbacks no handle on it)."""
-    frame = inspect.currentframe()
-    try:
-        frame = frame.f_back if frame is not None else None
-        depth = 0
-        while frame is not None and depth < 12:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, keras.callbacks.CallbackList) and any(cb is me for cb in candidate.callbacks):
-                return candidate
-            frame = frame.f_back
-            depth += 1
-    finally:
-        del frame
-    return None
-
-
 # -- the callback -----------------------------------------------------------
 
 
-class CheckpointRestart(keras.callbacks.Callback):
+class CheckpointRestart(KerafineCallback):
     """Crash-safe checkpoints, exact resume and rollback on divergence.
 
     Put it anywhere in the callback list of ``fit``; run the same script again
@@ -387,6 +213,14 @@ class CheckpointRestart(keras.callbacks.Callback):
             averages (``>= 1``; ``1`` compares single batch losses, which
             fires on imbalanced data whenever a batch holds a rare class).
             Defaults to ``10``.
+        weight_check_freq: check that every trainable weight is finite
+            every this many batches (one fused reduction on the device; a
+            save always checks the model and optimizer first). Defaults to
+            ``1``.
+        data: the ``ResumableSequence`` this ``fit`` reads; on a resume it is
+            told the epoch it restarts at, so the batch order is replayed
+            exactly. Nothing else is touched (``fine_tune`` binds its own
+            data). Defaults to ``None``.
         background_save: write each checkpoint in a background thread:
             training pauses only to take a snapshot of the variables
             (TensorFlow keeps it intact while training updates them, at the
@@ -425,14 +259,16 @@ class CheckpointRestart(keras.callbacks.Callback):
         save_freq="epoch",
         keep=3,
         rollback_on_divergence=True,
-        divergence_factor=10.0,
+        divergence_factor=DEFAULT_FACTOR,
         lr_factor=0.5,
         max_rollbacks=3,
         delete_on_success=False,
         log_dir=None,
-        divergence_window=50,
+        divergence_window=DEFAULT_WINDOW,
         background_save=True,
-        divergence_smoothing=10,
+        divergence_smoothing=DEFAULT_SMOOTHING,
+        weight_check_freq=1,
+        data=None,
     ):
         super().__init__()
         if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
@@ -466,6 +302,8 @@ class CheckpointRestart(keras.callbacks.Callback):
             raise invalid_argument("background_save", background_save, "True or False")
         if isinstance(divergence_smoothing, bool) or not isinstance(divergence_smoothing, numbers.Integral) or divergence_smoothing < 1:
             raise invalid_argument("divergence_smoothing", divergence_smoothing, "an int >= 1")
+        if isinstance(weight_check_freq, bool) or not isinstance(weight_check_freq, numbers.Integral) or weight_check_freq < 1:
+            raise invalid_argument("weight_check_freq", weight_check_freq, "an int >= 1")
         _io.check_writable_directory(directory, "directory")
         self.directory = directory
         self.save_freq = save_freq
@@ -479,6 +317,12 @@ class CheckpointRestart(keras.callbacks.Callback):
         self.divergence_window = divergence_window
         self.background_save = background_save
         self.divergence_smoothing = int(divergence_smoothing)
+        self.weight_check_freq = int(weight_check_freq)
+        if data is not None and not callable(getattr(data, "set_epoch", None)):
+            raise invalid_argument(
+                "data", data, "None or a kerafine.data.ResumableSequence (an object with set_epoch(epoch))"
+            )
+        self.data = data
         # Outlive _reset(): a save may still be in flight from a fit that raised.
         self._pending: threading.Thread | None = None
         self._pending_done = None
@@ -490,21 +334,22 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._path = Path(self.directory)
         self._chief = True
         self._cblist = None
-        self._unwrap = []
+        self._trained = None
+        self._unwrap = None
         self._others: list = []
         self._rollbacks = 0
         self._epoch = 0
         self._last_end = -1  # last batch index trained in the current epoch
         self._batches_since_save = 0
-        self._recent: deque = deque(maxlen=self.divergence_smoothing)  # batch losses
-        self._smoothed: deque = deque(maxlen=self.divergence_window)  # means of self._recent
-        self._mean_prev = 0.0
-        self._mean_count = 0
+        self._batches_since_check = 0
+        self._finite_check = None
+        self._save_check = None
+        self._watch = LossWatch(self.divergence_factor, self.divergence_window, self.divergence_smoothing)
         self._skip_epoch = None
         self._skip_until = 0
         self._skip_remaining = 0
         self._pending_metrics = None
-        self._orig_train_function = None
+        self._undo_train_function = None
         self._prev_initial_epoch = None
         self._initial_epoch_set = False
         self._bad: list[Path] = []
@@ -528,7 +373,8 @@ class CheckpointRestart(keras.callbacks.Callback):
         self._wait_for_pending()
         self._reset()
         self._chief = _is_chief()
-        self._cblist = _find_callback_list(self)
+        self._cblist = self.context.callback_list
+        self._trained = self.context.trained_model or self.model
         if self._cblist is None:
             warnings.warn(
                 "CheckpointRestart could not find the callback list of this fit (a custom training loop?); "
@@ -606,7 +452,7 @@ class CheckpointRestart(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._initial_epoch_set:
             # fit() has read it by now; leave the model as we found it for the next fit().
-            self.model._initial_epoch = self._prev_initial_epoch
+            _keras_compat.set_initial_epoch(self._trained, self._prev_initial_epoch)
             self._initial_epoch_set = False
         self._epoch = epoch
         if self._need_initial:
@@ -617,11 +463,10 @@ class CheckpointRestart(keras.callbacks.Callback):
                 self._save(epoch=epoch, batch=0, stopped=False)
         self._last_end = (self._skip_until - 1) if epoch == self._skip_epoch else -1
         if epoch != self._skip_epoch:
-            self._mean_prev, self._mean_count = 0.0, 0
-        from kerafine.data.resumable import _live_sequences
-
-        for seq in _live_sequences():
-            seq.set_epoch(epoch)
+            self._watch.new_epoch()
+        data = self.context.data
+        if data is not None:
+            data.set_epoch(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
         pass  # the work happens in the callback-list wrappers (see _install)
@@ -644,7 +489,7 @@ class CheckpointRestart(keras.callbacks.Callback):
             thread.join()
         self._deleters = []
         if self._initial_epoch_set:
-            self.model._initial_epoch = self._prev_initial_epoch
+            _keras_compat.set_initial_epoch(self._trained, self._prev_initial_epoch)
             self._initial_epoch_set = False
         self._uninstall()
         if self.delete_on_success and self._chief:
@@ -685,35 +530,34 @@ class CheckpointRestart(keras.callbacks.Callback):
             # After every other callback, so that their state for this epoch is saved.
             self._after_epoch(epoch, logs)
 
-        cbl.on_train_batch_begin = on_train_batch_begin
-        cbl.on_train_batch_end = on_train_batch_end
-        cbl.on_epoch_end = on_epoch_end
-        self._unwrap = ["on_train_batch_begin", "on_train_batch_end", "on_epoch_end"]
+        self._unwrap = _keras_compat.wrap_callback_list(
+            cbl,
+            on_train_batch_begin=lambda _: on_train_batch_begin,
+            on_train_batch_end=lambda _: on_train_batch_end,
+            on_epoch_end=lambda _: on_epoch_end,
+        )
 
     def _uninstall(self):
-        if self._cblist is not None:
-            for name in self._unwrap:
-                self._cblist.__dict__.pop(name, None)
-        self._unwrap = []
-        if self._orig_train_function is not None and self.model.train_function is not self._orig_train_function:
-            self.model.train_function = self._orig_train_function
-        self._orig_train_function = None
+        if self._unwrap is not None:
+            self._unwrap()
+        self._unwrap = None
+        if self._undo_train_function is not None:
+            self._undo_train_function()  # the undo of replace_train_function
+        self._undo_train_function = None
 
     # -- resume inside an epoch ------------------------------------------------
     def _skipping(self, batch) -> bool:
         return self._epoch == self._skip_epoch and batch < self._skip_until
 
     def _install_skipper(self):
-        model = self.model
-        if model.train_function is None:
-            model.make_train_function()
-        original = model.train_function
-        self._orig_train_function = original
+        model = self._trained
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
+        originals = []
 
         def skip_then_train(iterator):
+            original = originals[0]
             if self._skip_remaining <= 0:
-                model.train_function = original
+                undo()
                 return original(iterator)
             n = min(spe, self._skip_remaining)
             data = None
@@ -724,15 +568,18 @@ class CheckpointRestart(keras.callbacks.Callback):
                 self._apply_metrics(data)
             return model.get_metrics_result()
 
-        model.train_function = skip_then_train
+        def make(original):
+            originals.append(original)
+            return skip_then_train
+
+        undo = self._undo_train_function = _keras_compat.replace_train_function(model, make)
 
     def _apply_metrics(self, data):
         values, self._pending_metrics = self._pending_metrics, None
-        model = self.model
+        model = self._trained
         if len(model.metrics_variables) != len(values):
             try:
-                with model.distribute_strategy.scope():
-                    model._symbolic_build(data_batch=data)
+                _keras_compat.symbolic_build(model, data)
             except Exception as exc:  # pragma: no cover - depends on exotic models
                 warnings.warn(f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.")
                 return
@@ -762,31 +609,50 @@ class CheckpointRestart(keras.callbacks.Callback):
             running = float(loss)
         except (TypeError, ValueError):
             return False
-        count = self._mean_count + steps
-        # Keras logs the epoch's running mean; recover this step's own loss.
-        batch_loss = (running * count - self._mean_prev * self._mean_count) / steps
-        diverged = None
-        smoothed = None
-        if not math.isfinite(running) or not math.isfinite(batch_loss):
-            diverged = f"the loss is {running}"
-        else:
-            window = list(self._recent)[-(self.divergence_smoothing - 1) :] if self.divergence_smoothing > 1 else []
-            smoothed = math.fsum(window + [batch_loss]) / (len(window) + 1)
-            if len(self._smoothed) >= _MIN_HISTORY:
-                median = statistics.median(self._smoothed)
-                if median > 0 and smoothed > self.divergence_factor * median:
-                    diverged = (
-                        f"the mean loss of the last {len(window) + 1} batches, {smoothed:.6g}, exceeds "
-                        f"{self.divergence_factor} x the recent median {median:.6g}"
-                    )
+        # The one loss-watch rule (shared with TrainingMonitor, kerafine.callbacks._loss_watch).
+        verdict = self._watch.observe(running, steps)
+        diverged = None if verdict.kind is None else verdict.describe(self.divergence_factor)
+        self._batches_since_check += steps
+        save_due = self.save_freq != "epoch" and self._batches_since_save + steps >= self.save_freq
+        if diverged is None and (self._batches_since_check >= self.weight_check_freq or save_due):
+            self._batches_since_check = 0
+            diverged = self._nonfinite_weights(self._trainable_check())
         if diverged is not None and self.rollback_on_divergence:
             self._rollback(diverged, batch)
             return True
-        self._mean_prev, self._mean_count = running, count
-        if diverged is None:
-            self._recent.append(batch_loss)
-            self._smoothed.append(smoothed)
+        if verdict.kind is not None:
+            self._watch.skip(running, steps)
         return False
+
+    def _trainable_check(self):
+        if self._finite_check is None:
+            self._finite_check = _probes.FiniteCheck(self.model.trainable_variables)
+        return self._finite_check
+
+    def _nonfinite_weights(self, check) -> str | None:
+        """``None`` if every variable ``check`` covers is finite, else the reason."""
+        if check():
+            return None
+        return f"the weight {check.first_nonfinite()} holds NaN/inf"
+
+    def _refuse_nonfinite_save(self, epoch: int, batch: int) -> bool:
+        """Before a save: True (and rolled back, or raised) if a variable is non-finite."""
+        if self._save_check is None:
+            opt = getattr(self.model, "optimizer", None)
+            opt_vars = list(opt.variables) if opt is not None and opt.built else []
+            self._save_check = _probes.FiniteCheck(list(self.model.variables) + opt_vars)
+        reason = self._nonfinite_weights(self._save_check)
+        if reason is None:
+            return False
+        if not self.rollback_on_divergence:
+            raise TrainingError(
+                f"Refusing to save a checkpoint "
+                + (f"at epoch {epoch + 1}, batch {batch}" if batch > 0 else f"after epoch {epoch}")
+                + f": {reason}. "
+                f"Training diverged; the last good checkpoints are in {os.fspath(self._path)!r}."
+            )
+        self._rollback(reason, max(batch - 1, 0))
+        return True
 
     def _rollback(self, reason: str, batch: int) -> None:
         where = f"epoch {self._epoch + 1}, batch {batch + 1}"
@@ -822,8 +688,9 @@ class CheckpointRestart(keras.callbacks.Callback):
                 "CheckpointRestart rolled back but cannot lower a learning-rate schedule; the schedule is unchanged.",
                 stacklevel=2,
             )
-        self.model.reset_metrics()
-        self._mean_prev, self._mean_count = 0.0, 0
+        self._trained.reset_metrics()
+        self._watch.new_epoch()
+        self._batches_since_check = 0
         message = (
             f"Training diverged at {where} ({reason}); rolled back to {target.name}"
             + (f" and lowered the learning rate to {new_lr:.6g}" if new_lr is not None else "")
@@ -859,9 +726,7 @@ class CheckpointRestart(keras.callbacks.Callback):
             "format": FORMAT_VERSION,
             "position": {"epoch": int(epoch), "batch": int(batch), "stopped": bool(stopped)},
             "rollbacks": int(self._rollbacks),
-            "recent_losses": [float(x) for x in self._recent],
-            "recent_smoothed": [float(x) for x in self._smoothed],
-            "running_mean": [float(self._mean_prev), int(self._mean_count)],
+            **self._watch.get_state(),
             "batches_since_save": 0,
             "fingerprint": _fingerprint(self.model),
             "phase": self._phase,
@@ -880,6 +745,9 @@ class CheckpointRestart(keras.callbacks.Callback):
 
     def _save(self, epoch: int, batch: int, stopped: bool) -> None:
         self._batches_since_save = 0
+        # Every worker checks (they hold the same weights and must take the same decision).
+        if self._refuse_nonfinite_save(epoch, batch):
+            return
         if not self._chief:
             return
         # One save in flight at most, and the newest always renamed last.
@@ -889,7 +757,7 @@ class CheckpointRestart(keras.callbacks.Callback):
         groups = {"model": [_snapshot(v) for v in model.variables]}
         opt = getattr(model, "optimizer", None)
         groups["optimizer"] = [_snapshot(v) for v in opt.variables] if opt is not None and opt.built else []
-        groups["metrics"] = [_snapshot(v) for v in model.metrics_variables] if batch > 0 else []
+        groups["metrics"] = [_snapshot(v) for v in self._trained.metrics_variables] if batch > 0 else []
         state = self._state(epoch, batch, stopped)
         self._seq += 1
         final = self._path / f"ckpt-{self._seq:08d}"
@@ -1006,28 +874,31 @@ class CheckpointRestart(keras.callbacks.Callback):
                 v.assign(a)
         for v, a in zip(model.variables, arrays["model"]):
             v.assign(a)
-        _state.restore_states(self._others, state.get("callbacks", {}), begun=begun)
+        saved_states = state.get("callbacks", {})
+        restored_keys, missing_keys = _state.restore_states(self._others, saved_states, begun=begun)
         if not resume:
             return
+        _state.warn_partial_restore(saved_states, restored_keys, missing_keys, self._others, f"checkpoint {path.name}")
         position = state["position"]
         epoch, batch = int(position["epoch"]), int(position["batch"])
         self._rollbacks = int(state.get("rollbacks", 0))
         self.rollbacks = self._rollbacks
-        self._recent.extend(float(x) for x in state.get("recent_losses", []))
-        self._smoothed.extend(float(x) for x in state.get("recent_smoothed", []))
+        self._watch.set_state(state, running_mean=False)
         _set_rng_state(state.get("rng", {}))
         epochs = int((self.params or {}).get("epochs", epoch))
-        self._prev_initial_epoch = model._initial_epoch
+        # The model fit steps: fine_tune's cached head phase trains a head-only
+        # model that shares the watched model's head variables and optimizer.
+        trained = self._trained or model
+        self._prev_initial_epoch = _keras_compat.get_initial_epoch(trained)
         self._initial_epoch_set = True
         if position.get("stopped"):
             # The run had already stopped (EarlyStopping): run no more epochs.
-            model._initial_epoch = max(epochs, epoch)
+            _keras_compat.set_initial_epoch(trained, max(epochs, epoch))
         else:
-            model._initial_epoch = epoch
+            _keras_compat.set_initial_epoch(trained, epoch)
         if batch > 0 and not position.get("stopped"):
             self._skip_epoch, self._skip_until, self._skip_remaining = epoch, batch, batch
-            self._mean_prev, self._mean_count = (float(x) for x in state.get("running_mean", [0.0, 0]))
-            self._mean_count = int(self._mean_count)
+            self._watch.set_state(state, running_mean=True)
             self._pending_metrics = arrays.get("metrics") or None
             self._install_skipper()
         if self.log_dir is not None:

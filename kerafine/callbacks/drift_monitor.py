@@ -19,6 +19,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from kerafine.callbacks.state import KerafineCallback
 from kerafine.callbacks.state import STATE_VERSION
 from kerafine.errors import DataError, invalid_argument
 
@@ -52,7 +53,7 @@ def _as_features(arr, prefix: str):
     return arr, [f"{prefix}{i}" for i in range(arr.shape[1])]
 
 
-class DriftMonitor(keras.callbacks.Callback):
+class DriftMonitor(KerafineCallback):
     """Check for distribution shift at epoch end and raise an alert.
 
     Every check writes ``drift_share`` (share of drifted features) and
@@ -222,10 +223,7 @@ class DriftMonitor(keras.callbacks.Callback):
 
     # --------------------------------------------------------------- keras
     def on_train_begin(self, logs=None):
-        if self._restored:
-            self._restored = False
-            return
-        self._reset()
+        self._restore_or_reset()
 
     def _key(self, key: str) -> str:
         return f"{self.name}_{key}" if self.name else key
@@ -235,8 +233,9 @@ class DriftMonitor(keras.callbacks.Callback):
         from kerafine.callbacks import predictions
 
         layer = self.layer if self.on == "embeddings" else None
-        ref = predictions.predict(self.model, self._ref_data, layer=layer, epoch=epoch).y_pred
-        cur = predictions.predict(self.model, self._cur_data, layer=layer, epoch=epoch).y_pred
+        cache = self.context.predictions
+        ref = cache.predict(self.watched_model, self._ref_data, layer=layer).y_pred
+        cur = cache.predict(self.watched_model, self._cur_data, layer=layer).y_pred
         prefix = "emb" if self.on == "embeddings" else "out"
         ref, names = _as_features(ref, prefix)
         cur, _ = _as_features(cur, prefix)

@@ -16,8 +16,9 @@ import warnings
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
+from kerafine import _keras_compat
+from kerafine.callbacks.state import KerafineCallback
 from kerafine.callbacks.state import STATE_VERSION
 from kerafine.errors import KerafineError, did_you_mean, invalid_argument
 
@@ -54,7 +55,7 @@ def _check_int(name, value, minimum=0):
         raise invalid_argument(name, value, f"an int >= {minimum}")
 
 
-class EarlyStopping(keras.callbacks.Callback):
+class EarlyStopping(KerafineCallback):
     """Stop training when a monitored metric has stopped improving.
 
     The decisions are those of ``keras.callbacks.EarlyStopping`` epoch for
@@ -89,6 +90,9 @@ class EarlyStopping(keras.callbacks.Callback):
             training ends. Defaults to ``False``.
         verbose: ``1`` prints a line when stopping or restoring. Defaults to
             ``0``.
+        name: tells two EarlyStoppings on the same ``monitor`` apart in a
+            checkpoint (state key ``EarlyStopping[<monitor>]`` or
+            ``EarlyStopping[<monitor>|<name>]``). Defaults to ``None``.
 
     Raises:
         KerafineError: for any invalid argument (before training), for an
@@ -120,8 +124,12 @@ class EarlyStopping(keras.callbacks.Callback):
         start_from_epoch=0,
         restore_best_weights=False,
         verbose=0,
+        name=None,
     ):
         super().__init__()
+        if name is not None and (not isinstance(name, str) or not name):
+            raise invalid_argument("name", name, "None or a non-empty str")
+        self.name = name
         if not isinstance(monitor, str) or not monitor:
             raise invalid_argument("monitor", monitor, "a non-empty metric name such as 'val_loss'")
         _parse_min_delta(min_delta)
@@ -160,7 +168,7 @@ class EarlyStopping(keras.callbacks.Callback):
 
     @property
     def state_key(self) -> str:
-        return f"EarlyStopping[{self.monitor}]"
+        return f"EarlyStopping[{self.monitor}]" if self.name is None else f"EarlyStopping[{self.monitor}|{self.name}]"
 
     def get_state(self) -> dict:
         """Best value, wait counter, best and stopped epoch, best weights (or ``None``)."""
@@ -191,14 +199,8 @@ class EarlyStopping(keras.callbacks.Callback):
             return self.mode
         name = self.monitor.removeprefix("val_")
         direction = "min" if name == "loss" else None
-        # Same lookup as Keras's MonitorCallback: the compiled metric's _direction.
-        from keras.src.trainers import compile_utils
-
-        for m in getattr(self.model, "metrics", []) or []:
-            inner = m.metrics if isinstance(m, (compile_utils.CompileMetrics, compile_utils.MetricsList)) else []
-            for metric in inner:
-                if metric.name == name and hasattr(metric, "_direction"):
-                    direction = "max" if metric._direction == "up" else "min"
+        # Same lookup as Keras's MonitorCallback: the compiled metric's direction.
+        direction = _keras_compat.metric_direction(self.model, name) or direction
         if direction is None:
             raise invalid_argument(
                 "mode",
@@ -267,11 +269,8 @@ class EarlyStopping(keras.callbacks.Callback):
 
     # -- Keras hooks ----------------------------------------------------
     def on_train_begin(self, logs=None):
-        if self._restored:
-            # One shot: keep what set_state put here, the next fit starts clean.
-            self._restored = False
-            return
-        self._reset()
+        # One shot: keep what set_state put here, the next fit starts clean.
+        self._restore_or_reset()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._direction is None:
@@ -300,10 +299,10 @@ class EarlyStopping(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
-            io_utils.print_msg(f"Epoch {self.stopped_epoch + 1}: early stopping")
+            _keras_compat.print_msg(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
-                io_utils.print_msg(
+                _keras_compat.print_msg(
                     f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}."
                 )
             self.model.set_weights(self.best_weights)

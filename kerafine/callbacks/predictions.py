@@ -5,12 +5,15 @@ backbone's embedding) on the same validation data at the end of an epoch:
 ``AUCTracker`` for the exact AUC, ``DriftMonitor`` for output and embedding
 drift. Predicting once per callback would double or triple the cost of every
 epoch. Instead each callback wraps its data in an :class:`EvalData` and asks
-:func:`predict` for the outputs; the first call in an epoch runs the model,
-later calls with the same data, layer and model state get the cached arrays.
+the :class:`PredictionCache` of its fit context (one per ``fit``, no global
+state) for the outputs; the first call runs the model, later calls on the
+same inputs and layer with the same weights get the cached arrays.
 
-Freshness is keyed on the optimizer's step counter (``optimizer.iterations``),
-not the epoch number, so a cache entry can never outlive a weight update: a
-rollback, an extra batch or a new ``fit`` all invalidate it.
+Freshness is keyed on a digest of the weights themselves
+(:func:`weights_digest`), not on the optimizer's step counter, so a cached
+prediction never belongs to other weights: a training step, a rollback,
+``set_weights`` (``restore_best_weights``) or ``load_weights`` all invalidate
+it.
 
 Example:
 
@@ -18,23 +21,29 @@ Example:
 >>> from kerafine.callbacks import predictions
 >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
 >>> data = predictions.EvalData((np.ones((8, 3), "float32"), np.zeros(8)))
->>> a = predictions.predict(model, data)
->>> b = predictions.predict(model, data)   # cached: no second forward pass
->>> a.y_pred is b.y_pred, a.y_pred.shape, a.y_true.shape
-(True, (8, 1), (8,))
+>>> cache = predictions.PredictionCache()
+>>> a = cache.predict(model, data)
+>>> b = cache.predict(model, predictions.EvalData(data.inputs))  # x alone: same pass
+>>> a.y_pred is b.y_pred, cache.passes, a.y_true.shape, b.y_true
+(True, 1, (8,), None)
+>>> model.set_weights([w + 1 for w in model.get_weights()])
+>>> c = cache.predict(model, data)   # new weights: predicted again
+>>> cache.passes, bool((c.y_pred != a.y_pred).any())
+(2, True)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import weakref
+import hashlib
 from typing import Any, Optional
 
 import numpy as np
 
+from kerafine import _batches
 from kerafine.errors import DataError, invalid_argument
 
-__all__ = ["EvalData", "Predictions", "predict", "clear"]
+__all__ = ["EvalData", "Predictions", "PredictionCache", "predict", "weights_digest"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +61,7 @@ class Predictions:
     sample_weight: Optional[np.ndarray]
 
 
-def _n_rows(x) -> int:
-    """Rows of ``x``: an array, a dict of arrays (multi-input) or a list/tuple of arrays."""
-    if isinstance(x, dict):
-        return len(next(iter(x.values())))
-    if isinstance(x, (list, tuple)):
-        return len(x[0])
-    return len(x)
+_n_rows = _batches.n_rows  # kept for importers
 
 
 class EvalData:
@@ -119,21 +122,34 @@ class EvalData:
         if self._arrays is not None and _n_rows(self._arrays[0]) == 0:
             raise DataError(f"Invalid value for argument `{argument}`: it has 0 rows; pass at least one sample.")
 
-    @staticmethod
-    def _is_array_like(x) -> bool:
-        if isinstance(x, np.ndarray):
-            return True
-        if isinstance(x, dict):
-            return all(isinstance(v, np.ndarray) or hasattr(v, "__array__") for v in x.values())
-        # tf.Tensor and other array-likes, but not datasets or generators.
-        return hasattr(x, "__array__") and hasattr(x, "shape")
+    _is_array_like = staticmethod(_batches.is_array_like)
 
     @property
-    def token(self) -> tuple:
-        """Identity of the underlying data: two EvalData over the same objects share a cache entry."""
+    def input_token(self) -> tuple:
+        """Identity of the inputs only: ``x`` and ``(x, y)`` over one ``x`` array share a cache entry."""
         if self._arrays is not None:
-            return ("arrays",) + tuple(id(a) for a in self._arrays)
+            return ("arrays", id(self._arrays[0]))
         return ("iterable", id(self._source), self.steps)
+
+    @property
+    def inputs(self):
+        """The object :attr:`input_token` identifies (kept alive by cache entries)."""
+        return self._arrays[0] if self._arrays is not None else self._source
+
+    @property
+    def is_arrays(self) -> bool:
+        """True for in-memory arrays (labels known without a pass)."""
+        return self._arrays is not None
+
+    @property
+    def labels(self):
+        """The labels of array data, or ``None``."""
+        return None if self._arrays is None else self._arrays[1]
+
+    @property
+    def weights(self):
+        """The sample weights of array data, or ``None``."""
+        return None if self._arrays is None else self._arrays[2]
 
     def _materialise_generator(self) -> None:
         # Python generators and plain iterators can be read once only; keep the
@@ -158,23 +174,8 @@ class EvalData:
             return Predictions(np.asarray(out), y, w)
         self._materialise_generator()
         outs, ys, ws = [], [], []
-        source = self._iterable
-        if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not hasattr(source, "element_spec"):
-            n_batches = len(source)
-            if hasattr(source, "num_batches") and source.num_batches is not None:
-                n_batches = source.num_batches
-            iterator = (source[i] for i in range(n_batches))
-        else:
-            iterator = iter(source)
-        for i, batch in enumerate(iterator):
-            if self.steps is not None and i >= self.steps:
-                break
-            if isinstance(batch, (tuple, list)) and not isinstance(batch, dict):
-                xb = batch[0]
-                yb = batch[1] if len(batch) > 1 else None
-                wb = batch[2] if len(batch) > 2 else None
-            else:
-                xb, yb, wb = batch, None, None
+        for batch in _batches.iterate(self._iterable, self.steps):
+            xb, yb, wb = _batches.split_batch(batch)
             outs.append(np.asarray(fn(xb, batch_size=None)))
             if yb is not None:
                 ys.append(np.asarray(yb))
@@ -190,33 +191,31 @@ class EvalData:
         return Predictions(np.concatenate(outs), y, w)
 
 
-# model -> {(data token, layer, step): Predictions}; weak so models can be freed.
-_cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-_submodels: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+def weights_digest(model) -> bytes:
+    """A digest of every weight of ``model`` (trainable and not, e.g. BatchNorm statistics).
 
-
-def _model_step(model) -> int | None:
-    opt = getattr(model, "optimizer", None)
-    if opt is None or not getattr(model, "compiled", True):
-        return None
-    try:
-        return int(np.asarray(opt.iterations))
-    except (AttributeError, TypeError, ValueError):
-        return None
+    Two calls return the same digest exactly when no weight changed in between
+    (up to a 128-bit hash collision): a training step, a rollback,
+    ``set_weights`` or ``load_weights`` all change it, whatever the
+    optimizer's step counter says.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for v in model.weights:
+        a = np.ascontiguousarray(v.numpy())
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(memoryview(a).cast("B") if a.ndim else a.tobytes())
+    return h.digest()
 
 
 def _layer_model(model, layer: str):
     import keras
 
-    per_model = _submodels.setdefault(model, {})
-    if layer not in per_model:
-        try:
-            target = model.get_layer(layer)
-        except ValueError:
-            names = [l.name for l in model.layers]
-            raise invalid_argument("layer", layer, f"the name of a layer of the model, one of {names}") from None
-        per_model[layer] = keras.Model(model.inputs, _output_in(model, target))
-    return per_model[layer]
+    try:
+        target = model.get_layer(layer)
+    except ValueError:
+        names = [l.name for l in model.layers]
+        raise invalid_argument("layer", layer, f"the name of a layer of the model, one of {names}") from None
+    return keras.Model(model.inputs, _output_in(model, target))
 
 
 def _output_in(model, target):
@@ -227,7 +226,9 @@ def _output_in(model, target):
     graph, disconnected from ``model.inputs``. The node of ``model``'s graph
     that calls ``target`` gives the right tensor.
     """
-    for nodes in getattr(model, "_nodes_by_depth", {}).values():
+    from kerafine import _keras_compat
+
+    for nodes in _keras_compat.nodes_by_depth(model).values():
         for node in nodes:
             if getattr(node, "operation", None) is target:
                 out = node.output_tensors
@@ -235,48 +236,72 @@ def _output_in(model, target):
     return target.output
 
 
-def predict(model, data: EvalData, layer: str | None = None, epoch: int | None = None) -> Predictions:
-    """Outputs of ``model`` (or of its layer ``layer``) on ``data``, computed once per model state.
+class PredictionCache:
+    """Predictions of one ``fit`` (owned by its fit context), shared by its callbacks.
+
+    An entry is keyed on the *inputs* only (the ``x`` array object, or the
+    dataset/generator object and ``steps``) and the layer, so ``x`` alone and
+    ``(x, y)`` share one forward pass; it is valid while the weights digest
+    (:func:`weights_digest`) is unchanged, so no entry ever answers for other
+    weights. Entries of older weights are dropped.
+    """
+
+    def __init__(self):
+        self._entries: dict = {}  # (id(model), input token, layer) -> (digest, inputs, y_pred, y, w)
+        self._submodels: dict = {}  # (id(model), layer) -> (model, sub-model)
+        self.passes = 0  # forward passes run (for tests and benchmarks)
+
+    def predict(self, model, data: "EvalData", layer: str | None = None) -> Predictions:
+        """Outputs of ``model`` (or of its layer ``layer``) on ``data``: cached while the weights are unchanged."""
+        digest = weights_digest(model)
+        key = (id(model), data.input_token, layer)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == digest:
+            y_pred, y, w = hit[2], hit[3], hit[4]
+        else:
+            target = model
+            if layer is not None:
+                sub = self._submodels.get((id(model), layer))
+                if sub is None or sub[0] is not model:
+                    sub = (model, _layer_model(model, layer))
+                    self._submodels[(id(model), layer)] = sub
+                target = sub[1]
+
+            def fn(x, batch_size=None):
+                if batch_size is None:
+                    return target.predict_on_batch(x)
+                return target.predict(x, batch_size=batch_size, verbose=0)
+
+            result = data.run(fn)
+            self.passes += 1
+            for k in [k for k, v in self._entries.items() if k[0] == id(model) and v[0] != digest]:
+                del self._entries[k]
+            # The inputs are kept in the entry so that their id cannot be reused while it lives.
+            self._entries[key] = (digest, data.inputs, result.y_pred, result.y_true, result.sample_weight)
+            y_pred, y, w = result.y_pred, result.y_true, result.sample_weight
+        if data.is_arrays:
+            # Labels and weights belong to the caller's data, not to whoever predicted first.
+            y, w = data.labels, data.weights
+        return Predictions(y_pred, y, w)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+        self._submodels.clear()
+
+
+def predict(model, data: EvalData, layer: str | None = None, cache: PredictionCache | None = None) -> Predictions:
+    """Outputs of ``model`` (or of its layer ``layer``) on ``data``.
 
     Args:
         model: a built ``keras.Model``.
         data: the :class:`EvalData` to predict on.
         layer: name of a layer whose output to return (e.g. the backbone, for
             embeddings). Defaults to ``None``: the model's own outputs.
-        epoch: the epoch, used as the freshness key when the model has no
-            optimizer yet.
+        cache: a :class:`PredictionCache` (a fit context's) to reuse a pass of
+            the same weights on the same inputs. Defaults to ``None``: predict.
 
     Returns:
-        :class:`Predictions`; the same object for repeated calls while the
-        model's weights have not been updated.
+        :class:`Predictions`.
     """
-    step = _model_step(model)
-    fresh_key = step if step is not None else ("epoch", epoch)
-    key = (data.token, layer)
-    per_model = _cache.setdefault(model, {})
-    hit = per_model.get(key)
-    if hit is not None and hit[0] == fresh_key:
-        return hit[1]
-    target = model if layer is None else _layer_model(model, layer)
-
-    def fn(x, batch_size=None):
-        if batch_size is None:
-            return target.predict_on_batch(x)
-        return target.predict(x, batch_size=batch_size, verbose=0)
-
-    result = data.run(fn)
-    # Drop entries of older model states: only the current epoch is ever reused.
-    for k in [k for k, v in per_model.items() if v[0] != fresh_key]:
-        del per_model[k]
-    per_model[key] = (fresh_key, result)
-    return result
-
-
-def clear(model=None) -> None:
-    """Forget cached predictions (of ``model``, or of every model)."""
-    if model is None:
-        _cache.clear()
-        _submodels.clear()
-    else:
-        _cache.pop(model, None)
-        _submodels.pop(model, None)
+    return (cache if cache is not None else PredictionCache()).predict(model, data, layer)

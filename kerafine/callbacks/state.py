@@ -26,12 +26,13 @@ two methods and the key; nothing here needs to change.
 from __future__ import annotations
 
 import copy
-import functools
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
 
 __all__ = [
+    "KerafineCallback",
     "STATE_VERSION",
     "is_stateful",
     "state_key",
@@ -42,6 +43,72 @@ __all__ = [
 ]
 
 STATE_VERSION = 1
+
+
+def _keras_callback():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class KerafineCallback(_keras_callback()):
+    """Base of kerafine's callbacks: the state protocol and the per-fit context.
+
+    A subclass that keeps memory across epochs implements ``_reset()`` (build
+    the mutable state), ``get_state()`` (with a ``"version"`` field) and
+    ``set_state(state)``, and identifies itself with ``state_key``: its class
+    and the arguments that identify the instance (never list positions or
+    paths a user may change between runs), plus ``name`` when given. In its
+    ``on_train_begin`` it calls :meth:`_restore_or_reset`, which keeps a state
+    restored by ``CheckpointRestart`` for this one ``fit`` and otherwise starts
+    clean.
+
+    The fit's shared :class:`~kerafine.callbacks._context.FitContext` is
+    :attr:`context`.
+    """
+
+    #: Version written into ``get_state()``; ``set_state`` accepts older ones.
+    state_version = STATE_VERSION
+
+    def __init__(self):
+        super().__init__()
+        self._restored = False
+        self._context = None
+        self._binding = None
+
+    def set_model(self, model):
+        # Keras calls set_model while it builds a new CallbackList, i.e. once per fit:
+        # a context of an earlier fit must not leak into this one.
+        super().set_model(model)
+        self._context = None
+
+    @property
+    def context(self):
+        """The :class:`~kerafine.callbacks._context.FitContext` of the running ``fit`` (created on first use)."""
+        if self._context is None:
+            from kerafine.callbacks._context import FitContext
+
+            FitContext.create(self)
+        return self._context
+
+    @property
+    def watched_model(self):
+        """The model this callback evaluates: the fit's model, or the one ``fine_tune`` bound."""
+        return self.context.watched_model or self.model
+
+    def _mark_restored(self) -> None:
+        """Call at the end of ``set_state``: the next ``on_train_begin`` keeps the state."""
+        self._restored = True
+
+    def _restore_or_reset(self) -> bool:
+        """In ``on_train_begin``: keep a just-restored state (returns True) or reset (returns False)."""
+        if self._restored:
+            self._restored = False
+            return True
+        reset = getattr(self, "_reset", None)
+        if reset is not None:
+            reset()
+        return False
 
 
 def _keras_adapters():
@@ -153,39 +220,43 @@ def set_state(callback, state: dict, begun: bool = False) -> None:
     """
     if _implements_protocol(callback):
         callback.set_state(state)
-        if begun and hasattr(callback, "_restored"):
+        if begun and isinstance(callback, KerafineCallback):
             callback._restored = False
         return
     _, attrs = _adapter_for(callback)
     _apply_attrs(callback, attrs, state)
-    original = callback.on_train_begin
-    if getattr(original, "_kerafine_reapply", False):
-        original = original.__wrapped__
-        callback.on_train_begin = original
+    from kerafine import _keras_compat
+
+    _keras_compat.cancel_after_on_train_begin(callback)
     if begun:
         return
-
-    @functools.wraps(original)
-    def on_train_begin(logs=None):
-        original(logs)
-        _apply_attrs(callback, attrs, state)
-        # One shot: the next fit() of this callback starts clean, as in Keras.
-        callback.on_train_begin = original
-
-    on_train_begin._kerafine_reapply = True
-    callback.on_train_begin = on_train_begin
+    # Keras's callbacks reset these attributes in their next on_train_begin: re-apply right after it.
+    _keras_compat.after_next_on_train_begin(callback, lambda: _apply_attrs(callback, attrs, state))
 
 
 def _unique_keys(callbacks: Iterable) -> list[tuple[str, Any]]:
-    seen: dict[str, int] = {}
+    """``(key, callback)`` of the stateful callbacks; two callbacks with one key are an error.
+
+    A key never depends on the position in the list, so reordering the list
+    between runs restores the same states; two instances that would share a
+    key must be told apart by the user (``name=`` on kerafine callbacks).
+    """
+    from kerafine.errors import KerafineError
+
+    seen: dict[str, Any] = {}
     out = []
     for cb in callbacks:
         if not is_stateful(cb):
             continue
         key = state_key(cb)
-        n = seen.get(key, 0)
-        seen[key] = n + 1
-        out.append((key if n == 0 else f"{key}#{n + 1}", cb))
+        if key in seen and seen[key] is not cb:
+            raise KerafineError(
+                f"Two callbacks of this fit share the state key {key!r} ({type(seen[key]).__name__} and "
+                f"{type(cb).__name__}), so a checkpoint could not tell their states apart. Give one a distinct "
+                "`name=` (kerafine callbacks) or a different `monitor`."
+            )
+        seen[key] = cb
+        out.append((key, cb))
     return out
 
 
@@ -230,3 +301,21 @@ def restore_states(
         else:
             missing.append(key)
     return restored, missing
+
+
+def warn_partial_restore(states: dict, restored: list[str], missing: list[str], callbacks: Iterable, source: str) -> None:
+    """Warn, naming each callback and key, about states nobody claimed and callbacks that found none."""
+    by_key = {key: cb for key, cb in _unique_keys(callbacks)}
+    for key in missing:
+        warnings.warn(
+            f"{type(by_key[key]).__name__} (state key {key!r}) found no state in {source}; it starts fresh. "
+            "(Was it added since the checkpoint was written, or were its identifying arguments changed?)",
+            stacklevel=3,
+        )
+    for key in sorted(set(states) - set(restored)):
+        warnings.warn(
+            f"{source} holds the state of a callback with key {key!r} that no callback of this fit claimed; "
+            "it is ignored. (Was the callback removed, renamed with `name=`, or were its identifying arguments "
+            "changed?)",
+            stacklevel=3,
+        )

@@ -35,18 +35,20 @@ True
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 import os
 import time
 import warnings
-import zlib
 from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
 
+from kerafine.callbacks import _probes
+from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
+from kerafine import _keras_compat
+from kerafine.callbacks.state import KerafineCallback
 from kerafine import tensorboard
 from kerafine.errors import did_you_mean, invalid_argument
 
@@ -82,7 +84,7 @@ PROBLEM_KINDS = (
 )
 
 _STATE_VERSION = 1
-_MIN_LOSSES_FOR_MEDIAN = 10
+_MIN_LOSSES_FOR_MEDIAN = MIN_HISTORY
 _PROBE_MAX_ROWS = 8192
 
 
@@ -115,72 +117,6 @@ class TrainingProblem:
         return dataclasses.asdict(self)
 
 
-def _is_float_variable(v) -> bool:
-    return "float" in str(getattr(v, "dtype", ""))
-
-
-def _all_layers(model):
-    """Every layer inside ``model``, parents before their children."""
-    try:
-        return list(model._flatten_layers(include_self=False, recursive=True))
-    except AttributeError:  # not a Keras 3 layer tree: top level only
-        return list(getattr(model, "layers", []))
-
-
-def _leaf_layers(model):
-    out = []
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, keras.Model):
-            out.extend(_leaf_layers(layer))
-        else:
-            out.append(layer)
-    return out
-
-
-@dataclasses.dataclass
-class _Group:
-    name: str
-    trainable: bool
-    variables: list
-
-
-def _build_groups(model):
-    """Split the weights into per-top-level-layer groups.
-
-    A group holds either the trainable weights of a top-level layer or its
-    frozen ones (weights the optimizer would train if the layer were trainable,
-    and every weight of a frozen layer). The running statistics of a trainable
-    BatchNormalization change legitimately and belong to neither; they are
-    returned separately so a probe can restore them.
-    """
-    trainable_ids = {id(v) for v in model.trainable_variables}
-    owner = {}
-    for layer in _all_layers(model):
-        for v in getattr(layer, "_trainable_variables", []):
-            owner[id(v)] = (layer, True)
-        for v in getattr(layer, "_non_trainable_variables", []):
-            owner[id(v)] = (layer, False)
-    groups, state_vars = [], []
-    for top in model.layers:
-        trained, frozen = [], []
-        for v in top.weights:
-            if not _is_float_variable(v):
-                continue
-            if id(v) in trainable_ids:
-                trained.append(v)
-                continue
-            layer, is_weight = owner.get(id(v), (top, True))
-            if is_weight or not layer.trainable:
-                frozen.append(v)
-            else:
-                state_vars.append(v)
-        if trained:
-            groups.append(_Group(top.name, True, trained))
-        if frozen:
-            groups.append(_Group(f"{top.name}/frozen" if trained else top.name, False, frozen))
-    return groups, state_vars
-
-
 def _scalar(value) -> float:
     """A Python float from a Keras variable, a tensor or a number."""
     # KerasVariable.__array__ lacks numpy 2's `copy` keyword (a DeprecationWarning
@@ -190,11 +126,7 @@ def _scalar(value) -> float:
     return float(np.asarray(value))
 
 
-def _fingerprint(variables) -> list[int]:
-    return [zlib.crc32(np.ascontiguousarray(v.numpy()).view(np.uint8)) for v in variables]
-
-
-class TrainingMonitor(keras.callbacks.Callback):
+class TrainingMonitor(KerafineCallback):
     """Watch a training run: learning rate, speed, machine, weights, and problems.
 
     Logged into ``logs`` at each epoch end (put this callback **before**
@@ -234,7 +166,9 @@ class TrainingMonitor(keras.callbacks.Callback):
       be recovered, hence ``probe_data``.
     * ``loss_exploding``: the smoothed loss (mean of the last
       ``loss_smoothing`` batch losses) above ``explode_factor`` times the
-      running median of the earlier smoothed losses. Smoothing keeps a single
+      running median of the earlier smoothed losses: the one rule
+      ``CheckpointRestart`` also rolls back on (:mod:`kerafine.callbacks._loss_watch`,
+      same defaults), so the two never disagree on a batch. Smoothing keeps a single
       batch that holds a rare positive of imbalanced data, whose loss can be
       20x the median, from being called an explosion; a real blow-up lifts
       every batch and still crosses the line within a few batches.
@@ -273,8 +207,13 @@ class TrainingMonitor(keras.callbacks.Callback):
             smoothed loss; 1 judges every batch on its own. Defaults to 10.
         update_ratio_band: ``(low, high)`` per-step update-to-weight ratio
             considered healthy. Defaults to ``(1e-4, 1e-2)``.
-        loss_window: number of recent batch losses in the running median.
-            Defaults to 200.
+        loss_window: number of recent smoothed losses in the running median
+            (``>= 8``). Defaults to 50, as ``CheckpointRestart``'s
+            ``divergence_window``.
+        name: tells two monitors of one ``fit`` apart in a checkpoint (the
+            state key is ``kerafine.TrainingMonitor[<name>]``; it does not
+            depend on ``log_dir``, which may move between runs). Defaults to
+            ``None``.
 
     Raises:
         KerafineError: for an invalid argument (e.g. ``every_n_batches < 1``,
@@ -298,10 +237,11 @@ class TrainingMonitor(keras.callbacks.Callback):
         on_problem: str | Callable[[TrainingProblem], Any] = "warn",
         *,
         probe_data: Any = None,
-        explode_factor: float = 10.0,
-        loss_smoothing: int = 10,
+        explode_factor: float = DEFAULT_FACTOR,
+        loss_smoothing: int = DEFAULT_SMOOTHING,
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
-        loss_window: int = 200,
+        loss_window: int = DEFAULT_WINDOW,
+        name: Optional[str] = None,
     ):
         super().__init__()
         for name, value, minimum in (
@@ -349,6 +289,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.loss_smoothing = loss_smoothing
         self.update_ratio_band = tuple(update_ratio_band)
         self.loss_window = loss_window
+        if name is not None and (not isinstance(name, str) or not name):
+            raise invalid_argument("name", name, "None or a non-empty str")
+        self.name = name
         self._restored = False
         # Per instance, not per fit: "no learning rate" is said once.
         self._lr_missing_warned = False
@@ -358,10 +301,7 @@ class TrainingMonitor(keras.callbacks.Callback):
     def _reset(self) -> None:
         """Memory that spans epochs and survives a restart (see get_state)."""
         self.problems: list[TrainingProblem] = []
-        self._losses: collections.deque = collections.deque(maxlen=self.loss_window)  # smoothed losses
-        self._recent: collections.deque = collections.deque(maxlen=self.loss_smoothing)  # raw batch losses
-        self._median = math.nan
-        self._median_age = 0
+        self._watch = LossWatch(self.explode_factor, self.loss_window, self.loss_smoothing)
         self._best_val = None
         self._best_epoch = None
         self._train_at_best = None
@@ -370,7 +310,8 @@ class TrainingMonitor(keras.callbacks.Callback):
     @property
     def state_key(self) -> str:
         """Key of this monitor's state in a checkpoint."""
-        return f"kerafine.TrainingMonitor[{os.fspath(self.log_dir) if self.log_dir is not None else ''}]"
+        # Not the log_dir: a user may move logs between runs of one script.
+        return f"kerafine.TrainingMonitor[{self.name or ''}]"
 
     def get_state(self) -> dict:
         """What must survive a restart: the loss median window, the over-fitting
@@ -378,8 +319,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         learning-rate note."""
         return {
             "version": _STATE_VERSION,
-            "loss_window": np.asarray(self._losses, dtype=np.float64),
-            "recent_losses": np.asarray(self._recent, dtype=np.float64),
+            "loss_window": np.asarray(self._watch.smoothed, dtype=np.float64),
+            "recent_losses": np.asarray(self._watch.recent, dtype=np.float64),
             "best_val_loss": self._best_val,
             "best_epoch": self._best_epoch,
             "train_loss_at_best": self._train_at_best,
@@ -392,10 +333,11 @@ class TrainingMonitor(keras.callbacks.Callback):
         """Restore :meth:`get_state`'s output; the next ``on_train_begin`` keeps it."""
         self._reset()
         losses = np.asarray(state.get("loss_window", []), dtype=np.float64).ravel()
-        self._losses.extend(float(v) for v in losses[-self.loss_window :])
-        self._median_age = len(self._losses)  # forces a fresh median
         recent = np.asarray(state.get("recent_losses", []), dtype=np.float64).ravel()
-        self._recent.extend(float(v) for v in recent[-self.loss_smoothing :])
+        self._watch.set_state(
+            {"recent_smoothed": losses[-self.loss_window :].tolist(), "recent_losses": recent[-self.loss_smoothing :].tolist()},
+            running_mean=False,
+        )
         self._best_val = state.get("best_val_loss")
         self._best_epoch = state.get("best_epoch")
         self._train_at_best = state.get("train_loss_at_best")
@@ -437,9 +379,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         opt = getattr(opt, "inner_optimizer", opt)
         if opt is None:
             return None
-        raw = getattr(opt, "_learning_rate", None)
+        raw = _keras_compat.learning_rate_schedule(opt)
         try:
-            if isinstance(raw, keras.optimizers.schedules.LearningRateSchedule):
+            if raw is not None:
                 # optimizer.learning_rate is the rate of the *next* step;
                 # the last step applied was iteration - 1.
                 step = max(int(_scalar(opt.iterations)) - 1, 0)
@@ -525,11 +467,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     def _probe(self) -> tuple[dict, str]:
         values: dict = {}
-        bad_weights = [
-            layer.name
-            for layer in _leaf_layers(self.model)
-            if any(_is_float_variable(w) and not np.isfinite(w.numpy()).all() for w in layer.weights)
-        ]
+        bad_weights = _probes.nonfinite_layers(_probes.leaf_layers(self.model))
         values["first_nonfinite_weights"] = bad_weights[0] if bad_weights else None
         values["layers_with_nonfinite_weights"] = len(bad_weights)
         parts = []
@@ -610,10 +548,7 @@ class TrainingMonitor(keras.callbacks.Callback):
 
     # -------------------------------------------------------------- hooks
     def on_train_begin(self, logs=None):
-        if self._restored:
-            self._restored = False  # keep what set_state restored, this once
-        else:
-            self._reset()
+        self._restore_or_reset()  # keep what set_state restored, this once
         import psutil
 
         self._process = psutil.Process()
@@ -628,7 +563,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             self._gpu = None
         self._steps = (self.params or {}).get("steps")
         self._spe = max(1, int(np.asarray(getattr(self.model, "steps_per_execution", 1) or 1)))
-        self._groups, state_vars = _build_groups(self.model)
+        self._groups, state_vars = _probes.build_groups(self.model)
         self._tracked, self._group_index = [], []
         for g in self._groups:
             if g.trainable:
@@ -637,7 +572,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             else:
                 self._group_index.append([])
         self._tracked.extend(state_vars)
-        self._frozen_prints = {g.name: _fingerprint(g.variables) for g in self._groups if not g.trainable}
+        self._frozen_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if not g.trainable}
         self._global_batches = 0
         self._before = None
         # A finite baseline, so that a loss that is NaN on the very first
@@ -660,10 +595,11 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._process.cpu_percent(None)
         self._epoch_ratios = []
         self._batches = 0
-        self._prev_batch, self._prev_mean = -1, 0.0
+        self._prev_batch = -1
+        self._watch.new_epoch()
         self._last_lr = None
         self._trainable_prints = {
-            g.name: _fingerprint(g.variables) for g in self._groups if g.trainable
+            g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if g.trainable
         }
         if self._is_measure_point(self._spe - 1):
             self._before = (self._snapshot(), self._iterations())
@@ -684,13 +620,14 @@ class TrainingMonitor(keras.callbacks.Callback):
             self._before = (self._snapshot(), self._iterations())
 
     def _check_loss(self, batch: int, mean: float) -> None:
-        # Keras passes the running mean of the epoch's loss; undo the averaging
-        # to get this call's own loss (exact when batches have equal sizes).
-        n, n_prev = batch + 1, self._prev_batch + 1
-        batch_loss = (n * mean - n_prev * self._prev_mean) / (n - n_prev) if n_prev > 0 else mean
-        self._prev_batch, self._prev_mean = batch, mean
+        # Keras passes the running mean of the epoch's loss; the one loss-watch rule
+        # (shared with CheckpointRestart) recovers each step's loss and judges it.
+        steps = max(1, batch - self._prev_batch)
+        self._prev_batch = batch
+        verdict = self._watch.observe(mean, steps)
         epoch = self._epoch_index()
-        if not math.isfinite(mean):
+        if verdict.kind == "nonfinite":
+            self._watch.skip(mean, steps)
             if "nonfinite_loss" in self._active:
                 return
             values, probe_text = self._probe()
@@ -706,29 +643,22 @@ class TrainingMonitor(keras.callbacks.Callback):
             )
             return
         self._clear("nonfinite_loss")
-        self._recent.append(batch_loss)
-        smoothed = float(np.mean(np.fromiter(self._recent, float, len(self._recent))))
-        if len(self._losses) >= _MIN_LOSSES_FOR_MEDIAN:
-            if self._median_age >= 8 or not math.isfinite(self._median):
-                self._median = float(np.median(np.fromiter(self._losses, float, len(self._losses))))
-                self._median_age = 0
-            med = self._median
-            if med > 0 and smoothed > self.explode_factor * med:
-                over = f"the last {len(self._recent)} batches" if len(self._recent) > 1 else "this batch"
-                self._report(
-                    "loss_exploding",
-                    epoch,
-                    batch,
-                    f"TrainingMonitor: loss {smoothed:.4g} (mean of {over}) at epoch {epoch + 1}, batch {batch} "
-                    f"is {smoothed / med:.1f}x its running median {med:.4g}: the run is diverging. "
-                    "Try: lower the learning rate 10x (kerafine.lr_find), clip gradients (clipnorm=1.0), "
-                    "check the recent batches for outliers.",
-                    {"loss": smoothed, "batch_loss": batch_loss, "running_median": med, "factor": smoothed / med},
-                )
-            elif smoothed < 0.5 * self.explode_factor * med:
-                self._clear("loss_exploding")
-        self._losses.append(smoothed)
-        self._median_age += 1
+        smoothed, med = verdict.smoothed, verdict.median
+        if verdict.kind == "exploding":
+            self._watch.skip(mean, steps)
+            over = f"the last {verdict.window} batches" if verdict.window > 1 else "this batch"
+            self._report(
+                "loss_exploding",
+                epoch,
+                batch,
+                f"TrainingMonitor: loss {smoothed:.4g} (mean of {over}) at epoch {epoch + 1}, batch {batch} "
+                f"is {smoothed / med:.1f}x its running median {med:.4g}: the run is diverging. "
+                "Try: lower the learning rate 10x (kerafine.lr_find), clip gradients (clipnorm=1.0), "
+                "check the recent batches for outliers.",
+                {"loss": smoothed, "batch_loss": verdict.batch_loss, "running_median": med, "factor": smoothed / med},
+            )
+        elif med is not None and smoothed < 0.5 * self.explode_factor * med:
+            self._clear("loss_exploding")
 
     def _epoch_index(self) -> int:
         return getattr(self, "_current_epoch", 0)
@@ -738,17 +668,12 @@ class TrainingMonitor(keras.callbacks.Callback):
         train_seconds = max(self._t_last - self._t_epoch, 1e-12)
         steps = max(self._batches, 1)
         samples = math.nan
-        tracker = getattr(self.model, "_loss_tracker", None)
-        try:
-            # Keras weights the loss mean by the batch size: its count is the
-            # number of samples seen this epoch.
-            samples = _scalar(tracker.count)
-        except (AttributeError, TypeError, ValueError):
-            pass
-        if not samples > 0:
-            # Another model did the training (e.g. fine_tune's head on cached
-            # features, with the callbacks pointed at the full model): unknown.
-            samples = math.nan
+        # Keras weights the loss mean by the batch size: its count is the number
+        # of samples seen this epoch, by the model fit trains (which the fit
+        # context names: fine_tune's head phase trains a head-only model).
+        count = _keras_compat.samples_seen(self.context.trained_model or self.model)
+        if count is not None and count > 0:
+            samples = count
         lr = self._last_lr if self._last_lr is not None else self._read_lr()
         ratio = float(np.median(self._epoch_ratios)) if self._epoch_ratios else math.nan
         epoch_values = {
@@ -847,7 +772,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         for g in self._groups:
             if g.trainable:
                 continue
-            now = _fingerprint(g.variables)
+            now = _probes.crc_fingerprint(g.variables)
             ref = self._frozen_prints[g.name]
             changed = [v.path for v, a, b in zip(g.variables, now, ref) if a != b]
             self._frozen_prints[g.name] = now
@@ -872,7 +797,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         for g in self._groups:
             if not g.trainable:
                 continue
-            if _fingerprint(g.variables) != self._trainable_prints[g.name]:
+            if _probes.crc_fingerprint(g.variables) != self._trainable_prints[g.name]:
                 self._clear("weights_not_changing", g.name)
                 continue
             self._report(

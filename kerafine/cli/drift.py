@@ -22,7 +22,7 @@ import argparse
 import textwrap
 from typing import Sequence
 
-from kerafine.errors import KerafineError, invalid_argument
+from kerafine.errors import KerafineError, check_int, invalid_argument
 
 __all__ = ["run", "format_table"]
 
@@ -132,8 +132,7 @@ def run(
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
-        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-            raise invalid_argument("--top", top, "a positive int")
+        check_int("--top", top, minimum=1, expected="a positive int")
         cats = _parse_categorical(categorical)
         if os.path.isdir(reference):
             profile = ReferenceProfile.load(reference)

@@ -268,6 +268,35 @@ def _evaluate(args) -> int:
         raise invalid_argument("MODEL", os.fspath(model_path), f"a model written by `kerafine fit`, with {sidecar.name} "
                                "beside it", "That file records the columns and windows the model was trained on.")
     spec = read_json(sidecar)
+    robustness = None
+    if args.robustness is not None:
+        from kerafine.security.robustness import check_epsilons
+
+        robustness = check_epsilons(_parse_floats(args.robustness, "--robustness"), "--robustness")
+    x, y = _load_labelled(spec, data_path)
+    membership = None
+    if args.membership_train is not None:
+        membership = (_load_labelled(spec, Path(args.membership_train), "--membership-train"), (x, y))
+    from kerafine.evaluation import evaluate
+
+    model = _load_model(model_path)
+    report = evaluate(model, (x, y), robustness=robustness, membership=membership)
+    print(report)
+    if args.json:
+        atomic_write_text(args.json, report.to_json() + "\n")
+        print(f"\nWrote {args.json}")
+    return 0
+
+
+def _parse_floats(text: str, argument: str) -> list:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise invalid_argument(argument, text, "numbers separated by commas, e.g. 1,2,4") from None
+
+
+def _load_labelled(spec: dict, data_path: Path, argument: str = "DATA"):
+    """``(x, y)`` of labelled data in the form the model described by ``spec`` was trained on."""
     if spec.get("kind") == "server_metrics":
         import warnings
 
@@ -275,15 +304,15 @@ def _evaluate(args) -> int:
 
         names = ("cpu", "memory", "diskio", "uptime", "failures")
         if not data_path.is_dir():
-            raise invalid_argument("DATA", os.fspath(data_path), "a directory holding " + ", ".join(f"{n}.csv" for n in names),
+            raise invalid_argument(argument, os.fspath(data_path), "a directory holding " + ", ".join(f"{n}.csv" for n in names),
                                    "This model reads server metrics.")
         missing = [f"{n}.csv" for n in names if not (data_path / f"{n}.csv").is_file()]
         if missing:
-            raise invalid_argument("DATA", os.fspath(data_path), "a directory holding " + ", ".join(f"{n}.csv" for n in names),
+            raise invalid_argument(argument, os.fspath(data_path), "a directory holding " + ", ".join(f"{n}.csv" for n in names),
                                    f"Missing: {', '.join(missing)}.", error=DataError)
         m = load_server_metrics(**{n: data_path / f"{n}.csv" for n in names}, freq=spec["freq"],
                                 horizon=spec["horizon"], max_gap=spec["max_gap"])
-        _same_columns(list(m.features), spec["features"], data_path)
+        _same_columns(list(m.features), spec["features"], data_path, argument=argument)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             x, y = m.windows(spec["window"], stride=spec["stride"], normalizer=Normalizer.from_dict(spec["normalizer"]))
@@ -295,22 +324,15 @@ def _evaluate(args) -> int:
         try:
             header = list(pd.read_csv(data_path, nrows=0).columns)
         except (OSError, ValueError) as exc:
-            raise invalid_argument("DATA", os.fspath(data_path), "a readable CSV file", str(exc), error=DataError) from None
-        _same_columns(header, spec["numeric"] + spec["categorical"] + [spec["label"]], data_path, extra_ok=True)
+            raise invalid_argument(argument, os.fspath(data_path), "a readable CSV file", str(exc), error=DataError) from None
+        _same_columns(header, spec["numeric"] + spec["categorical"] + [spec["label"]], data_path, extra_ok=True,
+                      argument=argument)
         t = load_tabular(data_path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
         x, y = t.x, t.y
-    from kerafine.evaluation import evaluate
-
-    model = _load_model(model_path)
-    report = evaluate(model, (x, y))
-    print(report)
-    if args.json:
-        atomic_write_text(args.json, report.to_json() + "\n")
-        print(f"\nWrote {args.json}")
-    return 0
+    return x, y
 
 
-def _same_columns(found: list, trained: list, data_path: Path, extra_ok: bool = False) -> None:
+def _same_columns(found: list, trained: list, data_path: Path, extra_ok: bool = False, argument: str = "DATA") -> None:
     missing = [c for c in trained if c not in found]
     extra = [c for c in found if c not in trained]
     if missing or (extra and not extra_ok):
@@ -320,10 +342,9 @@ def _same_columns(found: list, trained: list, data_path: Path, extra_ok: bool = 
         if extra and not extra_ok:
             detail.append(f"not seen in training {extra}")
         raise DataError(
-            f"Invalid value for argument `DATA`: {os.fspath(data_path)!r} has other columns than the model was trained "
+            f"Invalid value for argument `{argument}`: {os.fspath(data_path)!r} has other columns than the model was trained "
             f"on ({'; '.join(detail)}); the model expects {trained}, the data has {found}."
         )
-
 
 
 def add_parsers(sub) -> None:
@@ -365,4 +386,9 @@ def add_parsers(sub) -> None:
     p.add_argument("model", metavar="MODEL.keras")
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--robustness", metavar="EPS,EPS,...",
+                   help="add a PGD-10 robustness curve at these L-inf radii (model input units), e.g. 1,2,4")
+    p.add_argument("--membership-train", metavar="PATH",
+                   help="add a membership-inference section: PATH holds the training rows (same format as DATA), "
+                        "DATA the held-out rows")
     p.set_defaults(func=_evaluate)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerafine.errors import invalid_argument
+from kerafine.errors import check_int, invalid_argument
 
 __all__ = ["FleetProfile", "FLEET_PROFILES", "generate_fleet", "simulate_fleet", "load_digits_task"]
 
@@ -139,8 +139,7 @@ def simulate_fleet(
     if fleet not in FLEET_PROFILES:
         raise invalid_argument("fleet", fleet, f"one of {sorted(FLEET_PROFILES)}")
     for name, value in (("n_servers", n_servers), ("n_steps", n_steps), ("freq_seconds", freq_seconds)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise invalid_argument(name, value, "a positive int")
+        check_int(name, value, minimum=1, expected="a positive int")
     p = FLEET_PROFILES[fleet]
     # Different fleets draw from different streams even with the same seed.
     rng = np.random.default_rng([seed, ord(fleet)])
@@ -310,8 +309,9 @@ def load_digits_task(pretrain_classes=(0, 1, 2, 3, 4), image_size: int = 32, see
     """
     from sklearn.datasets import load_digits
 
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8 or image_size % 8:
-        raise invalid_argument("image_size", image_size, "a positive multiple of 8 (at least 8)")
+    expected = "a positive multiple of 8 (at least 8)"
+    if check_int("image_size", image_size, minimum=8, expected=expected) % 8:
+        raise invalid_argument("image_size", image_size, expected)
     digits = load_digits()
     pre = set(int(c) for c in pretrain_classes)
     if not pre or not pre < set(range(10)):

@@ -6,7 +6,7 @@ draw the same order again. :class:`ResumableSequence` is a
 ``keras.utils.PyDataset`` whose order is a pure function of ``(seed, epoch)``
 and whose per-batch augmentation randomness is a pure function of
 ``(seed, epoch, batch index)``; ``CheckpointRestart`` tells it which epoch is
-being trained, so a resumed run (from an epoch boundary or from the middle of
+being trained (bind it: ``CheckpointRestart(..., data=seq)``), so a resumed run (from an epoch boundary or from the middle of
 an epoch) sees exactly the batches the uninterrupted run saw.
 """
 
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
 import warnings
-import weakref
 from typing import Any, Callable
 
 import keras
@@ -25,18 +23,6 @@ import numpy as np
 from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["ResumableSequence"]
-
-# Live sequences, so that CheckpointRestart can tell them the epoch it resumes
-# at without the user wiring them together (the fit loop gives callbacks no
-# handle on the data).
-_LIVE: "weakref.WeakSet[ResumableSequence]" = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
-
-
-def _live_sequences() -> list["ResumableSequence"]:
-    with _LIVE_LOCK:
-        return list(_LIVE)
-
 
 def _num_rows(structure) -> int:
     leaves = keras.tree.flatten(structure)
@@ -135,8 +121,6 @@ class ResumableSequence(keras.utils.PyDataset):
         self._order_cache: tuple[int, np.ndarray] | None = None
         self._last_index = None
         self._warned_order = False
-        with _LIVE_LOCK:
-            _LIVE.add(self)
 
     # -- order -----------------------------------------------------------
     @property

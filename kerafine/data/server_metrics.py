@@ -19,22 +19,23 @@ frame with a row per server per ``freq`` step:
    ``horizon`` steps (``NaN`` in the last ``horizon`` steps of a server's
    record, where the future is not observed).
 
-:func:`split_by_time` and :func:`split_by_group` split the result into train,
-validation and test without leakage, and :class:`Normalizer` takes its
-statistics from the training split only.
+:mod:`kerafine.data.splits` splits the result into train, validation and
+test without leakage (:func:`split_by_time`, :func:`split_by_group`) and
+normalises it with training statistics only (:class:`Normalizer`); those names
+are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 import warnings
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine.data.splits import Normalizer, Splits, split_by_group, split_by_time
+from kerafine.errors import DataError, check_int, invalid_argument
 
 __all__ = [
     "ServerMetrics",
@@ -248,10 +249,8 @@ class ServerMetrics:
             DataError: if there is no ``label`` column or a server has fewer
                 consecutive samples than ``window``.
         """
-        from kerafine.data.windows import _positive_int
-
-        window = _positive_int("window", window)
-        stride = _positive_int("stride", stride)
+        window = check_int("window", window, minimum=1, expected="a positive int")
+        stride = check_int("stride", stride, minimum=1, expected="a positive int")
         if "label" not in self.frame:
             raise DataError("These metrics have no `label` column: pass `failures=` to load_server_metrics.")
         x_all = self._matrix(features, normalizer)
@@ -274,11 +273,9 @@ class ServerMetrics:
         Returns:
             ``(x, y)``: float32 ``(n, window, n_features)`` and ``(n, n_features)``.
         """
-        from kerafine.data.windows import _positive_int
-
-        window = _positive_int("window", window)
-        horizon = _positive_int("horizon", horizon)
-        stride = _positive_int("stride", stride)
+        window = check_int("window", window, minimum=1, expected="a positive int")
+        horizon = check_int("horizon", horizon, minimum=1, expected="a positive int")
+        stride = check_int("stride", stride, minimum=1, expected="a positive int")
         x_all = self._matrix(features, normalizer)
         starts, skipped = self._valid_starts(window, horizon, stride)
         self._warn_skipped(skipped, window + horizon)
@@ -318,12 +315,6 @@ def _parse_freq(freq):
     if td is None or td <= pd.Timedelta(0):
         raise invalid_argument("freq", freq, 'a positive pandas frequency string such as "5s" or "1min"')
     return td
-
-
-def _nonneg_int(name, value, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise invalid_argument(name, value, "a positive int" if minimum else "an int >= 0")
-    return int(value)
 
 
 def load_server_metrics(
@@ -382,8 +373,8 @@ def load_server_metrics(
     import pandas as pd
 
     step = _parse_freq(freq)
-    horizon = _nonneg_int("horizon", horizon, minimum=1)
-    max_gap = _nonneg_int("max_gap", max_gap)
+    horizon = check_int("horizon", horizon, minimum=1, expected="a positive int")
+    max_gap = check_int("max_gap", max_gap, minimum=0)
     sources = {"cpu": cpu, "memory": memory, "diskio": diskio, "uptime": uptime}
     tables = {name: read_metric_csv(src, name, server_col, time_col) for name, src in sources.items()}
     fail_table = None
@@ -544,275 +535,3 @@ def _failure_labels(frame, failures, step, horizon: int, server_col: str, time_c
         censored = (t + ahead > t_all[b - 1]) & (label[a:b] == 0)
         label[a:b][censored] = np.nan
     return label
-
-
-# Columns of a ServerMetrics frame that describe rows rather than measure the server.
-_BOOKKEEPING = ("segment", "restart", "label")
-
-
-@dataclasses.dataclass(frozen=True)
-class Splits:
-    """Train, validation and test parts of the same data (DataFrames or :class:`ServerMetrics`)."""
-
-    train: Any
-    val: Any
-    test: Any
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.train, self.val, self.test))
-
-    def normalized(self, columns: Sequence[str] | None = None) -> tuple["Splits", "Normalizer"]:
-        """Standardise every part with statistics computed on ``train`` only.
-
-        No column a model may read is left raw: by default the columns are, for
-        :class:`ServerMetrics`, every numeric column except the bookkeeping
-        ones (``segment``, ``restart``, ``label``): the features and ``uptime``,
-        so ``windows(features=(*m.features, "uptime"))`` reads standardised
-        uptime; for a DataFrame every numeric column.
-
-        Args:
-            columns: the columns to standardise. Defaults to ``None`` (see
-                above). Given explicitly for :class:`ServerMetrics`, it must
-                include every one of its ``features``.
-
-        Returns:
-            ``(splits, normalizer)``; apply ``normalizer`` to any later data too.
-
-        Raises:
-            DataError: ``columns`` leaves features of a :class:`ServerMetrics`
-                raw (the message names them).
-        """
-        if isinstance(self.train, ServerMetrics):
-            frame = self.train.frame
-            if columns is None:
-                extra = [c for c in frame.columns if c not in ("server", "timestamp", *_BOOKKEEPING)
-                         and c not in self.train.features and np.issubdtype(frame[c].dtype, np.number)]
-                columns = (*self.train.features, *extra)
-            else:
-                raw = [c for c in self.train.features if c not in list(columns)]
-                if raw:
-                    raise DataError(
-                        f"Invalid value for argument `columns`: {list(columns)!r} leaves the features {raw} raw "
-                        "(unscaled); include them, or drop them from the model's inputs with "
-                        "dataclasses.replace(metrics, features=...) before splitting."
-                    )
-        norm = Normalizer.fit(self.train, columns)
-        parts = [norm.apply(p) for p in self]
-        return Splits(*parts), norm
-
-
-def _frame_of(data):
-    return data.frame if isinstance(data, ServerMetrics) else data
-
-
-def _with_frame(data, frame):
-    return dataclasses.replace(data, frame=frame) if isinstance(data, ServerMetrics) else frame
-
-
-def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
-        raise invalid_argument(name, value, "a fraction strictly between 0 and 1")
-    return float(value)
-
-
-def split_by_time(data, val: float = 0.2, test: float = 0.2, gap=None, time_col: str = "timestamp") -> Splits:
-    """Split by time: the earliest rows train, the next validate, the latest test.
-
-    The cut points are the same for every server (fractions of the overall time
-    span), so no validation or test moment is seen during training. Labels look
-    ahead, so the last ``gap`` steps before each cut point are dropped: a
-    training row's label never depends on an event in the validation period.
-
-    Args:
-        data: a :class:`ServerMetrics` or a DataFrame with ``time_col``.
-        val: fraction of the time span for validation. Defaults to 0.2.
-        test: fraction of the time span for test (the end). Defaults to 0.2.
-        gap: steps (int, needs a ServerMetrics) or a ``pandas.Timedelta``
-            dropped before each cut. Defaults to ``None``: the label horizon
-            of a ServerMetrics, 0 for a DataFrame.
-        time_col: the timestamp column. Defaults to ``"timestamp"``.
-
-    Returns:
-        :class:`Splits` of the same type as ``data``.
-
-    Raises:
-        KerafineError: if the fractions are not in (0, 1) or leave no training time.
-
-    Example:
-
-    >>> import pandas as pd
-    >>> df = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=10, freq="1h"), "v": range(10)})
-    >>> s = split_by_time(df, val=0.2, test=0.2)
-    >>> len(s.train), len(s.val), len(s.test), s.train["timestamp"].max() < s.val["timestamp"].min()
-    (6, 2, 2, True)
-    """
-    import pandas as pd
-
-    val = _check_fraction("val", val)
-    test = _check_fraction("test", test)
-    if val + test >= 1.0:
-        raise invalid_argument("val", val, f"a fraction with val + test < 1 (test={test})",
-                               "Leave some of the time span for training.")
-    frame = _frame_of(data)
-    if time_col not in frame.columns:
-        raise DataError(f"Invalid value for argument `data`: it has no column {time_col!r}; found {list(frame.columns)}.")
-    t = pd.to_datetime(frame[time_col])
-    t0, t1 = t.min(), t.max()
-    span = t1 - t0
-    val_start = t0 + span * (1.0 - val - test)
-    test_start = t0 + span * (1.0 - test)
-    if gap is None:
-        gap_td = data.freq * data.horizon if isinstance(data, ServerMetrics) else pd.Timedelta(0)
-    elif isinstance(gap, numbers.Integral) and not isinstance(gap, bool):
-        if not isinstance(data, ServerMetrics) or gap < 0:
-            raise invalid_argument("gap", gap, "an int >= 0 with ServerMetrics data, or a pandas.Timedelta")
-        gap_td = data.freq * int(gap)
-    else:
-        gap_td = pd.Timedelta(gap)
-    # Rows within `gap` before a cut are dropped; the cut itself belongs to the later part.
-    train = frame.loc[(t < val_start - gap_td).to_numpy()]
-    valid = frame.loc[((t >= val_start) & (t < test_start - gap_td)).to_numpy()]
-    tst = frame.loc[(t >= test_start).to_numpy()]
-    for name, part in (("train", train), ("val", valid), ("test", tst)):
-        if len(part) == 0:
-            raise DataError(f"The {name} split is empty; use larger fractions or a smaller `gap`.")
-    return Splits(*(_with_frame(data, p.reset_index(drop=True)) for p in (train, valid, tst)))
-
-
-def _resolve_groups(name, value, all_groups, rng_order):
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        frac = _check_fraction(name, value)
-        return max(1, int(round(frac * len(all_groups))))
-    groups = [str(g) for g in value]
-    unknown = [g for g in groups if g not in all_groups]
-    if unknown:
-        raise invalid_argument(name, unknown[0], f"a group id present in the data, one of {sorted(all_groups)[:10]}",
-                               error=DataError)
-    return groups
-
-
-def split_by_group(data, val=0.2, test=0.2, group_col: str = "server", seed: int = 0) -> Splits:
-    """Split by group (server): every group's rows go entirely to one part.
-
-    Args:
-        data: a :class:`ServerMetrics` or a DataFrame with ``group_col``.
-        val: fraction of the groups for validation, or a list of group ids.
-            Defaults to 0.2.
-        test: fraction of the groups for test, or a list of group ids.
-            Defaults to 0.2.
-        group_col: the group column. Defaults to ``"server"``.
-        seed: seed of the shuffle of groups (fractions only). Defaults to 0.
-
-    Returns:
-        :class:`Splits` of the same type as ``data``; the remaining groups train.
-
-    Raises:
-        KerafineError / DataError: fractions outside (0, 1), unknown or
-            overlapping group ids, or a part left without groups.
-
-    Example:
-
-    >>> import pandas as pd
-    >>> df = pd.DataFrame({"server": list("aabbccdd"), "v": range(8)})
-    >>> s = split_by_group(df, val=["b"], test=["c"])
-    >>> sorted(s.train["server"].unique()), s.val["v"].tolist()
-    (['a', 'd'], [2, 3])
-    """
-    frame = _frame_of(data)
-    if group_col not in frame.columns:
-        raise DataError(f"Invalid value for argument `data`: it has no column {group_col!r}; found {list(frame.columns)}.")
-    g = frame[group_col].astype(str)
-    all_groups = sorted(g.unique().tolist())
-    rng = np.random.default_rng(seed)
-    order = [all_groups[i] for i in rng.permutation(len(all_groups))]
-    chosen: dict[str, list[str]] = {}
-    remaining = list(order)
-    for name, value in (("test", test), ("val", val)):
-        r = _resolve_groups(name, value, set(all_groups), order)
-        if isinstance(r, int):
-            chosen[name] = remaining[:r]
-            remaining = remaining[r:]
-        else:
-            clash = [x for x in r if x not in remaining]
-            if clash:
-                raise invalid_argument(name, clash[0], "a group id not already in another split", error=DataError)
-            chosen[name] = r
-            remaining = [x for x in remaining if x not in r]
-    if not remaining:
-        raise DataError(f"No group is left for training out of {len(all_groups)}; use smaller `val` / `test`.")
-    parts = []
-    for groups in (remaining, chosen["val"], chosen["test"]):
-        if not groups:
-            raise DataError("A split got no group; use larger fractions or more groups.")
-        parts.append(_with_frame(data, frame.loc[g.isin(groups).to_numpy()].reset_index(drop=True)))
-    return Splits(*parts)
-
-
-@dataclasses.dataclass(frozen=True)
-class Normalizer:
-    """Per-column standardisation ``(x - mean) / std`` with statistics from training data.
-
-    Attributes:
-        columns: the standardised columns.
-        mean: their training means, float64.
-        std: their training standard deviations (1.0 where a column is constant).
-
-    Example:
-
-    >>> import pandas as pd
-    >>> n = Normalizer.fit(pd.DataFrame({"a": [1.0, 3.0]}))
-    >>> n.transform(pd.DataFrame({"a": [2.0, 5.0]}))["a"].tolist()
-    [0.0, 3.0]
-    """
-
-    columns: tuple
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, data, columns: Sequence[str] | None = None) -> "Normalizer":
-        """Statistics of ``columns`` of ``data`` (a DataFrame or :class:`ServerMetrics`).
-
-        ``columns`` defaults to the features of a ServerMetrics, or every
-        numeric column of a DataFrame. NaN are ignored.
-        """
-        frame = _frame_of(data)
-        if columns is None:
-            if isinstance(data, ServerMetrics):
-                columns = data.features
-            else:
-                columns = [c for c in frame.columns if np.issubdtype(frame[c].dtype, np.number)]
-        columns = tuple(columns)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(f"Cannot normalise column {missing[0]!r}: not found; columns are {list(frame.columns)}.")
-        values = frame[list(columns)].to_numpy(dtype=np.float64)
-        if len(values) == 0:
-            raise DataError("Cannot fit a Normalizer on 0 rows.")
-        mean = np.nanmean(values, axis=0)
-        std = np.nanstd(values, axis=0)
-        std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
-        return cls(columns=columns, mean=mean, std=std)
-
-    def transform(self, frame):
-        """A copy of ``frame`` with the columns standardised."""
-        out = frame.copy()
-        cols = list(self.columns)
-        out[cols] = (frame[cols].to_numpy(dtype=np.float64) - self.mean) / self.std
-        return out
-
-    def apply(self, data):
-        """:meth:`transform` for a DataFrame or a :class:`ServerMetrics`."""
-        return _with_frame(data, self.transform(_frame_of(data)))
-
-    def to_dict(self) -> dict:
-        """JSON-able form (for ``report.json`` / reloading beside a saved model)."""
-        return {"columns": list(self.columns), "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Normalizer":
-        """Inverse of :meth:`to_dict`."""
-        try:
-            return cls(tuple(d["columns"]), np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))
-        except (KeyError, TypeError) as exc:
-            raise KerafineError(f"Cannot read normalisation statistics {d!r}: {exc}") from exc

@@ -11,19 +11,12 @@ where all of its rows, and its target rows, belong to one group.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
-from kerafine.errors import DataError, invalid_argument
+from kerafine.errors import DataError, check_int, invalid_argument
 
 __all__ = ["sliding_windows", "window_starts"]
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise invalid_argument(name, value, "a positive int")
-    return int(value)
 
 
 def _as_2d(series, argument: str = "series") -> np.ndarray:
@@ -95,9 +88,9 @@ def window_starts(n_rows: int, window: int, horizon: int = 1, stride: int = 1, g
     >>> window_starts(6, window=2, groups=["a", "a", "a", "b", "b", "b"]).tolist()
     [0, 3]
     """
-    window = _positive_int("window", window)
-    horizon = _positive_int("horizon", horizon)
-    stride = _positive_int("stride", stride)
+    window = check_int("window", window, minimum=1, expected="a positive int")
+    horizon = check_int("horizon", horizon, minimum=1, expected="a positive int")
+    stride = check_int("stride", stride, minimum=1, expected="a positive int")
     starts, ends, labels = _group_bounds(groups, n_rows)
     lengths = ends - starts
     need = window + horizon
@@ -184,10 +177,10 @@ def sliding_windows(
     >>> y.tolist()
     [0.0, 1.0, 1.0]
     """
-    window = _positive_int("window", window)
-    horizon = _positive_int("horizon", horizon)
-    stride = _positive_int("stride", stride)
-    batch_size = _positive_int("batch_size", batch_size)
+    window = check_int("window", window, minimum=1, expected="a positive int")
+    horizon = check_int("horizon", horizon, minimum=1, expected="a positive int")
+    stride = check_int("stride", stride, minimum=1, expected="a positive int")
+    batch_size = check_int("batch_size", batch_size, minimum=1, expected="a positive int")
     arr = _as_2d(series)
     n = arr.shape[0]
     lab = None

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from kerafine import _io
-from kerafine.errors import CheckpointError, DataError, invalid_argument
+from kerafine.errors import CheckpointError, DataError, check_int, invalid_argument
 
 __all__ = ["ReferenceProfile", "FORMAT_VERSION", "MIN_ROWS"]
 
@@ -276,10 +276,8 @@ class ReferenceProfile:
             UserWarning: for a constant continuous feature (any later change of
                 it will be reported, since the reference has no spread).
         """
-        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_ROWS["ks"]:
-            raise invalid_argument("max_samples", max_samples, f"an int >= {MIN_ROWS['ks']}")
-        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
-            raise invalid_argument("n_bins", n_bins, "an int >= 2")
+        check_int("max_samples", max_samples, minimum=MIN_ROWS["ks"])
+        check_int("n_bins", n_bins, minimum=2)
         table = Table.of(x, feature_names, argument="x")
         names = table.names
         cats = _resolve_categorical(categorical, names)
@@ -410,8 +408,7 @@ class ReferenceProfile:
         >>> p.n_rows, p.sample.shape
         (5000, (2000, 3))
         """
-        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < MIN_ROWS["ks"]:
-            raise invalid_argument("max_samples", max_samples, f"an int >= {MIN_ROWS['ks']}")
+        check_int("max_samples", max_samples, minimum=MIN_ROWS["ks"])
         rng = np.random.default_rng(seed)
         names = cont_names = cat_names = None
         reservoir = None

@@ -45,7 +45,7 @@ import math
 import numpy as np
 from scipy import special, stats
 
-from kerafine.errors import DataError, invalid_argument
+from kerafine.errors import DataError, check_int, check_number, invalid_argument
 
 __all__ = [
     "ks_2samp",
@@ -177,16 +177,12 @@ def ks_pvalue(statistic, n_ref, n_cur, method: str = "auto"):
 
 def _ks_exact(n1: int, n2: int, d: float):
     # scipy's own exact routine, so "auto" p-values are identical to ks_2samp's.
-    from scipy.stats import _stats_py
+    from kerafine._keras_compat import ks_2samp_exact_pvalue
 
     g = math.gcd(n1, n2)
     if (n1 // g) >= np.iinfo(np.int32).max / (n2 // g):
         return None
-    try:
-        success, _, prob = _stats_py._attempt_exact_2kssamp(n1, n2, g, d, "two-sided")
-    except (AttributeError, TypeError):  # a scipy without the private helper
-        return None
-    return float(prob) if success else None
+    return ks_2samp_exact_pvalue(n1, n2, g, d)
 
 
 def ks_2samp(x, y) -> tuple[float, float]:
@@ -409,11 +405,10 @@ def mmd_test(
     >>> r.p_value < 0.05
     True
     """
-    for name, value in (("n_permutations", n_permutations), ("max_samples", max_samples)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (1 if name == "n_permutations" else 2):
-            raise invalid_argument(name, value, "a positive int" if name == "n_permutations" else "an int >= 2")
-    if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
-        raise invalid_argument("sigma", sigma, "None or a positive float")
+    check_int("n_permutations", n_permutations, minimum=1, expected="a positive int")
+    check_int("max_samples", max_samples, minimum=2)
+    if sigma is not None:
+        check_number("sigma", sigma, minimum=0, min_inclusive=False, expected="None or a positive float")
     x = _as_2d("reference", reference)
     y = _as_2d("current", current)
     if x.shape[1] != y.shape[1]:

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from kerafine.errors import invalid_argument
+from kerafine.errors import check_int, check_number, invalid_argument
 
 __all__ = ["StreamDriftDetector"]
 
@@ -263,16 +263,11 @@ class StreamDriftDetector:
 
 def _validate(method: str, p: dict) -> None:
     def pos_int(name, minimum=1):
-        v = p[name]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-            raise invalid_argument(name, v, f"an int >= {minimum}")
+        check_int(name, p[name], minimum=minimum)
 
     def pos_float(name, upper=None):
-        v = p[name]
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v <= 0:
-            raise invalid_argument(name, v, "a positive float" + (f" below {upper}" if upper else ""))
-        if upper is not None and v >= upper:
-            raise invalid_argument(name, v, f"a positive float below {upper}")
+        expected = "a positive float" + (f" below {upper}" if upper else "")
+        check_number(name, p[name], minimum=0, min_inclusive=False, maximum=upper, max_inclusive=False, expected=expected)
 
     if method == "adwin":
         pos_float("delta", upper=1.0)

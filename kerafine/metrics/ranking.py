@@ -40,7 +40,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from kerafine.errors import invalid_argument
+from kerafine.errors import check_choice, check_number, invalid_argument
 from kerafine.metrics._validation import Targets, _error, check_targets, warn_undefined
 
 __all__ = [
@@ -247,8 +247,7 @@ def _binary_metric(metric: str, y: np.ndarray, s: np.ndarray, w, what: str) -> f
 
 
 def _check_average(average) -> None:
-    if average not in _AVERAGES:
-        raise invalid_argument("average", average, '"macro", "weighted" or None')
+    check_choice("average", average, _AVERAGES, expected='"macro", "weighted" or None')
 
 
 def _check_classes_present(t: Targets, y_true, labels) -> None:
@@ -276,15 +275,27 @@ def _averaged(metric: str, t: Targets, average):
             for c in range(k)
         ]
     )
+    return _class_average(per_class, t.y, t.weight, average)
+
+
+def _class_average(per_class, y: np.ndarray, weight, average: Optional[str]):
+    """Average one-vs-rest values ``per_class`` (shape ``(k,)``) over the classes of ``y``.
+
+    The one home of class averaging (``roc_auc``, ``pr_auc`` and ``AUCTracker``).
+    ``y`` is the ``(n, k)`` indicator matrix, ``weight`` the sample weights or
+    ``None``. ``"macro"``: the plain mean (NaN when a class is undefined);
+    ``"weighted"``: weighted by support, as scikit-learn, classes without support
+    weighing nothing (0.0 when no class has any); ``None``: ``per_class`` itself.
+    """
+    per_class = np.asarray(per_class, dtype=np.float64)
     if average is None:
         return per_class
     if average == "macro":
         return float(np.mean(per_class))
-    # "weighted": by support, as scikit-learn; classes without support weigh nothing.
-    if t.weight is None:
-        support = np.count_nonzero(t.y, axis=0).astype(np.float64)
+    if weight is None:
+        support = np.count_nonzero(y, axis=0).astype(np.float64)
     else:
-        support = t.y.T.astype(np.float64) @ t.weight
+        support = y.T.astype(np.float64) @ weight
     if support.sum() == 0:
         return 0.0
     per_class = np.where(support == 0, 0.0, per_class)
@@ -426,8 +437,10 @@ def _delong(g: _Groups) -> tuple[float, float]:
 
 
 def _check_level(level) -> None:
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
-        raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
+    check_number(
+        "level", level, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+        expected="a float strictly between 0 and 1, e.g. 0.95",
+    )
 
 
 def _interval(auc: float, var: float, level: float) -> AUCInterval:

@@ -38,9 +38,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kerafine.errors import DataError, invalid_argument
+from kerafine.errors import DataError, check_int, check_number, invalid_argument
 from kerafine.metrics._validation import Targets, check_targets, warn_undefined
-from kerafine.metrics.ranking import AUCInterval, _binary_summary, _Groups
+from kerafine.metrics.ranking import AUCInterval, _binary_summary, _check_level, _Groups
 
 __all__ = ["ClassificationReport", "Calibration", "classification_report"]
 
@@ -101,6 +101,11 @@ class ClassificationReport:
         baseline_accuracy: (weighted) accuracy of always predicting the
             majority class; a model whose ``accuracy`` does not exceed it
             makes :func:`classification_report` warn.
+        robustness: a robustness section (a
+            :class:`kerafine.security.RobustnessCurve`, added by
+            ``kerafine.evaluate(..., robustness=[...])``), else ``None``.
+        membership: a membership-inference section (a
+            :class:`kerafine.security.MembershipReport`), else ``None``.
     """
 
     kind: str
@@ -121,6 +126,13 @@ class ClassificationReport:
     roc_curve: Any = dataclasses.field(repr=False, default=None)
     pr_curve: Any = dataclasses.field(repr=False, default=None)
     baseline_accuracy: Optional[float] = None
+    # Optional sections (duck-typed: to_dict, __str__, _repr_html_, draw(ax)); built outside this
+    # numpy-only module, by kerafine.security, so the metrics layer never imports Keras.
+    robustness: Any = dataclasses.field(repr=False, default=None)
+    membership: Any = dataclasses.field(repr=False, default=None)
+
+    def _sections(self) -> list:
+        return [s for s in (self.robustness, self.membership) if s is not None]
 
     # ---------------------------------------------------------- export
     def to_dict(self, curves: bool = False) -> dict:
@@ -156,6 +168,10 @@ class ClassificationReport:
                 "n_bins": self.calibration.n_bins,
             },
         }
+        if self.robustness is not None:
+            out["robustness"] = self.robustness.to_dict()
+        if self.membership is not None:
+            out["membership"] = self.membership.to_dict()
         if curves:
             out["roc_curve"] = _curves_to_lists(self.roc_curve)
             out["pr_curve"] = _curves_to_lists(self.pr_curve)
@@ -225,6 +241,8 @@ class ClassificationReport:
                     f"    {str(row['class']):>{cw}}  {_fmt(row['precision'])}  {_fmt(row['recall'])}  "
                     f"{_fmt(row['f1'])}  {_count(row['support'])}"
                 )
+        for section in self._sections():
+            lines += ["  " + line for line in str(section).splitlines()]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -238,11 +256,15 @@ class ClassificationReport:
         )
         return (
             f"<div><b>ClassificationReport ({esc(self.kind)})</b>"
-            f"<table>{head}</table><p>Confusion matrix</p><table>{cm_head}{cm_rows}</table></div>"
+            f"<table>{head}</table><p>Confusion matrix</p><table>{cm_head}{cm_rows}</table>"
+            + "".join(section._repr_html_() for section in self._sections())
+            + "</div>"
         )
 
     def plot(self, figsize=(10, 8)):
         """One matplotlib figure: ROC curve, PR curve, reliability diagram, confusion matrix.
+
+        With robustness or membership sections, a third row draws them.
 
         Args:
             figsize: figure size in inches. Defaults to ``(10, 8)``.
@@ -253,8 +275,16 @@ class ClassificationReport:
         """
         from matplotlib.figure import Figure
 
+        sections = self._sections()
+        if sections:  # one more row of panels: robustness curve, membership attacks' ROC
+            figsize = (figsize[0], figsize[1] * 1.5)
         fig = Figure(figsize=figsize)
-        ax_roc, ax_pr, ax_cal, ax_cm = fig.subplots(2, 2).ravel()
+        axes = fig.subplots(3 if sections else 2, 2).ravel()
+        ax_roc, ax_pr, ax_cal, ax_cm = axes[:4]
+        for ax, section in zip(axes[4:], sections):
+            section.draw(ax)
+        for ax in axes[4 + len(sections):]:
+            ax.set_axis_off()
         _draw_roc(ax_roc, self.roc_curve, self.classes if self.kind == "multiclass" else None, self.roc_auc)
         prevalence = None
         if self.kind == "binary":
@@ -412,8 +442,7 @@ def _check_threshold(threshold):
         if threshold not in _RULES:
             raise invalid_argument("threshold", threshold, '"f1", "youden" or a finite number')
         return
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
-        raise invalid_argument("threshold", threshold, '"f1", "youden" or a finite number')
+    check_number("threshold", threshold, expected='"f1", "youden" or a finite number')
 
 
 def _choose_threshold(g: _Groups, rule) -> float:
@@ -477,10 +506,8 @@ def classification_report(
     (0.75, [[2, 0], [1, 1]])
     """
     _check_threshold(threshold)
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < float(level) < 1:
-        raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
-        raise invalid_argument("n_bins", n_bins, "an int >= 1")
+    _check_level(level)
+    check_int("n_bins", n_bins, minimum=1)
     y_true, y_score, classes = _softmax_binary(y_true, y_score, labels)
     if classes is not None:
         labels = None

@@ -96,13 +96,13 @@ def main(config):
 
     stop = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.0)
+    train = ResumableSequence(x, y, batch_size=8, seed=3) if config.get("data") == "resumable" else None
     callbacks = [EpochTracker(), stop, reduce]
     if config.get("directory"):
-        callbacks.insert(1, cr.CheckpointRestart(config["directory"], save_freq=config.get("save_freq", "epoch"), keep=2))
+        callbacks.insert(1, cr.CheckpointRestart(config["directory"], save_freq=config.get("save_freq", "epoch"), keep=2, data=train))
     callbacks.append(Killer())
 
-    if config.get("data") == "resumable":
-        train = ResumableSequence(x, y, batch_size=8, seed=3)
+    if train is not None:
         model.fit(train, epochs=30, validation_data=(xv, yv), shuffle=False, verbose=0, callbacks=callbacks)
     else:
         model.fit(x, y, batch_size=8, epochs=30, validation_data=(xv, yv), shuffle=False, verbose=0, callbacks=callbacks)

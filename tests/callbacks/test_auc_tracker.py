@@ -158,6 +158,22 @@ def test_multiclass_writes_the_average_and_one_key_per_class():
     assert "val_auc_lower" not in history.history  # intervals are binary only
 
 
+def test_weighted_average_equals_sklearn_and_the_metrics_function():
+    # Imbalanced classes, so "weighted" and "macro" differ; sample weights count in the support.
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(120, 4)).astype("float32")
+    y = np.argmax(x[:, :3] + [1.0, 0.0, -0.8] + 0.5 * rng.normal(size=(120, 3)), axis=1)
+    w = rng.uniform(0.5, 2.0, size=120)
+    model = _model(outputs=3)
+    tracker = AUCTracker((x, y, w), curve="both", average="weighted")
+    history = model.fit(x, y, epochs=1, verbose=0, callbacks=[tracker])
+    p = model.predict(x, verbose=0)
+    expected = roc_auc_score(y, p, multi_class="ovr", average="weighted", sample_weight=w)
+    assert history.history["val_auc"][0] == pytest.approx(expected, abs=1e-12)
+    assert history.history["val_auc"][0] != pytest.approx(roc_auc(y, p, sample_weight=w, average="macro"), abs=1e-6)
+    assert history.history["val_pr_auc"][0] == pytest.approx(pr_auc(y, p, sample_weight=w, average="weighted"), abs=1e-12)
+
+
 def test_predictions_are_shared_between_trackers(monkeypatch):
     x, y = _data(32)
     model = _model()
@@ -263,4 +279,3 @@ def test_tf_dataset_validation_data_and_logits_are_accepted():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     history = model.fit(x, y, epochs=1, verbose=0, callbacks=[AUCTracker(dataset)])
     assert history.history["val_auc"][0] == pytest.approx(roc_auc_score(y, model.predict(x, verbose=0).ravel()), abs=1e-12)
-    predictions.clear(model)

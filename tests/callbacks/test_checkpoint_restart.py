@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,7 @@ def _variables(model):
         (dict(max_rollbacks=-1), r"`max_rollbacks`: received -1"),
         (dict(background_save="yes"), r"`background_save`: received 'yes'; expected True or False"),
         (dict(divergence_smoothing=0), r"`divergence_smoothing`: received 0; expected an int >= 1"),
+        (dict(weight_check_freq=0), r"`weight_check_freq`: received 0; expected an int >= 1"),
     ],
 )
 def test_bad_arguments_raise_before_training(tmp_path, kwargs, match):
@@ -507,3 +509,79 @@ def test_checkpoint_from_a_model_with_other_trainable_variables_still_raises(tmp
     _fit(_model(dropout=False), [CheckpointRestart(tmp_path / "c")], epochs=1)
     with pytest.raises(CheckpointError, match=r"different model \(layer #\d+: Dense in the checkpoint, Dropout in the model\)"):
         _fit(_model(), [CheckpointRestart(tmp_path / "c")], epochs=2)
+
+
+# -- non-finite weights: judged on the weights themselves, never saved ----------------
+
+
+class _PoisonBeforeSave(keras.callbacks.Callback):
+    """Sets the first kernel to NaN at the end of chosen epochs: right before CheckpointRestart saves."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs, self.fired = set(epochs), 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch in self.epochs:
+            kernel = self.model.layers[0].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+            self.fired += 1
+
+
+def _all_checkpoint_values_finite(ckpt):
+    for path in ckpt.checkpoints():
+        _, groups = cr._read_checkpoint(path)
+        for arrays in groups.values():
+            for a in arrays:
+                if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+                    return False
+    return True
+
+
+def test_weights_poisoned_right_before_a_save_are_rolled_back_and_never_written(tmp_path):
+    poison = _PoisonBeforeSave({1})
+    # Last in the list: its epoch-end save still runs after the poison (CheckpointRestart saves last).
+    ckpt = CheckpointRestart(tmp_path / "c", keep=10, background_save=False)
+    with pytest.warns(UserWarning, match=r"diverged at epoch 2.*kernel holds NaN/inf.*rolled back"):
+        _fit(_model(), [poison, ckpt], epochs=3)
+    assert poison.fired == 1 and ckpt.rollbacks == 1
+    assert _all_checkpoint_values_finite(ckpt)
+    assert len(ckpt.checkpoints()) == 3  # initial, after epoch 1, after epoch 3: not after the poisoned epoch 2
+
+
+def test_nonfinite_weights_without_rollback_raise_instead_of_saving(tmp_path):
+    ckpt = CheckpointRestart(tmp_path / "c", rollback_on_divergence=False, background_save=False)
+    with pytest.raises(TrainingError, match=r"Refusing to save a checkpoint after epoch 2: the weight .*kernel holds NaN/inf"):
+        _fit(_model(), [_PoisonBeforeSave({1}), ckpt], epochs=3)
+    assert len(ckpt.checkpoints()) == 1 and _all_checkpoint_values_finite(ckpt)
+
+
+# -- partial restores are not silent --------------------------------------------------
+
+
+def test_a_restore_warns_about_unclaimed_states_and_callbacks_without_state(tmp_path):
+    ckpt = CheckpointRestart(tmp_path / "c")
+    _fit(_model(), [ckpt, EarlyStopping("loss", patience=9)], epochs=2)
+    renamed = EarlyStopping("loss", patience=9, name="renamed")
+    with pytest.warns(UserWarning) as record:
+        _fit(_model(), [CheckpointRestart(tmp_path / "c"), renamed], epochs=3)
+    messages = [str(w.message) for w in record]
+    assert any(
+        re.search(r"EarlyStopping \(state key 'EarlyStopping\[loss\|renamed\]'\) found no state in checkpoint ckpt-", m)
+        for m in messages
+    )
+    assert any(re.search(r"holds the state of a callback with key 'EarlyStopping\[loss\]' that no callback", m) for m in messages)
+
+
+def test_a_full_restore_is_silent_and_keys_do_not_depend_on_log_dir_or_order(tmp_path):
+    from kerafine.callbacks.training_monitor import TrainingMonitor
+
+    ckpt = CheckpointRestart(tmp_path / "c")
+    first = [EarlyStopping("loss", patience=9), TrainingMonitor(log_dir=tmp_path / "logs-a", on_problem=lambda p: None)]
+    _fit(_model(), [ckpt] + first, epochs=2)
+    # Same script run again with the logs moved and the list reordered: every state is claimed.
+    again = [TrainingMonitor(log_dir=tmp_path / "logs-b", on_problem=lambda p: None), EarlyStopping("loss", patience=9)]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _fit(_model(), again + [CheckpointRestart(tmp_path / "c")], epochs=3)
+    assert not [w for w in record if "state" in str(w.message)], [str(w.message) for w in record]

@@ -110,10 +110,11 @@ def test_embedding_drift_is_detected_on_brightness_change_and_not_on_fresh_image
     assert history.history["bright_drift_detected"] == [1.0]
     assert bright.last_report.drift_share > 0.5
     assert clean.last_report.features[0].name == "emb0" and len(clean.last_report.features) == 6
-    # The reference embedding was computed once and shared through the prediction cache.
-    ref_eval = predictions.EvalData(images)
-    cached = predictions.predict(model, ref_eval, layer="embedding")
-    assert cached.y_pred.shape == (256, 6)
+    # One fit context for the three monitors; the reference embedding (asked for by
+    # `clean` and `bright`) was computed once: 6 requests, 5 distinct (inputs, layer) pairs.
+    ctx = clean.context
+    assert bright.context is ctx and outputs.context is ctx
+    assert ctx.predictions.passes == 5
 
 
 def test_state_round_trip_survives_on_train_begin():

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from kerafine.errors import KerafineError
+
 from kerafine import _io
 from kerafine.callbacks import state
 from kerafine.callbacks.early_stopping import EarlyStopping
@@ -23,6 +25,15 @@ def _keras_es():
     return cb
 
 
+def _best_after_keras_reset(best):
+    """What Keras's own ``on_train_begin`` leaves in ``best``: ``None`` since the fix of
+    keras-team/keras#20256 (PR #22967), the old value in earlier releases (Keras 3.12)."""
+    cb = _keras_es()
+    cb.best = best
+    cb.on_train_begin()
+    return cb.best
+
+
 def test_keras_early_stopping_state_survives_its_own_on_train_begin(tmp_path):
     cb = _keras_es()
     cb.on_train_begin()
@@ -38,7 +49,7 @@ def test_keras_early_stopping_state_survives_its_own_on_train_begin(tmp_path):
     assert (fresh.wait, fresh.best, fresh.best_epoch) == (2, 0.4, 1)
     np.testing.assert_array_equal(fresh.best_weights[0], np.arange(3.0))
     fresh.on_train_begin()  # one shot: the next fit starts clean
-    assert (fresh.wait, fresh.best) == (0, None)
+    assert (fresh.wait, fresh.best) == (0, _best_after_keras_reset(0.4))
 
 
 def test_begun_callbacks_are_set_now_and_not_again_later():
@@ -47,7 +58,7 @@ def test_begun_callbacks_are_set_now_and_not_again_later():
     state.set_state(cb, {"wait": 3, "best": 0.1}, begun=True)
     assert (cb.wait, cb.best) == (3, 0.1)
     cb.on_train_begin()  # a later fit: no stale re-apply
-    assert (cb.wait, cb.best) == (0, None)
+    assert (cb.wait, cb.best) == (0, _best_after_keras_reset(0.1))
 
 
 def test_reduce_lr_and_model_checkpoint_adapters(tmp_path):
@@ -79,12 +90,17 @@ def test_protocol_callback_begun_clears_restored_flag():
     assert es.wait == 0
 
 
-def test_duplicate_keys_are_numbered_and_excluded_callbacks_left_out():
+def test_duplicate_keys_are_a_clear_error_and_name_tells_them_apart():
     a, b = EarlyStopping("val_loss", patience=1), EarlyStopping("val_loss", patience=9)
+    with pytest.raises(KerafineError, match=r"share the state key 'EarlyStopping\[val_loss\]'.*distinct `name=`"):
+        state.collect_states([a, b])
+    b = EarlyStopping("val_loss", patience=9, name="slow")
     other = keras.callbacks.History()
     keys = list(state.collect_states([a, other, b]))
-    assert keys == ["EarlyStopping[val_loss]", "EarlyStopping[val_loss]#2"]
-    assert list(state.collect_states([a, b], exclude=[a])) == ["EarlyStopping[val_loss]#2"]
+    assert keys == ["EarlyStopping[val_loss]", "EarlyStopping[val_loss|slow]"]
+    # Keys do not depend on list positions: the reversed list gives the same keys.
+    assert sorted(state.collect_states([b, a])) == sorted(keys)
+    assert list(state.collect_states([a, b], exclude=[a])) == ["EarlyStopping[val_loss|slow]"]
     assert not state.is_stateful(other)
     with pytest.raises(TypeError, match="History does not take part"):
         state.state_key(other)
