@@ -275,10 +275,11 @@ def test_fit_a_tabular_csv_then_evaluate_it(tmp_path, capsys):
     # The report is of the saved (restored-best) model, never of a cached pass of other weights.
     from sklearn.metrics import roc_auc_score
 
-    from kerafine import cli as cli_module
+    from kerafine.cli import _common as cli_module
+    from kerafine.cli.fit import _fit_data
     from kerafine.config import load_config
 
-    data = cli_module._fit_data(load_config(tmp_path / "fit.yaml", check_output_dir=False), cli_module._Console(quiet=True))
+    data = _fit_data(load_config(tmp_path / "fit.yaml", check_output_dir=False), cli_module._Console(quiet=True))
     model = cli_module._load_model(tmp_path / "run" / "model.keras")
     x_val, y_val = data["val"][0], data["val"][1]
     expected = roc_auc_score(y_val, cli_module._predict(model, x_val))
