@@ -191,7 +191,7 @@ def add_parser(sub) -> None:
             unlabelled fleet A, fine-tune it on a few labelled servers of fleet B (checkpoints, early stopping on
             validation ROC-AUC, drift and training monitors), train the same model from scratch on the same labels,
             and print validation/test ROC-AUC and PR-AUC of both. Interrupt it with Ctrl-C and run the same command
-            again to resume. Takes a few minutes on two CPU cores (--quick: about half of that)."""),
+            again to resume. Takes about a minute and a half on two CPU cores (--quick: less)."""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default=DEFAULT_DEMO_DIR, metavar="DIR",
