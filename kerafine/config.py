@@ -107,13 +107,11 @@ class BackboneConfig(_Strict):
             return value.lower()
         hint = did_you_mean(value, known)
         vision = ""
-        try:  # a vision backbone is a real kerafine backbone, but fit reads CSV files only
-            from kerafine.backbones._registry import list_backbones
+        # A vision backbone is a real kerafine backbone, but fit reads CSV files only.
+        from kerafine.backbones._registry import list_backbones
 
-            if value.lower() in list_backbones():
-                vision = " Vision backbones need images, which `kerafine fit` does not read; use the Python API."
-        except ImportError:
-            pass
+        if value.lower() in list_backbones():
+            vision = " Vision backbones need images, which `kerafine fit` does not read; use the Python API."
         raise ValueError(f"unknown backbone {value!r}; expected one of {list(known)}.{hint}{vision}")
 
 
@@ -156,7 +154,7 @@ class EarlyStoppingConfig(_Strict):
 
 
 class CallbacksConfig(_Strict):
-    """Which kerafine callbacks to attach (each is used when its module is installed)."""
+    """Which kerafine callbacks to attach to the training run."""
 
     checkpoint: bool = True
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
@@ -323,7 +321,7 @@ callbacks:
     enabled: true
     patience: 3               # on validation ROC-AUC
   auc: true                   # AUCTracker: exact val_auc each epoch, ROC/PR curves in TensorBoard
-  drift: true                 # DriftMonitor: validation inputs against the training inputs
+  drift: true                 # DriftMonitor: validation inputs against the training inputs (per-window means of each metric)
   monitor: true               # TrainingMonitor: NaN loss, dead gradients, overfitting alerts
 
 output_dir: runs/my-run       # TensorBoard logs, checkpoints, model.keras, report.json, report.png

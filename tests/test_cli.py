@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "kerafine", "demo", "--out", str(out), "--quick", "--quiet-fit"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _read_until(proc, "finetuned/head", timeout=600)
+        _read_until(proc, "finetuned: head", timeout=600)
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         _, err = proc.communicate(timeout=120)
@@ -149,16 +150,40 @@ def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_p
     assert "fine-tuned" in printed and "from scratch" in printed and "test ROC-AUC" in printed
     from kerafine import tensorboard
 
-    assert "val_auc" in tensorboard.read_scalars(out / "logs" / "finetuned" / "head")
+    assert "val_auc" in tensorboard.read_scalars(out / "logs" / "finetuned")
     assert (out / "models" / "finetuned.kerafine.json").is_file()
 
 
-def test_demo_refuses_an_output_dir_of_other_settings(tmp_path, capsys):
+def test_demo_refuses_an_output_dir_of_other_settings_naming_each_change(tmp_path, capsys, monkeypatch):
+    import kerafine.data.demo
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped after the run directory was set up")
+
+    monkeypatch.setattr(kerafine.data.demo, "generate_fleet", stop)
     out = tmp_path / "demo"
-    out.mkdir()
-    (out / "demo.json").write_text(json.dumps({"settings": {"size": "full", "seed": 0, "version": 1}}))
+    with pytest.raises(RuntimeError, match="stopped"):
+        main(["demo", "--out", str(out), "--seed", "1"])
     assert main(["demo", "--out", str(out), "--quick"]) == 2
-    assert "pass --fresh" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "size: full -> quick" in err and "seed: 1 -> 0" in err
+    assert f"kerafine demo --quick --out {out} --fresh" in err and "another --out" in err
+    assert "Traceback" not in err
+    # --fresh starts over with the new settings (it gets as far as generating the data).
+    with pytest.raises(RuntimeError, match="stopped"):
+        main(["demo", "--out", str(out), "--quick", "--fresh"])
+
+
+def test_ctrl_c_hint_of_a_fresh_run_is_the_command_that_resumes(monkeypatch, tmp_path, capsys):
+    from kerafine.cli import fit as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_fit", interrupted)
+    assert main(["fit", "my.yaml", "--fresh", "--quiet-fit"]) == 130
+    err = capsys.readouterr().err
+    assert "Run `kerafine fit my.yaml --quiet-fit` again to resume" in err and "--fresh" not in err
 
 
 TINY_CONFIG = """
@@ -202,14 +227,19 @@ def test_fit_on_a_small_config_writes_every_artifact_and_evaluate_reads_them(tmp
                  "lr_search.json"):
         assert (run / name).is_file(), name
     assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert any((run / "checkpoints" / "head").glob("ckpt-*"))
+    assert any((run / "checkpoints" / "train").glob("ckpt-*"))
     report = json.loads((run / "report.json").read_text())
     assert [r["learning_rate"] for r in report["lr_search"]] == [0.001, 0.01]
     assert report["learning_rate"] in (0.001, 0.01)
     assert 0.0 <= report["test"]["roc_auc"] <= 1.0 and report["config"]["backbone"]["name"] == "lstm"
-    assert {"AUCTracker", "CheckpointRestart", "EarlyStopping"} <= set(report["callbacks"])
-    assert "val_auc" in tensorboard.read_scalars(run / "logs" / "head")
-    assert "epoch_loss" in tensorboard.read_scalars(run / "logs" / "head", subdir="train")
+    assert {"AUCTracker", "CheckpointRestart", "EarlyStopping", "DriftMonitor"} <= set(report["callbacks"])
+    # One TensorBoard run: the fine-tuning epoch continues the head phase's two.
+    scalars = tensorboard.read_scalars(run / "logs" / "train")
+    assert [step for step, _ in scalars["val_auc"]] == [0, 1, 2]
+    assert "drift/share" in scalars  # drift: true compares validation inputs with training inputs
+    assert [step for step, _ in tensorboard.read_scalars(run / "logs" / "train", subdir="train")["epoch_loss"]] == [0, 1, 2]
+    assert report["history"]["head"]["epoch"] == [0, 1] and report["history"]["finetune"]["epoch"] == [2]
+    assert len(report["history"]["head"]["loss"]) == 2 and len(report["history"]["finetune"]["loss"]) == 1
     assert f"tensorboard --logdir {run / 'logs'}" in printed
 
     out_json = tmp_path / "eval.json"
@@ -245,10 +275,11 @@ def test_fit_a_tabular_csv_then_evaluate_it(tmp_path, capsys):
     # The report is of the saved (restored-best) model, never of a cached pass of other weights.
     from sklearn.metrics import roc_auc_score
 
-    from kerafine import cli as cli_module
+    from kerafine.cli import _common as cli_module
+    from kerafine.cli.fit import _fit_data
     from kerafine.config import load_config
 
-    data = cli_module._fit_data(load_config(tmp_path / "fit.yaml", check_output_dir=False), cli_module._Console(quiet=True))
+    data = _fit_data(load_config(tmp_path / "fit.yaml", check_output_dir=False), cli_module._Console(quiet=True))
     model = cli_module._load_model(tmp_path / "run" / "model.keras")
     x_val, y_val = data["val"][0], data["val"][1]
     expected = roc_auc_score(y_val, cli_module._predict(model, x_val))
@@ -275,7 +306,7 @@ def test_drift_accepts_the_reference_and_current_flags_and_refuses_ambiguous_or_
 def test_ctrl_c_while_tensorflow_traces_still_exits_130_with_the_resume_hint(monkeypatch, tmp_path, capsys):
     import signal as _signal
 
-    from kerafine import cli
+    from kerafine.cli import fit as cli
 
     def traced_when_interrupted(args):
         try:
@@ -292,7 +323,7 @@ def test_ctrl_c_while_tensorflow_traces_still_exits_130_with_the_resume_hint(mon
 
 
 def test_a_real_error_without_ctrl_c_is_not_reported_as_an_interrupt(monkeypatch, tmp_path):
-    from kerafine import cli
+    from kerafine.cli import fit as cli
 
     def broken(args):
         raise AssertionError("a genuine bug")
@@ -300,3 +331,105 @@ def test_a_real_error_without_ctrl_c_is_not_reported_as_an_interrupt(monkeypatch
     monkeypatch.setattr(cli, "_init_config", broken)
     with pytest.raises(AssertionError, match="genuine bug"):
         main(["init-config", str(tmp_path / "x.yaml")])
+
+
+def _clicks(tmp_path, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    price, country = rng.gamma(2, 10, n), rng.choice(["fr", "de", "us"], n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.1 * (price - 20) + np.where(country == "us", 1.5, -0.5))))).astype(int)
+    frame = pd.DataFrame({"price": price, "age": rng.integers(18, 80, n), "country": country, "clicked": y})
+    frame.to_csv(tmp_path / "clicks.csv", index=False)
+    return frame
+
+
+TABULAR_CONFIG = """
+data: {kind: tabular, csv: clicks.csv, label: clicked}
+backbone: {name: tabular, units: [8, 8]}
+head: {hidden: []}
+schedule: {head_epochs: 2, finetune_epochs: 1, head_learning_rate_placeholder: 0, learning_rate: 0.001, unfreeze: 1}
+output_dir: run
+""".replace(" head_learning_rate_placeholder: 0,", "")
+
+
+@pytest.mark.slow
+def test_rerunning_fit_with_an_edited_config_exits_2_naming_each_changed_field(tmp_path, capsys):
+    _clicks(tmp_path)
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(TABULAR_CONFIG)
+    assert main(["fit", str(cfg), "--quiet-fit"]) == 0
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    # unfreeze: 1 leaves exactly the top weighted backbone layer trainable in phase 2.
+    from kerafine.saving import load_model
+    from kerafine.transfer import backbone_of
+
+    weighted = [layer.name for layer in backbone_of(load_model(run / "model.keras")).layers if layer.weights]
+    assert len(weighted) >= 3 and report["trainable_backbone_layers"] == weighted[-1:]
+    # drift: true (the default) attaches a DriftMonitor to tabular data too, on the input columns.
+    from kerafine import tensorboard
+
+    assert "DriftMonitor" in report["callbacks"]
+    assert any(tag.startswith("drift/effect/price") for tag in tensorboard.read_scalars(run / "logs" / "train"))
+    capsys.readouterr()
+
+    # The same config again: nothing retrained, the finished run is reported.
+    mtime = (run / "model.keras").stat().st_mtime_ns
+    assert main(["fit", str(cfg), "--quiet-fit"]) == 0
+    assert "finished run of this config" in capsys.readouterr().out
+    assert (run / "model.keras").stat().st_mtime_ns == mtime
+
+    for edit, field in [("learning_rate: 0.001", "schedule.learning_rate: 0.001 -> 0.0003"),
+                        ("head_epochs: 2", "schedule.head_epochs: 2 -> 4"),
+                        ("units: [8, 8]", "backbone.units: [8, 8] -> [16, 8]")]:
+        new = edit.replace("0.001", "0.0003").replace(": 2", ": 4").replace("[8, 8]", "[16, 8]")
+        cfg.write_text(TABULAR_CONFIG.replace(edit, new))
+        assert main(["fit", str(cfg), "--quiet-fit"]) == 2, edit
+        err = capsys.readouterr().err
+        assert field in err, err
+        assert f"kerafine fit {cfg} --fresh" in err and "another output_dir" in err
+        assert "Traceback" not in err and "ValueError" not in err
+        assert (run / "model.keras").stat().st_mtime_ns == mtime  # stopped before any work
+    # Only a monitor changed: the run is the same one.
+    cfg.write_text(TABULAR_CONFIG + "callbacks: {drift: false}\n")
+    assert main(["fit", str(cfg), "--quiet-fit"]) == 0
+    # --fresh trains again with the edited config.
+    cfg.write_text(TABULAR_CONFIG.replace("head_epochs: 2", "head_epochs: 3").replace("unfreeze: 1", "unfreeze: 2"))
+    assert main(["fit", str(cfg), "--quiet-fit", "--fresh"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["history"]["head"]["epoch"] == [0, 1, 2] and report["history"]["finetune"]["epoch"] == [3]
+    assert report["trainable_backbone_layers"] == weighted[-2:]
+
+
+def test_fit_refuses_a_numeric_column_with_a_text_cell_naming_column_row_and_value(tmp_path, capsys):
+    frame = _clicks(tmp_path, n=120)
+    frame["price"] = frame["price"].astype(object)
+    frame.loc[37, "price"] = "n/a?"
+    frame.to_csv(tmp_path / "clicks.csv", index=False)
+    (tmp_path / "fit.yaml").write_text(TABULAR_CONFIG)
+    assert main(["fit", str(tmp_path / "fit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "price" in err and "n/a?" in err and "37" in err
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_fit_refuses_a_training_split_with_a_single_class_naming_the_counts(tmp_path, capsys):
+    frame = _clicks(tmp_path, n=120)
+    # One positive row in all: the label column has two classes, but at most one split can hold the positive.
+    frame.assign(clicked=(np.arange(len(frame)) == 7).astype(int)).to_csv(tmp_path / "clicks.csv", index=False)
+    (tmp_path / "fit.yaml").write_text(TABULAR_CONFIG)
+    assert main(["fit", str(tmp_path / "fit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"The (training|validation|test) split holds a single class \(0: \d+; \d+ rows\)", err), err
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_check_label_classes_raises_or_warns_naming_split_and_counts():
+    from kerafine.data import check_label_classes
+    from kerafine.errors import DataError
+
+    assert check_label_classes(np.array([0, 1, 1]), "training") == {0: 1, 1: 2}
+    with pytest.raises(DataError, match=r"training split holds a single class \(0: 5; 5 rows\)"):
+        check_label_classes(np.zeros(5), "training")
+    with pytest.warns(UserWarning, match=r"validation split holds a single class \(1: 3"):
+        check_label_classes(np.ones((3, 1), dtype=int), "validation", error=False)
+    assert check_label_classes(np.eye(2)[[0, 1, 1]], "training") == {0: 1, 1: 2}  # one-hot

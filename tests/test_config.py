@@ -82,3 +82,46 @@ def test_fraction_errors_name_the_field(tmp_path):
     text = EXAMPLE_CONFIG.replace("    val: 0.2", "    val: 0.9")
     with pytest.raises(KerafineError, match=r"field `data.split`: .*val \+ test must be < 1"):
         load_config(_write(tmp_path, text))
+
+
+def _leaf_keys(model_cls, prefix=""):
+    """Dotted names of every field of a pydantic model, recursing into sub-models."""
+    import typing
+
+    from pydantic import BaseModel
+
+    keys = []
+    for name, field in model_cls.model_fields.items():
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        subs = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if subs:
+            for sub in subs:
+                keys += _leaf_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return sorted(set(keys))
+
+
+def test_every_config_key_is_documented_in_the_example_and_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    fit_section = readme[readme.index("## Fit your own CSV with a config"):readme.index("## TensorBoard")]
+    example = EXAMPLE_CONFIG
+    missing = []
+    for key in _leaf_keys(FitConfig):
+        leaf = key.split(".")[-1]
+        if leaf == "kind":
+            continue
+        if f"{leaf}:" not in example and f"`{leaf}`" not in fit_section and f"`{key}`" not in fit_section:
+            missing.append(key)
+    assert not missing, f"config keys neither in EXAMPLE_CONFIG nor in the README's fit section: {missing}"
+
+
+def test_keys_ignored_in_the_run_directory_comparison_are_real_keys():
+    from kerafine.cli.fit import IGNORED_KEYS
+
+    keys = set(_leaf_keys(FitConfig))
+    assert set(IGNORED_KEYS) <= keys
+    # Keys that change the trained model are compared.
+    assert not {"schedule.learning_rate", "schedule.head_epochs", "backbone.units", "seed"} & set(IGNORED_KEYS)

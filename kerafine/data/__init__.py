@@ -28,6 +28,7 @@ _LAZY = {
     "generate_fleet": "kerafine.data.demo",
     "load_digits_task": "kerafine.data.demo",
     "ResumableSequence": "kerafine.data.resumable",
+    "check_label_classes": "kerafine.data.labels",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _LAZY)

@@ -1,6 +1,6 @@
 """Logic of ``kerafine update RUN_DIR NEW_DATA`` and ``kerafine update RUN_DIR --rollback VERSION``.
 
-``kerafine/cli.py`` only registers the subcommand (:func:`add_parser`); the
+``kerafine.cli`` only registers the subcommand (:func:`add_parser`); the
 work is here. The steps, each resumable:
 
 1. check the arguments and that ``NEW_DATA`` has the schema the run was
@@ -489,7 +489,8 @@ def _old_data(report: dict) -> dict:
     from kerafine.config import FitConfig
 
     # The CLI's own loader (the same code `kerafine fit` ran), so the split and scaling match the run.
-    from kerafine.cli import _Console, _fit_data
+    from kerafine.cli._common import _Console
+    from kerafine.cli.fit import _fit_data
 
     cfg = FitConfig.model_validate(report["config"])
     return _fit_data(cfg, _Console(quiet=True))

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from kerafine.drift import ReferenceProfile
-from kerafine.drift._command import run
+from kerafine.cli.drift import run
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ def test_drift_import_and_check_leave_tensorflow_and_keras_unloaded(tmp_path):
         import numpy as np
         import kerafine.drift
         from kerafine.drift import DriftDetector, ReferenceProfile, StreamDriftDetector, mmd_test
-        from kerafine.drift._command import run
+        from kerafine.cli.drift import run
         rng = np.random.default_rng(0)
         prof = ReferenceProfile.from_data(rng.normal(size=(200, 3)))
         prof.save({str(tmp_path / "p")!r})

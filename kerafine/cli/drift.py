@@ -1,27 +1,11 @@
-"""Logic of the ``kerafine drift`` command, as one pure function.
+"""``kerafine drift``: compare a current CSV with a reference; the logic as one pure function.
 
-``kerafine/cli.py`` (owned by the CLI engineer) parses the arguments and calls
-:func:`run`; this module never touches ``argparse`` or ``sys.exit`` so it can be
-tested in-process and reused from a notebook or a cron wrapper.
+:func:`run` never touches ``argparse`` or ``sys.exit``, so it can be tested
+in-process and reused from a notebook or a cron wrapper; :func:`add_parser`
+registers the command and ``_drift`` maps its arguments onto :func:`run`.
+This module imports neither TensorFlow nor Keras.
 
-Contract with ``kerafine/cli.py`` (agreed signature)::
-
-    from kerafine.drift._command import run
-
-    status = run(
-        reference,            # str path: a CSV file, or a directory written by ReferenceProfile.save
-        current,              # str path: a CSV file
-        categorical=None,     # None, "col1,col2" (the raw --categorical string) or a list of names
-        json_path=None,       # --json: where to write the full report as JSON (atomic write)
-        p_value=0.05,         # --p-value
-        correction="bonferroni",  # --correction {bonferroni,fdr}
-        min_effect=None,      # --min-effect (None: the detector's default)
-        top=20,               # --top: at most this many drifted rows in the table
-        out=None,             # text stream for the table (None: sys.stdout)
-        err=None,             # text stream for error messages (None: sys.stderr)
-    ) -> int
-
-Exit status returned (the CLI passes it to ``sys.exit``):
+Exit status returned by :func:`run`:
 
 * ``0``: no drift detected;
 * ``1``: drift detected (the table lists the drifted columns);
@@ -34,6 +18,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import argparse
+import textwrap
 from typing import Sequence
 
 from kerafine.errors import KerafineError, check_int, invalid_argument
@@ -174,3 +160,52 @@ def run(
         print(f"error: {exc}", file=err)
         return 2
     return 1 if report.is_drift else 0
+def _drift_paths(args) -> tuple[str, str]:
+    """REFERENCE and CURRENT from ``--reference``/``--current``, positionals filling what the flags leave open."""
+    positionals = [p for p in (args.reference_pos, args.current_pos) if p is not None]
+    paths = {}
+    for name in ("reference", "current"):
+        value = getattr(args, name)
+        if value is None and positionals:
+            value = positionals.pop(0)
+        if value is None:
+            raise KerafineError(f"Missing argument `--{name}`: expected a path, e.g. `kerafine drift "
+                                f"--reference REF.csv --current CUR.csv`.")
+        paths[name] = value
+    if positionals:
+        raise KerafineError(
+            f"Invalid value for argument `--current`: received {paths['current']!r} and also {positionals[0]!r}; "
+            "expected two paths in all (a reference and a current file)."
+        )
+    return paths["reference"], paths["current"]
+
+
+def _drift(args) -> int:
+    reference, current = _drift_paths(args)
+    return int(run(reference, current, categorical=args.categorical, json_path=args.json,
+                   p_value=args.p_value, correction=args.correction, min_effect=args.min_effect, top=args.top))
+
+
+
+def add_parser(sub) -> None:
+    """Register the command(s) of this module on the ``kerafine`` subparsers object ``sub``."""
+    p = sub.add_parser(
+        "drift", help="compare a current CSV with a reference (CSV or saved profile): exit 1 on drift",
+        description=textwrap.dedent("""\
+            Test every column of CURRENT against REFERENCE (a CSV, or a directory written by
+            ReferenceProfile.save) and print the drifted columns. Exit status: 0 no drift, 1 drift, 2 bad input."""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("reference_pos", nargs="?", metavar="REFERENCE",
+                   help="reference CSV or saved profile directory (or use --reference)")
+    p.add_argument("current_pos", nargs="?", metavar="CURRENT.csv", help="current CSV (or use --current)")
+    p.add_argument("--reference", metavar="REF", help="reference CSV or saved profile directory")
+    p.add_argument("--current", metavar="CUR.csv", help="current CSV to test against the reference")
+    p.add_argument("--categorical", metavar="COLS", help="comma-separated categorical columns")
+    p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    p.add_argument("--p-value", type=float, default=0.05, help="significance level (default: 0.05)")
+    p.add_argument("--correction", choices=("bonferroni", "fdr"), default="bonferroni",
+                   help="multiple-testing correction (default: bonferroni)")
+    p.add_argument("--min-effect", type=float, default=None, help="smallest effect size reported as drift")
+    p.add_argument("--top", type=int, default=20, help="at most this many drifted columns in the table (default: 20)")
+    p.set_defaults(func=_drift)
