@@ -733,6 +733,11 @@ def fine_tune(
     val = _check_data(validation_data, "validation_data", required=False)
     if loss is None:
         loss = _infer_loss(model, backbone, train)
+    if train.y is not None and isinstance(loss, str) and "crossentropy" in loss:
+        from kerafine.data.labels import check_label_classes
+
+        # Loud but not fatal here (a caller may know better); `kerafine fit` makes it an error.
+        check_label_classes(train.y, "training", error=False)
     if "find" in (head_lr, finetune_lr):
         n = _n_batches(train, batch_size)
         if n is not None and n < _LR_FIND_MIN_STEPS:

@@ -420,3 +420,18 @@ def test_auto_caching_stays_on_with_checkpoint_restart_and_checkpoints_the_head_
     again = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=0, callbacks=[CheckpointRestart(tmp_path / "c")],
                       batch_size=8, verbose=0)
     assert again.features_loaded and again.head_history.epoch == []
+
+
+def test_a_single_class_training_split_warns_naming_the_split_and_the_counts():
+    import keras
+
+    import kerafine
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    backbone = keras.Model(inputs, keras.layers.Dense(8, activation="relu")(inputs), name="enc")
+    head = keras.Sequential([keras.layers.Dense(1, activation="sigmoid", name="predictions")], name="head")
+    model = kerafine.build_transfer_model(backbone, head)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    with pytest.warns(UserWarning, match=r"The training split holds a single class \(0: 32; 32 rows\)"):
+        kerafine.fine_tune(model, (x, np.zeros(32, "float32")), head_epochs=1, finetune_epochs=0, verbose=0)
