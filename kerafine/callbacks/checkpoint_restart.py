@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import numbers
 import os
 import random
@@ -87,7 +86,7 @@ from kerafine.callbacks import _probes
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine.callbacks import state as _state
 from kerafine.callbacks.state import KerafineCallback
-from kerafine.errors import CheckpointError, TrainingError, invalid_argument
+from kerafine.errors import CheckpointError, TrainingError, check_int, check_number, invalid_argument
 
 __all__ = ["CheckpointRestart"]
 
@@ -286,33 +285,21 @@ class CheckpointRestart(KerafineCallback):
             isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral) or save_freq < 1
         ):
             raise invalid_argument("save_freq", save_freq, '"epoch" or a positive int')
-        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
-            raise invalid_argument("keep", keep, "an int >= 1")
+        check_int("keep", keep, minimum=1, expected="an int >= 1")
         if not isinstance(rollback_on_divergence, (bool, np.bool_)):
             raise invalid_argument("rollback_on_divergence", rollback_on_divergence, "True or False")
-        if (
-            isinstance(divergence_factor, bool)
-            or not isinstance(divergence_factor, numbers.Real)
-            or not math.isfinite(divergence_factor)
-            or divergence_factor <= 1
-        ):
-            raise invalid_argument("divergence_factor", divergence_factor, "a finite number > 1")
-        if isinstance(lr_factor, bool) or not isinstance(lr_factor, numbers.Real) or not 0 < lr_factor <= 1:
-            raise invalid_argument("lr_factor", lr_factor, "a number in (0, 1]")
-        if isinstance(max_rollbacks, bool) or not isinstance(max_rollbacks, numbers.Integral) or max_rollbacks < 0:
-            raise invalid_argument("max_rollbacks", max_rollbacks, "an int >= 0")
+        check_number("divergence_factor", divergence_factor, minimum=1, min_inclusive=False, expected="a finite number > 1")
+        check_number("lr_factor", lr_factor, minimum=0, maximum=1, min_inclusive=False, expected="a number in (0, 1]")
+        check_int("max_rollbacks", max_rollbacks, minimum=0, expected="an int >= 0")
         if not isinstance(delete_on_success, (bool, np.bool_)):
             raise invalid_argument("delete_on_success", delete_on_success, "True or False")
         if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
             raise invalid_argument("log_dir", log_dir, "None or a directory path")
-        if isinstance(divergence_window, bool) or not isinstance(divergence_window, numbers.Integral) or divergence_window < _MIN_HISTORY:
-            raise invalid_argument("divergence_window", divergence_window, f"an int >= {_MIN_HISTORY}")
+        check_int("divergence_window", divergence_window, minimum=_MIN_HISTORY, expected=f"an int >= {_MIN_HISTORY}")
         if not isinstance(background_save, (bool, np.bool_)):
             raise invalid_argument("background_save", background_save, "True or False")
-        if isinstance(divergence_smoothing, bool) or not isinstance(divergence_smoothing, numbers.Integral) or divergence_smoothing < 1:
-            raise invalid_argument("divergence_smoothing", divergence_smoothing, "an int >= 1")
-        if isinstance(weight_check_freq, bool) or not isinstance(weight_check_freq, numbers.Integral) or weight_check_freq < 1:
-            raise invalid_argument("weight_check_freq", weight_check_freq, "an int >= 1")
+        check_int("divergence_smoothing", divergence_smoothing, minimum=1, expected="an int >= 1")
+        check_int("weight_check_freq", weight_check_freq, minimum=1, expected="an int >= 1")
         _io.check_writable_directory(directory, "directory")
         self.directory = directory
         self.save_freq = save_freq
