@@ -433,3 +433,69 @@ def test_check_label_classes_raises_or_warns_naming_split_and_counts():
     with pytest.warns(UserWarning, match=r"validation split holds a single class \(1: 3"):
         check_label_classes(np.ones((3, 1), dtype=int), "validation", error=False)
     assert check_label_classes(np.eye(2)[[0, 1, 1]], "training") == {0: 1, 1: 2}  # one-hot
+
+
+# --------------------------------------------------------------------------- one effect test per config key
+
+
+@pytest.mark.slow
+def test_fit_config_keys_each_change_the_run(tmp_path, capsys, monkeypatch):
+    """head.dropout, finetune_learning_rate, lr_search.epochs and callbacks checkpoint/auc/monitor: false."""
+    from kerafine import tensorboard
+    from kerafine.cli import fit as fit_module
+    from kerafine.saving import load_model
+
+    calls = []
+    real_train = fit_module._train
+
+    def recording_train(*args, **kwargs):  # the real training, with its arguments noted
+        calls.append(dict(kwargs))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_train", recording_train)
+    _clicks(tmp_path, n=200)
+    (tmp_path / "fit.yaml").write_text(
+        "data: {kind: tabular, csv: clicks.csv, label: clicked}\n"
+        "backbone: {name: tabular, units: [8]}\n"
+        "head: {hidden: [], dropout: 0.375}\n"
+        "schedule: {head_epochs: 2, finetune_epochs: 1, learning_rate: search, finetune_learning_rate: 0.00625,\n"
+        "           lr_search: {candidates: [0.002], epochs: 3}}\n"
+        "callbacks: {checkpoint: false, auc: false, monitor: false, drift: false,\n"
+        "            early_stopping: {enabled: true, patience: 5}}\n"
+        "output_dir: run\n")
+    assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0, capsys.readouterr().err
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    # lr_search.epochs: each candidate is trained for that many head epochs, without callbacks.
+    search_calls = [c for c in calls if c["callbacks"] == []]
+    assert [c["head_epochs"] for c in search_calls] == [3] and [c["head_lr"] for c in search_calls] == [0.002]
+    # finetune_learning_rate: the saved model's optimizer is the phase-2 one, at that rate (not 0.002 / 10).
+    model = load_model(run / "model.keras")
+    assert float(keras_value(model.optimizer.learning_rate)) == pytest.approx(0.00625)
+    # head.dropout: the head holds a Dropout layer of that rate.
+    rates = [layer.get_config()["rate"] for layer in _all_layers(model) if layer.__class__.__name__ == "Dropout"]
+    assert rates == [0.375]
+    # checkpoint: false: no checkpoints at all, and the run still finishes (issue 19's crash).
+    assert not (run / "checkpoints").exists() and "CheckpointRestart" not in report["callbacks"]
+    # auc: false: no AUCTracker, no val_auc in the history; early stopping watches val_loss instead.
+    assert "AUCTracker" not in report["callbacks"] and "EarlyStopping" in report["callbacks"]
+    for phase in report["history"].values():
+        assert "val_auc" not in phase and "val_loss" in phase
+    scalars = tensorboard.read_scalars(run / "logs" / "train")
+    assert "val_auc" not in scalars
+    # monitor: false: no TrainingMonitor and none of its monitor/* scalars.
+    assert "TrainingMonitor" not in report["callbacks"]
+    assert not any(tag.startswith("monitor/") for tag in scalars), sorted(scalars)
+
+
+def keras_value(variable):
+    import numpy as np
+
+    return np.asarray(variable)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
