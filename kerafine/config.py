@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, List, Literal, Optional, Union
 
@@ -91,7 +92,10 @@ class BackboneConfig(_Strict):
     ``name`` is ``"lstm"`` or ``"gru"`` for server metrics, ``"tabular"`` for
     tables. ``weights`` optionally names a pretrained ``.keras`` encoder to
     start from; otherwise a sequence encoder is pretrained self-supervised for
-    ``pretrain_epochs`` on the (unlabelled) training windows.
+    ``pretrain_epochs`` on the (unlabelled) training windows. Both keys are for
+    server metrics only: with ``data.kind: tabular`` the backbone is trained
+    from scratch, and setting ``weights`` (or ``pretrain_epochs`` above 0) is
+    an error rather than a key silently unused.
     """
 
     name: str
@@ -183,6 +187,18 @@ class FitConfig(_Strict):
             raise ValueError(
                 f"backbone.name {self.backbone.name!r} does not fit data.kind {kind!r}; expected one of {list(ok)}"
             )
+        if kind == "tabular":
+            # The tabular backbone is built and trained here; it has no pretrained encoder to load and
+            # no self-supervised pretraining, so these keys would be silently unused (issue 19).
+            if self.backbone.weights is not None:
+                raise ValueError(
+                    f"backbone.weights {os.fspath(self.backbone.weights)!r} is not used with data.kind 'tabular' "
+                    "(the tabular backbone is trained from scratch here); remove the key, or use the Python API "
+                    "(kerafine.backbones.from_model and kerafine.fine_tune) to start from a saved tabular model")
+            if "pretrain_epochs" in self.backbone.model_fields_set and self.backbone.pretrain_epochs:
+                raise ValueError(
+                    f"backbone.pretrain_epochs {self.backbone.pretrain_epochs} is not used with data.kind "
+                    "'tabular' (self-supervised pretraining is for server_metrics windows); remove the key or set it to 0")
         splits = ("server", "time") if kind == "server_metrics" else ("random",)
         if self.data.split.by not in splits:
             # Overlapping windows of one server in two random splits would leak; tables have no server.
@@ -200,6 +216,10 @@ def _format_errors(exc: ValidationError, source: str) -> str:
             msg = "unknown key (not part of the schema; check its spelling)"
         elif "input" in err and err["type"] not in ("missing", "value_error"):
             msg = f"{msg} (received {err['input']!r})"
+        if not loc:
+            # A check across keys (a model validator) names its key first: report it as that field.
+            named = re.match(r"([a-z_]+(?:\.[a-z_]+)+) ", msg)
+            loc = named.group(1) if named else ""
         lines.append(f"  field `{loc or '<root>'}`: {msg}")
     return f"Invalid config {source}:\n" + "\n".join(lines)
 
@@ -297,8 +317,8 @@ task: binary                  # binary classification, judged by ROC-AUC
 backbone:
   name: lstm                  # lstm or gru (server_metrics); tabular (tabular)
   units: [32]                 # recurrent / dense widths; the last is the embedding size
-  # weights: encoder.keras    # start from a pretrained encoder instead of pretraining here
-  pretrain_epochs: 3          # self-supervised pretraining on the training windows (0: none)
+  # weights: encoder.keras    # start from a pretrained encoder instead of pretraining here (server_metrics only)
+  pretrain_epochs: 3          # self-supervised pretraining on the training windows (0: none; server_metrics only)
 
 head:
   hidden: [16]

@@ -125,3 +125,26 @@ def test_keys_ignored_in_the_run_directory_comparison_are_real_keys():
     assert set(IGNORED_KEYS) <= keys
     # Keys that change the trained model are compared.
     assert not {"schedule.learning_rate", "schedule.head_epochs", "backbone.units", "seed"} & set(IGNORED_KEYS)
+
+
+TABULAR = "data: {kind: tabular, csv: clicks.csv, label: clicked}\noutput_dir: run\n"
+
+
+@pytest.mark.parametrize("backbone, field, detail", [
+    ("{name: tabular, weights: enc.keras}", "backbone.weights", r"'\S*enc.keras' is not used with data.kind 'tabular'"),
+    ("{name: tabular, pretrain_epochs: 2}", "backbone.pretrain_epochs", r"2 is not used with data.kind 'tabular'"),
+])
+def test_tabular_refuses_the_sequence_only_backbone_keys_naming_them(tmp_path, backbone, field, detail):
+    with pytest.raises(KerafineError, match=rf"field `{field}`: {field} {detail}.*remove the key"):
+        load_config(_write(tmp_path, TABULAR + f"backbone: {backbone}\n"))
+
+
+def test_tabular_accepts_pretrain_epochs_0_or_absent(tmp_path):
+    assert load_config(_write(tmp_path, TABULAR + "backbone: {name: tabular, pretrain_epochs: 0}\n")).backbone.name == "tabular"
+    assert load_config(_write(tmp_path, TABULAR + "backbone: {name: tabular}\n")).backbone.weights is None
+
+
+def test_a_check_across_keys_is_reported_as_the_field_it_names(tmp_path):
+    text = EXAMPLE_CONFIG.replace("name: lstm", "name: tabular")
+    with pytest.raises(KerafineError, match=r"field `backbone.name`: backbone.name 'tabular' does not fit"):
+        load_config(_write(tmp_path, text))
