@@ -499,3 +499,71 @@ def _all_layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _all_layers(layer)
+
+
+def _sequence_config(tmp_path, backbone: str, name: str = "fit.yaml"):
+    """TINY_CONFIG (server metrics, window 16) with another backbone line; the CSVs are not read."""
+    text = TINY_CONFIG.replace("backbone: {name: lstm, units: [8], pretrain_epochs: 1}", f"backbone: {backbone}")
+    assert text != TINY_CONFIG
+    (tmp_path / name).write_text(text)
+    return load_config(tmp_path / name)
+
+
+def _weights_equal(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    return len(wa) == len(wb) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb))
+
+
+def test_backbone_weights_is_the_encoder_fit_starts_from(tmp_path):
+    import keras
+
+    from kerafine.backbones import sequence_encoder
+    from kerafine.cli._common import _Console
+    from kerafine.cli.fit import _fit_backbone
+
+    keras.utils.set_random_seed(5)
+    given = sequence_encoder((16, 4), kind="lstm", units=(8,))
+    given.set_weights([w + 0.25 for w in given.get_weights()])  # unlike any fresh initialisation
+    given.save(tmp_path / "enc.keras")
+    cfg = _sequence_config(tmp_path, "{name: lstm, units: [8], weights: enc.keras, pretrain_epochs: 1}")
+    data = {"shape": (16, 4), "pretrain_x": np.zeros((8, 16, 4), "float32")}
+    make = _fit_backbone(cfg, data, tmp_path / "run", _Console(quiet=True), verbose=0)
+    assert _weights_equal(make(), given)
+    assert not (tmp_path / "run" / "logs" / "pretrain").exists()  # loaded, not pretrained
+    # An encoder of other windows is refused naming the key.
+    cfg = _sequence_config(tmp_path, "{name: lstm, units: [8], weights: enc.keras}", "other.yaml")
+    with pytest.raises(Exception, match=r"backbone.weights.*\(16, 4\)"):
+        _fit_backbone(cfg, {"shape": (32, 4)}, tmp_path / "run2", _Console(quiet=True), verbose=0)
+
+
+def test_backbone_pretrain_epochs_trains_the_encoder_that_many_epochs(tmp_path):
+    import keras
+
+    from kerafine import tensorboard
+    from kerafine.cli._common import _Console, _sequence_encoder
+    from kerafine.cli.fit import _fit_backbone
+
+    windows = np.random.default_rng(0).normal(size=(64, 16, 4)).astype("float32")
+    data = {"shape": (16, 4), "pretrain_x": windows}
+    keras.utils.set_random_seed(0)
+    fresh = _sequence_encoder(16, 4, "lstm", (8,))
+    encoders = {}
+    for epochs in (0, 2):
+        cfg = _sequence_config(tmp_path, f"{{name: lstm, units: [8], pretrain_epochs: {epochs}}}", f"e{epochs}.yaml")
+        (tmp_path / f"run{epochs}").mkdir()  # a real run makes its output_dir before this step
+        keras.utils.set_random_seed(0)
+        encoders[epochs] = _fit_backbone(cfg, data, tmp_path / f"run{epochs}", _Console(quiet=True), verbose=0)()
+    assert _weights_equal(encoders[0], fresh)  # 0: the initialisation, untouched
+    assert not _weights_equal(encoders[2], fresh)
+    losses = tensorboard.read_scalars(tmp_path / "run2" / "logs" / "pretrain", subdir="train")["epoch_loss"]
+    assert [step for step, _ in losses] == [0, 1]
+    assert not (tmp_path / "run0" / "logs" / "pretrain").exists()
+
+
+def test_fit_refuses_backbone_weights_for_tabular_data_naming_the_key(tmp_path, capsys):
+    _clicks(tmp_path, n=60)
+    (tmp_path / "fit.yaml").write_text(TABULAR_CONFIG.replace("units: [8, 8]}", "units: [8, 8], weights: enc.keras}"))
+    assert main(["fit", str(tmp_path / "fit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "field `backbone.weights`" in err and "enc.keras" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "run.json").exists()  # stopped before any work

@@ -91,11 +91,15 @@ def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
                                        data=data["train"][0])
     enc_path = out / "encoder.keras"
     if b.weights is not None:
-        from kerafine.backbones import from_model
-
-        if not Path(b.weights).is_file():
+        if not Path(b.weights).is_file() or Path(b.weights).suffix != ".keras":
             raise invalid_argument("backbone.weights", os.fspath(b.weights), "an existing .keras file")
-        enc = from_model(os.fspath(b.weights))
+        # The file is the encoder itself (e.g. the encoder.keras of an earlier run), used whole:
+        # `backbones.from_model` would cut its last layer off as an old head.
+        try:
+            enc = _load_model(b.weights)
+        except Exception as exc:  # Keras raises many types for a file it cannot read
+            raise invalid_argument("backbone.weights", os.fspath(b.weights), "a .keras encoder Keras can load",
+                                   f"Loading it failed: {str(exc)[:300]}") from None
         want = tuple(data["shape"])
         got = tuple(enc.input.shape[1:])
         if got != want:
