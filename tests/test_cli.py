@@ -477,6 +477,7 @@ def test_fit_config_keys_each_change_the_run(tmp_path, capsys, monkeypatch):
     assert rates == [0.375]
     # checkpoint: false: no checkpoints at all, and the run still finishes (issue 19's crash).
     assert not (run / "checkpoints").exists() and "CheckpointRestart" not in report["callbacks"]
+    assert "checkpoints" not in report["artifacts"]
     # auc: false: no AUCTracker, no val_auc in the history; early stopping watches val_loss instead.
     assert "AUCTracker" not in report["callbacks"] and "EarlyStopping" in report["callbacks"]
     for phase in report["history"].values():

@@ -242,7 +242,7 @@ def _fit(args) -> int:
         "trainable_backbone_layers": [layer.name for layer in backbone_of(model).layers if layer.trainable_weights],
         "val": reports["val"].to_dict(), "test": reports["test"].to_dict(),
         "artifacts": {"model": "model.keras", "spec": _sidecar(model_path).name, "figure": "report.png",
-                      "logs": "logs", "checkpoints": "checkpoints"},
+                      "logs": "logs", **({"checkpoints": "checkpoints"} if cb.checkpoint else {})},
         "seconds": round(time.monotonic() - t_start, 1),
     }
     atomic_write_json(report_path, report)
