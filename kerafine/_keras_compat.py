@@ -60,6 +60,8 @@ __all__ = [
     "is_default_hook",
     "global_seed_state",
     "set_global_seed_state",
+    "tensorboard_callback_dirs",
+    "reopen_csv_logger",
 ]
 
 
@@ -451,6 +453,42 @@ def set_global_seed_state(value) -> None:
     from keras.src.random.seed_generator import global_seed_generator
 
     global_seed_generator().state.assign(np.asarray(value))
+
+
+# --- exactly-once history on resume (issue 16) ---
+
+
+def tensorboard_callback_dirs(callback) -> list[str]:
+    """The event directories a ``keras.callbacks.TensorBoard`` writes (train, validation).
+
+    Why: ``CheckpointRestart`` writes TensorBoard's purge event into them on a
+    resume; Keras keeps them only in the private ``_train_dir``/``_val_dir``
+    (``<log_dir>/train``, ``<log_dir>/validation`` in Keras 3), with no public
+    accessor.
+    """
+    dirs = [getattr(callback, name, None) for name in ("_train_dir", "_val_dir")]
+    if all(isinstance(d, str) for d in dirs):
+        return [os.fspath(d) for d in dirs]
+    log_dir = os.fspath(callback.log_dir)
+    return [os.path.join(log_dir, "train"), os.path.join(log_dir, "validation")]
+
+
+def reopen_csv_logger(callback) -> bool:
+    """Close a ``keras.callbacks.CSVLogger``'s open file and let it open it again.
+
+    Why: on a resume ``CheckpointRestart`` cuts the CSV back to the restored
+    epoch with an atomic rewrite (a new file); a CSVLogger whose
+    ``on_train_begin`` already ran holds the old file open in its ``csv_file``
+    attribute (no public API closes it) and would keep appending to the
+    replaced file. Its ``on_train_begin`` re-reads the header state and opens
+    the path again. Returns whether the file was open.
+    """
+    handle = getattr(callback, "csv_file", None)
+    if handle is None or getattr(handle, "closed", False):
+        return False
+    handle.close()
+    callback.on_train_begin()
+    return True
 
 
 # =============================================================================

@@ -23,9 +23,13 @@ was used and :attr:`LRFindResult.reason` why:
   loss was still falling at ``end_lr``, so the minimum, hence ``min/10``, is
   unknown.
 
-Data are not cycled: a range test that sees the same batches again measures
-memorisation, not the learning rate, so data shorter than ``num_steps`` batches
-is an error (lower ``num_steps`` or ``batch_size``).
+Data shorter than ``num_steps`` batches are cycled, as fastai's range test
+does: array data are reshuffled (with ``seed``) for every new pass, and
+datasets are iterated again. The result says so (:attr:`LRFindResult.cycled`,
+:attr:`LRFindResult.epochs_of_data` and a line of its ``repr``): later passes
+show the model batches it has already trained on, so the end of the curve
+reads a little lower than on fresh data. A one-shot generator cannot be
+iterated again, so it still has to yield ``num_steps`` batches.
 
 For the head-only phase of a transfer model, pass the model with its backbone
 frozen (only the head's weights move in the copy); ``fine_tune`` may instead
@@ -84,6 +88,12 @@ class LRFindResult:
         min_loss_lr: rate at the minimum of the smoothed loss.
         diverged: ``True`` if the test stopped early because the loss diverged.
         num_steps: the number of steps requested.
+        batches_per_pass: batches in one pass over the data, or ``None``
+            when the data never ran out (length unknown).
+        epochs_of_data: passes over the data the steps run made (steps run
+            divided by ``batches_per_pass``; ``0.0`` when unknown).
+        cycled: ``True`` if the data held fewer batches than the steps run,
+            so batches were seen again.
     """
 
     learning_rates: np.ndarray
@@ -96,11 +106,20 @@ class LRFindResult:
     min_loss_lr: float
     diverged: bool
     num_steps: int
+    batches_per_pass: Optional[int] = None
+    epochs_of_data: float = 0.0
+    cycled: bool = False
 
     def __repr__(self) -> str:
         return (
             f"LRFindResult(suggestion={self.suggestion:.3g}, rule={self.rule!r}, "
             f"steps={len(self.learning_rates)}/{self.num_steps}, diverged={self.diverged})"
+            + (
+                f"\n  cycled: {self.batches_per_pass} batches per pass, "
+                f"{self.epochs_of_data:.2f} epochs of data (batches were seen again)"
+                if self.cycled
+                else ""
+            )
         )
 
     def to_dict(self) -> dict:
@@ -152,12 +171,18 @@ class LRFindResult:
         return (
             f"<b>lr_find</b>: suggestion <b>{self.suggestion:.3g}</b> (rule <code>{self.rule}</code>: "
             f"{self.reason}); {len(self.learning_rates)} of {self.num_steps} steps"
-            f"{', stopped at divergence' if self.diverged else ''}."
+            f"{', stopped at divergence' if self.diverged else ''}"
+            f"{f'; data cycled ({self.epochs_of_data:.2f} epochs of data)' if self.cycled else ''}."
         )
 
 
-def _batches(train_data, batch_size, num_steps, seed):
-    """Validate ``train_data`` (before any training) and return a batch iterator."""
+def _batches(train_data, batch_size, num_steps, seed, info):
+    """Validate ``train_data`` (before any training) and return a batch iterator.
+
+    The iterator cycles through the data when it holds fewer than
+    ``num_steps`` batches and records the batches of one pass in
+    ``info["batches_per_pass"]``.
+    """
     if isinstance(train_data, tuple) and len(train_data) in (2, 3) and _is_array_like(train_data[0]):
         x, y = train_data[0], train_data[1]
         w = train_data[2] if len(train_data) == 3 else None
@@ -170,17 +195,22 @@ def _batches(train_data, batch_size, num_steps, seed):
                     f"Invalid value for argument `train_data`: x has {n} rows but {name} has {_n_rows(arr)}."
                 )
         n_batches = n // batch_size
-        if n_batches < num_steps:
+        if n_batches < 1:
             raise DataError(
-                f"Invalid value for argument `train_data`: {n} rows make {n_batches} full batches of "
-                f"batch_size={batch_size}, fewer than num_steps={num_steps}; the range test does not reuse "
-                f"batches. Pass num_steps <= {n_batches} (at least {_MIN_STEPS}), a smaller batch_size, or more data."
+                f"Invalid value for argument `train_data`: {n} rows make no full batch of "
+                f"batch_size={batch_size}. Pass batch_size <= {n} or more data."
             )
-        order = np.random.default_rng(seed).permutation(n)
+        if n_batches < num_steps:
+            info["batches_per_pass"] = n_batches
+        rng = np.random.default_rng(seed)
 
         def gen():
+            order = rng.permutation(n)
             for i in range(num_steps):
-                idx = order[i * batch_size : (i + 1) * batch_size]
+                j = i % n_batches
+                if i and j == 0:  # a new pass: reshuffle, as an epoch of fit would
+                    order = rng.permutation(n)
+                idx = order[j * batch_size : (j + 1) * batch_size]
                 yield _take(x, idx), _take(y, idx), (None if w is None else np.asarray(w)[idx])
 
         return gen()
@@ -198,25 +228,42 @@ def _batches(train_data, batch_size, num_steps, seed):
         known = None if card < 0 else card  # -1 infinite, -2 unknown
     elif hasattr(train_data, "__len__"):
         known = getattr(train_data, "num_batches", None) or len(train_data)
-    if known is not None and known < num_steps:
+    if known == 0:
+        raise DataError("Invalid value for argument `train_data`: it yields no batches.")
+    # A one-shot iterator (a generator) is its own iterator: it cannot be read twice.
+    one_shot = hasattr(train_data, "__next__") or (
+        hasattr(train_data, "__iter__") and not hasattr(train_data, "__getitem__") and iter(train_data) is train_data
+    )
+    if known is not None and known < num_steps and one_shot:
         raise DataError(
             f"Invalid value for argument `train_data`: it yields {known} batches, fewer than "
-            f"num_steps={num_steps}; the range test does not reuse batches. Pass num_steps <= {known} "
-            f"(at least {_MIN_STEPS}) or more data."
+            f"num_steps={num_steps}, and a one-shot iterator cannot be cycled. Pass num_steps <= {known} "
+            f"(at least {_MIN_STEPS}), a re-iterable dataset, or more data."
         )
 
-    def gen():
-        count = 0
-        for batch in _batching.iterate(train_data, num_steps):
+    def one_pass(limit):
+        for batch in _batching.iterate(train_data, limit):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
             yield _batching.split_batch(batch)
-            count += 1
-        if count < num_steps:
-            raise DataError(
-                f"Invalid value for argument `train_data`: it ran out after {count} batches, fewer than "
-                f"num_steps={num_steps}. Pass num_steps <= {count} or more data."
-            )
+
+    def gen():
+        count = 0
+        while count < num_steps:
+            before = count
+            for batch in one_pass(num_steps - count):
+                yield batch
+                count += 1
+            if count == before:
+                raise DataError("Invalid value for argument `train_data`: it yields no batches.")
+            if count < num_steps:
+                info.setdefault("batches_per_pass", count)
+                if one_shot:
+                    raise DataError(
+                        f"Invalid value for argument `train_data`: it ran out after {count} batches, fewer than "
+                        f"num_steps={num_steps}, and a one-shot generator cannot be cycled. Pass num_steps <= "
+                        f"{count}, a re-iterable dataset, or more data."
+                    )
 
     return gen()
 
@@ -340,7 +387,9 @@ def lr_find(
         train_data: ``(x, y)`` or ``(x, y, sample_weight)`` arrays (batched
             here, shuffled with ``seed``), or a ``tf.data.Dataset``,
             ``keras.utils.PyDataset`` or generator yielding ``(x, y[, w])``
-            batches. It must hold at least ``num_steps`` batches.
+            batches. Data with fewer than ``num_steps`` batches are cycled
+            (arrays reshuffled each pass); a one-shot generator must yield
+            ``num_steps`` batches.
         start_lr: learning rate of the first step. Defaults to 1e-7.
         end_lr: learning rate of the last step; must exceed ``start_lr``.
             Defaults to 1.
@@ -358,8 +407,8 @@ def lr_find(
     Raises:
         KerafineError: if the model is not compiled, ``start_lr >= end_lr``, or
             another argument is out of range (before any training).
-        DataError: if ``train_data`` holds fewer than ``num_steps`` batches
-            (checked before training when its length is known).
+        DataError: if ``train_data`` holds no full batch, or is a one-shot
+            generator with fewer than ``num_steps`` batches.
         TrainingError: if the loss is not finite even at ``start_lr``.
 
     Example:
@@ -385,7 +434,8 @@ def lr_find(
         check_int(name, value, minimum=minimum)
     smoothing = check_number("smoothing", smoothing, minimum=0, maximum=1, max_inclusive=False, expected="a float in [0, 1)")
     diverge_factor = check_number("diverge_factor", diverge_factor, minimum=1, min_inclusive=False, expected="a finite float > 1")
-    batches = _batches(train_data, batch_size, num_steps, seed)
+    info: dict = {}
+    batches = _batches(train_data, batch_size, num_steps, seed, info)
 
     work = _copy_model(model)
     optimizer = _fresh_optimizer(model.optimizer, start_lr)
@@ -429,4 +479,7 @@ def lr_find(
         min_loss_lr=float(lrs_a[int(np.argmin(smoothed_a))]),
         diverged=diverged,
         num_steps=num_steps,
+        batches_per_pass=info.get("batches_per_pass"),
+        epochs_of_data=(len(lrs) / info["batches_per_pass"]) if info.get("batches_per_pass") else 0.0,
+        cycled=bool(info.get("batches_per_pass")) and len(lrs) > info["batches_per_pass"],
     )

@@ -41,6 +41,7 @@ __all__ = [
     "close",
     "read_scalars",
     "read_tags",
+    "purge_after",
 ]
 
 SUBDIR = "kerafine"
@@ -252,3 +253,82 @@ def read_tags(log_dir, subdir: str | None = SUBDIR) -> dict[str, set[str]]:
         out.setdefault(plugin, set()).add(value.tag)
     return out
 
+
+
+def purge_after(event_dir, step: int) -> str | None:
+    """Tell TensorBoard to drop the points at ``step`` and later already in ``event_dir``.
+
+    Writes TensorBoard's own purge marker, a ``SessionLog(status=START)`` event
+    at ``step`` (twice, see the code), in a new event file of ``event_dir`` (atomically: written under
+    another name, then renamed). TensorBoard's loader, reading the directory's
+    files in name order, then discards every earlier-read point with a step
+    ``>= step`` (of every tag of that directory), so a resumed run's new points
+    replace, rather than duplicate, those of the interrupted run. The file's
+    name sorts after the interrupted run's files (other processes: a resume
+    after a kill is a new process) and before the files this process has
+    opened or opens later in the same second. Nothing is written
+    when ``event_dir`` does not exist (nothing to purge) or on a non-chief
+    worker.
+
+    Args:
+        event_dir: an event directory, e.g. ``<log_dir>/kerafine`` or Keras's
+            ``<log_dir>/train``.
+        step: the first step whose old points are dropped (for per-epoch
+            scalars: the epoch the run resumes at).
+
+    Returns:
+        The path of the event file written, or ``None``.
+
+    Example:
+
+    >>> import tempfile, os
+    >>> from kerafine import tensorboard
+    >>> log_dir = tempfile.mkdtemp()
+    >>> for epoch in range(3):
+    ...     tensorboard.scalar(log_dir, "loss", 1.0 / (epoch + 1), step=epoch)
+    >>> tensorboard.close(log_dir)
+    >>> os.path.basename(tensorboard.purge_after(os.path.join(log_dir, "kerafine"), 1))[:20]
+    'events.out.tfevents.'
+    """
+    import re
+    import time
+
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    event_dir = os.fspath(event_dir)
+    if not os.path.isdir(event_dir) or not is_chief():
+        return None
+    stamps = re.compile(r"tfevents\.(\d+)\.")
+    mine_tag = re.compile(r"\." + str(os.getpid()) + r"\.")
+    others, mine = [], []
+    for name in os.listdir(event_dir):
+        m = stamps.search(name)
+        if m and "tfevents" in name and not name.startswith("."):
+            (mine if mine_tag.search(name) else others).append(int(m.group(1)))
+    # The marker's second must come after every file of the interrupted run(s):
+    # wait for the next second if one was written in this one.
+    latest = max(others, default=-1)
+    deadline = time.time() + 1.5
+    while int(time.time()) == latest and time.time() < deadline:
+        time.sleep(0.05)
+    now = time.time()
+    stamp = max(int(now), latest + 1)
+    if mine:  # files this process opened before (a Keras TensorBoard earlier in the list) come after it
+        stamp = max(min(stamp, min(mine)), max(others, default=0) + 1)
+    # "-" sorts before any host name character, so the marker comes first within its second.
+    final = os.path.join(event_dir, f"events.out.tfevents.{stamp:010d}.-kerafine-purge.{os.getpid()}.{step}")
+    tmp = os.path.join(event_dir, f".kerafine-purge-{os.getpid()}-{step}.tmp")
+    with tf.io.TFRecordWriter(tmp) as w:
+        w.write(event_pb2.Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
+        start = event_pb2.Event(wall_time=now, step=int(step))
+        start.session_log.status = event_pb2.SessionLog.START
+        # Twice: the loader of the TensorBoard server (plugin_event_accumulator)
+        # takes the first START of a directory for the run's initial start and
+        # purges only from the second on; TF2 writers never write one, so a
+        # single marker would be ignored on the first resume. A second purge
+        # at the same step drops nothing more.
+        w.write(start.SerializeToString())
+        w.write(start.SerializeToString())
+    os.replace(tmp, final)
+    return final

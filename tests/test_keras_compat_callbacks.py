@@ -147,3 +147,45 @@ def test_keras_early_stopping_resets_in_on_train_begin_and_after_next_on_train_b
     assert es.wait == 3
     es.on_train_begin()  # one shot
     assert es.wait == 0, "keras.callbacks.EarlyStopping no longer resets `wait` in on_train_begin"
+
+
+def test_tensorboard_callback_dirs_are_where_keras_writes_its_events(tmp_path):
+    import os
+
+    tb = keras.callbacks.TensorBoard(str(tmp_path / "logs"))
+    model = _model()
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    model.fit(x, y, batch_size=4, epochs=1, validation_data=(x, y), verbose=0, callbacks=[tb])
+    assert hasattr(tb, "_train_dir") and hasattr(tb, "_val_dir"), (
+        "keras.callbacks.TensorBoard no longer keeps its event directories in `_train_dir`/`_val_dir`"
+    )
+    dirs = kc.tensorboard_callback_dirs(tb)
+    assert dirs == [str(tmp_path / "logs" / "train"), str(tmp_path / "logs" / "validation")]
+    for d in dirs:
+        assert any("tfevents" in name for name in os.listdir(d)), d
+
+
+def test_reopen_csv_logger_makes_an_open_CSVLogger_write_to_the_replaced_file(tmp_path):
+    import os
+
+    path = tmp_path / "h.csv"
+    path.write_text("epoch,loss\n0,1.0\n1,0.5\n")
+    csv_logger = keras.callbacks.CSVLogger(str(path), append=True)
+    seen = {}
+
+    def replace_then_reopen(_):
+        assert getattr(csv_logger, "csv_file", None) is not None, (
+            "keras.callbacks.CSVLogger no longer keeps its open file in `csv_file`"
+        )
+        tmp = tmp_path / "h.tmp"
+        tmp.write_text("epoch,loss\n0,1.0\n")
+        os.replace(tmp, path)
+        seen["reopened"] = kc.reopen_csv_logger(csv_logger)
+
+    model = _model()
+    model.fit(np.ones((8, 2), "float32"), np.ones((8, 1), "float32"), batch_size=4, epochs=2, initial_epoch=1,
+              verbose=0, callbacks=[csv_logger, _Probe(replace_then_reopen)])
+    assert seen["reopened"] is True
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,loss" and [line.split(",")[0] for line in lines[1:]] == ["0", "1"], lines
+    assert kc.reopen_csv_logger(csv_logger) is False  # closed at the end of fit

@@ -163,16 +163,50 @@ def test_uncompiled_model_is_rejected():
         lr_find(model, (x, y), num_steps=10, batch_size=4)
 
 
-def test_data_too_small_for_num_steps_is_rejected_before_training():
+def test_small_data_is_cycled_to_num_steps_and_the_result_says_so(seeded):
+    # The README's example: 1,500 rows at batch 32 make 46 batches, fewer than the
+    # default num_steps=100. (This raised DataError before cycling.)
+    x, y = _linear_problem(1.0, n=1500)
+    model = _compiled()
+    result = lr_find(model, (x, y), start_lr=1e-4, end_lr=0.3)
+    assert len(result.learning_rates) == 100 and not result.diverged
+    assert result.cycled and result.batches_per_pass == 46
+    assert result.epochs_of_data == pytest.approx(100 / 46)
+    assert "cycled: 46 batches per pass, 2.17 epochs of data" in repr(result)
+    assert "data cycled" in result._repr_html_()
+    assert result.to_dict()["cycled"] is True
+    assert model.optimizer.iterations == 0  # the copy trained, not the model
+
+
+def test_enough_data_is_not_cycled(seeded):
+    x, y = _linear_problem(1.0, n=20 * 32)
+    result = lr_find(_compiled(), (x, y), start_lr=1e-4, end_lr=0.3, num_steps=20)
+    assert not result.cycled and result.batches_per_pass is None and "cycled" not in repr(result)
+
+
+def test_a_short_dataset_is_iterated_again():
     import tensorflow as tf
 
     x, y = _linear_problem(1.0, n=100)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(25)  # 4 batches
+    result = lr_find(_compiled(), ds, num_steps=10, start_lr=1e-4, end_lr=0.1)
+    assert len(result.losses) == 10 and result.cycled and result.batches_per_pass == 4
+    assert result.epochs_of_data == pytest.approx(2.5)
+
+
+def test_data_that_cannot_be_cycled_is_rejected():
+    x, y = _linear_problem(1.0, n=100)
     model = _compiled()
-    with pytest.raises(DataError, match=r"100 rows make 3 full batches of batch_size=32, fewer than num_steps=100.*num_steps <= 3"):
-        lr_find(model, (x, y))
-    with pytest.raises(DataError, match=r"yields 4 batches, fewer than num_steps=10"):
-        lr_find(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(25), num_steps=10)
+    with pytest.raises(DataError, match=r"100 rows make no full batch of batch_size=128"):
+        lr_find(model, (x, y), batch_size=128)
     assert model.optimizer.iterations == 0  # nothing ran
+
+    def one_shot():
+        for i in range(4):
+            yield x[i * 25 : (i + 1) * 25], y[i * 25 : (i + 1) * 25]
+
+    with pytest.raises(DataError, match=r"ran out after 4 batches, fewer than num_steps=10, and a one-shot generator cannot be cycled"):
+        lr_find(model, one_shot(), num_steps=10)
 
 
 def test_inputs_without_targets_are_rejected():

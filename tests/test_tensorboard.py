@@ -37,3 +37,41 @@ def test_close_then_write_again_reopens_a_writer(tmp_path):
 
 def test_single_process_is_chief():
     assert tb.is_chief()
+
+
+def _shown_steps(event_dir, tag):
+    # The loader the TensorBoard server uses; it honours SessionLog.START purges.
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    acc = EventAccumulator(str(event_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+
+def test_purge_after_drops_the_interrupted_runs_points_at_and_after_its_step(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    log_dir = tmp_path / "logs"
+    # The interrupted run: another process (a resume always is), epochs 0-3.
+    script = (
+        "import sys; from kerafine import tensorboard as tb\n"
+        "[tb.scalar(sys.argv[1], 'loss', float(e), step=e) for e in range(4)]; tb.close()\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    subprocess.run([sys.executable, "-c", script, str(log_dir)], check=True, env=env, timeout=300)
+    written = tb.purge_after(log_dir / tb.SUBDIR, 2)
+    assert written is not None and "tfevents" in os.path.basename(written)
+    for epoch in range(2, 5):  # the resumed run writes epochs 2.. again
+        tb.scalar(log_dir, "loss", 10.0 + epoch, step=epoch)
+    tb.close(log_dir)
+    assert _shown_steps(log_dir / tb.SUBDIR, "loss") == [(0, 0.0), (1, 1.0), (2, 12.0), (3, 13.0), (4, 14.0)]
+    # The raw files still hold both runs' points at steps 2 and 3: the marker does it.
+    assert len(tb.read_scalars(log_dir)["loss"]) == 7
+
+
+def test_purge_after_writes_nothing_where_nothing_was_logged(tmp_path):
+    assert tb.purge_after(tmp_path / "absent", 3) is None
+    assert not (tmp_path / "absent").exists()

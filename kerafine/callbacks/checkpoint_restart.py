@@ -177,6 +177,38 @@ def _num_workers() -> int:
 # -- the callback -----------------------------------------------------------
 
 
+def _trim_csv(path, epoch: int, sep: str = ",") -> bool:
+    """Keep the header and the rows of epochs ``< epoch`` of a CSVLogger file (atomic rewrite).
+
+    Kept lines are copied byte for byte. Returns whether rows were dropped.
+    """
+    import csv
+
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return False
+    header = next(csv.reader([lines[0]], delimiter=sep))
+    col = header.index("epoch") if "epoch" in header else 0
+
+    def keep(line):
+        try:
+            return int(float(next(csv.reader([line], delimiter=sep))[col])) < epoch
+        except (ValueError, IndexError, StopIteration):
+            return False
+
+    kept = [line for line in lines[1:] if keep(line)]
+    if len(kept) == len(lines) - 1:
+        return False
+    tmp = f"{path}.kerafine-tmp"
+    with open(tmp, "w", newline="") as f:
+        f.write("".join([lines[0]] + kept))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return True
+
+
 class CheckpointRestart(KerafineCallback):
     """Crash-safe checkpoints, exact resume and rollback on divergence.
 
@@ -852,6 +884,34 @@ class CheckpointRestart(KerafineCallback):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
     # -- restoring ---------------------------------------------------------------
+    def _trim_history(self, epoch: int) -> None:
+        """Exactly-once history: drop what the interrupted run logged from ``epoch`` on.
+
+        A ``keras.callbacks.CSVLogger(append=True)`` of this fit has its file cut
+        back to the rows of epochs ``< epoch`` (header kept, atomic rewrite);
+        TensorBoard gets its purge marker at step ``epoch`` in the event
+        directories of a Keras ``TensorBoard`` callback (``train``,
+        ``validation``: epoch scalars use the epoch as step) and in
+        ``<log_dir>/kerafine`` of every kerafine callback with a ``log_dir``.
+        """
+        import keras
+
+        from kerafine import tensorboard
+
+        event_dirs: list[str] = []
+        for cb in self.context.callbacks:
+            if isinstance(cb, keras.callbacks.CSVLogger) and cb.append and os.path.exists(cb.filename):
+                if _trim_csv(cb.filename, epoch, cb.sep):
+                    _keras_compat.reopen_csv_logger(cb)
+            elif isinstance(cb, keras.callbacks.TensorBoard):
+                event_dirs.extend(_keras_compat.tensorboard_callback_dirs(cb))
+            elif getattr(cb, "log_dir", None) is not None and isinstance(cb, KerafineCallback):
+                event_dirs.append(os.path.join(os.fspath(cb.log_dir), tensorboard.SUBDIR))
+        if self.log_dir is not None:
+            event_dirs.append(os.path.join(os.fspath(self.log_dir), tensorboard.SUBDIR))
+        for d in dict.fromkeys(os.path.abspath(d) for d in event_dirs):
+            tensorboard.purge_after(d, epoch)
+
     def _restore(self, path: Path, begun, resume: bool) -> None:
         model = self.model
         try:
@@ -912,6 +972,8 @@ class CheckpointRestart(KerafineCallback):
             self._watch.set_state(state, running_mean=True)
             self._pending_metrics = arrays.get("metrics") or None
             self._install_skipper()
+        if self._chief:
+            self._trim_history(epoch)
         if self.log_dir is not None:
             from kerafine import tensorboard
 

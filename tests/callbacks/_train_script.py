@@ -13,6 +13,9 @@ CONFIGS_JSON is a list of configs, run one after the other in this process
                previous epoch's checkpoint), or ["write", n] (during the n-th
                checkpoint write of this process: after the variables file is written,
                before the manifest and the rename).
+  history      None, or a directory: a CSVLogger(append=True) and a Keras TensorBoard
+               callback write there (before CheckpointRestart in the callback list),
+               and CheckpointRestart gets it as log_dir.
 
 Not collected by pytest (leading underscore, no test functions).
 """
@@ -98,8 +101,19 @@ def main(config):
     reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1, min_delta=0.0)
     train = ResumableSequence(x, y, batch_size=8, seed=3) if config.get("data") == "resumable" else None
     callbacks = [EpochTracker(), stop, reduce]
+    history = config.get("history")
     if config.get("directory"):
-        callbacks.insert(1, cr.CheckpointRestart(config["directory"], save_freq=config.get("save_freq", "epoch"), keep=2, data=train))
+        callbacks.insert(
+            1,
+            cr.CheckpointRestart(
+                config["directory"], save_freq=config.get("save_freq", "epoch"), keep=2, data=train, log_dir=history
+            ),
+        )
+    if history:
+        callbacks[:0] = [
+            keras.callbacks.CSVLogger(os.path.join(history, "history.csv"), append=True),
+            keras.callbacks.TensorBoard(history),
+        ]
     callbacks.append(Killer())
 
     if train is not None:

@@ -585,3 +585,70 @@ def test_a_full_restore_is_silent_and_keys_do_not_depend_on_log_dir_or_order(tmp
         warnings.simplefilter("always")
         _fit(_model(), again + [CheckpointRestart(tmp_path / "c")], epochs=3)
     assert not [w for w in record if "state" in str(w.message)], [str(w.message) for w in record]
+
+
+def _scalar_steps(event_dir):
+    """{scalar tag: [steps]} as TensorBoard shows them.
+
+    Read with the loader the TensorBoard server uses (plugin_event_accumulator),
+    which honours purge events for TF2 summaries; the legacy
+    event_accumulator.EventAccumulator purges only legacy (TF1 simple_value)
+    scalars, not the tensor summaries tf.summary.scalar writes.
+    """
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(event_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {
+        tag: [e.step for e in acc.Tensors(tag)]
+        for tag in acc.Tags()["tensors"]
+        if acc.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
+    }
+
+
+@pytest.mark.slow
+def test_history_is_written_exactly_once_across_kills(tmp_path):
+    # Killed while writing its 3rd checkpoint (the one after epoch 2: the CSV
+    # and TensorBoard, earlier in the callback list, have already logged epoch
+    # 2, but the run resumes at epoch 2 from the epoch-1 checkpoint), then at
+    # the start of epoch 5 (resumes at 4 or 5, depending on whether the
+    # background save of epoch 4 finished). Each resume must cut the CSV back
+    # and purge the orphaned TensorBoard points.
+    common = dict(save_freq="epoch", data="arrays", history=str(tmp_path / "logs"))
+    log = []
+    (tmp_path / "logs").mkdir()
+    _chain(tmp_path / "ckpt", tmp_path / "out.npz", common, [["write", 3], ["epoch_begin", 5]], log)
+    ref_logs = tmp_path / "ref_logs"
+    ref_logs.mkdir()
+    ref = _run_script([dict(common, directory=None, history=str(ref_logs), out=str(tmp_path / "ref.npz"))])
+    assert [rc for _, rc, _ in log] == [-9, -9, 0], log
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    last = int(np.load(tmp_path / "out.npz")["last_epoch"])
+    assert last == int(np.load(tmp_path / "ref.npz")["last_epoch"]) > 5
+
+    rows = (tmp_path / "logs" / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,")
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(last + 1))  # one row per epoch, in order
+    # The resumed run is bit-identical, so its history is the uninterrupted run's.
+    assert rows == (ref_logs / "history.csv").read_text().splitlines()
+
+    for sub in ("train", "validation"):
+        steps = _scalar_steps(tmp_path / "logs" / sub)
+        assert steps["epoch_loss"] == list(range(last + 1)), (sub, steps)
+        for tag, tag_steps in steps.items():
+            assert len(tag_steps) == len(set(tag_steps)), (sub, tag, tag_steps)
+    kerafine_steps = _scalar_steps(tmp_path / "logs" / "kerafine")
+    # The purge step is the epoch; CheckpointRestart's bookkeeping uses the global
+    # batch step (8 batches an epoch) in the same directory, so the first
+    # resume's point (global step 16 > epoch 4) is purged by the second resume:
+    # only the last one shows.
+    restored = kerafine_steps["checkpoint/restored_epoch"]
+    assert len(restored) == 1 and restored[0] in (4 * 8, 5 * 8), restored
+    for tag, tag_steps in kerafine_steps.items():
+        assert len(tag_steps) == len(set(tag_steps)), (tag, tag_steps)
+    # Without the purge marker the interrupted runs' points would be there twice:
+    # the raw event files hold more epoch_loss points than TensorBoard shows.
+    from kerafine import tensorboard
+
+    raw = [step for step, _ in tensorboard.read_scalars(tmp_path / "logs", subdir="validation")["epoch_loss"]]
+    assert len(raw) > last + 1
