@@ -50,7 +50,7 @@ from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DE
 from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
 from kerafine import tensorboard
-from kerafine.errors import did_you_mean, invalid_argument
+from kerafine.errors import check_int, did_you_mean, invalid_argument
 
 __all__ = [
     "TrainingMonitor",
@@ -244,15 +244,14 @@ class TrainingMonitor(KerafineCallback):
         name: Optional[str] = None,
     ):
         super().__init__()
-        for name, value, minimum in (
+        for argument, value, minimum in (
             ("every_n_batches", every_n_batches, 1),
             ("histograms_every_n_epochs", histograms_every_n_epochs, 0),
             ("overfit_patience", overfit_patience, 1),
             ("loss_window", loss_window, _MIN_LOSSES_FOR_MEDIAN),
             ("loss_smoothing", loss_smoothing, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise invalid_argument(name, value, f"an int >= {minimum}")
+            check_int(argument, value, minimum=minimum, expected=f"an int >= {minimum}")
         if not callable(on_problem) and on_problem not in ("warn", "stop"):
             raise invalid_argument(
                 "on_problem",

@@ -433,3 +433,12 @@ def test_overfitting_is_reported_with_gap_and_best_epoch_and_its_memory_survives
     assert history2.epoch[0] == stop_at  # it did resume
     got = [(p.kind, p.epoch, p.values.get("best_epoch")) for p in resumed if p.kind == "overfitting"]
     assert got == reference
+
+
+def test_name_defaults_to_none_and_is_what_the_state_key_carries():
+    # Regression: the argument-check loop reused `name` and left it at "loss_smoothing".
+    from kerafine.callbacks.training_monitor import TrainingMonitor
+
+    assert TrainingMonitor().name is None
+    assert TrainingMonitor().state_key == "kerafine.TrainingMonitor[]"
+    assert TrainingMonitor(name="phase2").state_key == "kerafine.TrainingMonitor[phase2]"
