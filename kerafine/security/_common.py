@@ -73,19 +73,15 @@ class Inputs:
                     raise invalid_argument("perturb", perturb, f"names of numeric inputs among {sorted(arrays)}")
             for k in moving:
                 kind = arrays[k].dtype.kind
-                if kind in "OSUb":
-                    raise invalid_argument(
-                        "perturb",
-                        perturb if perturb is not None else k,
-                        "names of continuous (float) inputs only",
-                        f"Input {k!r} holds {arrays[k].dtype} values (strings or categories never move).",
+                if kind in "OSUbiu":
+                    why = (
+                        f"holds {arrays[k].dtype} values (strings or categories never move)."
+                        if kind in "OSUb"
+                        else "holds integers (category codes); cast it to float if it is truly continuous."
                     )
-                if kind in "iu":
                     raise invalid_argument(
-                        "perturb",
-                        perturb if perturb is not None else k,
-                        "names of continuous (float) inputs only",
-                        f"Input {k!r} holds integers (category codes); cast it to float if it is truly continuous.",
+                        "perturb", perturb if perturb is not None else k, "names of continuous (float) inputs only",
+                        f"Input {k!r} {why}",
                     )
             if not moving:
                 raise invalid_argument(
