@@ -1,4 +1,4 @@
-"""The README's "Distributed training" section: its Python runs as written, other blocks are marked."""
+"""The "Distributed training" page (docs/distributed.md): its Python runs as written, other blocks are marked."""
 
 import os
 import re
@@ -12,10 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _section():
-    text = (REPO / "README.md").read_text()
-    start = text.index("\n## Distributed training\n")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
+    return (REPO / "docs" / "distributed.md").read_text()
 
 
 def _blocks():
