@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kerafine.errors import KerafineError, did_you_mean
 
-__all__ = ["FitConfig", "load_config", "EXAMPLE_CONFIG", "SEQUENCE_BACKBONES", "TABULAR_BACKBONES"]
+__all__ = ["FitConfig", "load_config", "load_data_config", "EXAMPLE_CONFIG", "SEQUENCE_BACKBONES", "TABULAR_BACKBONES"]
 
 SEQUENCE_BACKBONES = ("lstm", "gru")
 TABULAR_BACKBONES = ("tabular",)
@@ -226,10 +226,7 @@ def _format_errors(exc: ValidationError, source: str) -> str:
 
 def _resolve_paths(cfg: FitConfig, base: Path) -> FitConfig:
     def fix(p):
-        if p is None:
-            return None
-        p = Path(os.path.expanduser(os.fspath(p)))
-        return p if p.is_absolute() else (base / p)
+        return _resolve(p, base)
 
     data = cfg.data
     updates = {}
@@ -239,6 +236,67 @@ def _resolve_paths(cfg: FitConfig, base: Path) -> FitConfig:
     data = data.model_copy(update=updates)
     backbone = cfg.backbone.model_copy(update={"weights": fix(cfg.backbone.weights)})
     return cfg.model_copy(update={"data": data, "backbone": backbone, "output_dir": fix(cfg.output_dir)})
+
+
+def _read_yaml(path: Path, argument: str = "CONFIG") -> dict:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KerafineError(f"Invalid value for argument `{argument}`: cannot read {os.fspath(path)!r} ({exc.strerror}).") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise KerafineError(f"Invalid config {os.fspath(path)!r}: not valid YAML ({exc}).") from exc
+    if not isinstance(raw, dict):
+        raise KerafineError(f"Invalid config {os.fspath(path)!r}: expected a mapping of keys at the top level, got {type(raw).__name__}.")
+    return raw
+
+
+class _DataOnly(_Strict):
+    """A file holding only the ``data:`` section of a fit config (what ``kerafine evaluate`` reads)."""
+
+    data: Annotated[Union[ServerMetricsData, TabularDataConfig], Field(discriminator="kind")]
+
+
+def load_data_config(path, argument: str = "DATA") -> Union[ServerMetricsData, TabularDataConfig]:
+    """The ``data:`` section of a YAML file: a whole ``kerafine fit`` config, or a file holding only ``data:``.
+
+    Validated as :func:`load_config` validates it (a whole config is checked
+    whole, except that ``output_dir`` is not created); paths are made absolute
+    relative to the file.
+
+    Args:
+        path: the YAML file.
+        argument: the argument's name in error messages. Defaults to ``"DATA"``.
+
+    Returns:
+        The ``data`` section (``cfg.data`` of a :class:`FitConfig`).
+
+    Raises:
+        KerafineError: the file cannot be read or parsed, or a field is
+            invalid; the message names every offending field.
+    """
+    path = Path(path)
+    raw = _read_yaml(path, argument)
+    if set(raw) != {"data"}:
+        return load_config(path, check_output_dir=False).data
+    try:
+        data = _DataOnly.model_validate(raw).data
+    except ValidationError as exc:
+        raise KerafineError(_format_errors(exc, repr(os.fspath(path)))) from None
+    base = path.resolve().parent
+    return data.model_copy(update={name: _resolve(getattr(data, name), base)
+                                   for name in ("cpu", "memory", "diskio", "uptime", "failures", "csv")
+                                   if hasattr(data, name)})
+
+
+def _resolve(p, base: Path):
+    if p is None:
+        return None
+    p = Path(os.path.expanduser(os.fspath(p)))
+    return p if p.is_absolute() else (base / p)
 
 
 def load_config(path, check_output_dir: bool = True) -> FitConfig:
@@ -256,21 +314,10 @@ def load_config(path, check_output_dir: bool = True) -> FitConfig:
         KerafineError: the file cannot be read or parsed, or a field is
             invalid; the message names every offending field.
     """
-    import yaml
-
     from kerafine._io import check_writable_directory
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KerafineError(f"Invalid value for argument `CONFIG`: cannot read {os.fspath(path)!r} ({exc.strerror}).") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise KerafineError(f"Invalid config {os.fspath(path)!r}: not valid YAML ({exc}).") from exc
-    if not isinstance(raw, dict):
-        raise KerafineError(f"Invalid config {os.fspath(path)!r}: expected a mapping of keys at the top level, got {type(raw).__name__}.")
+    raw = _read_yaml(path)
     try:
         cfg = FitConfig.model_validate(raw)
     except ValidationError as exc:

@@ -7,8 +7,9 @@ interrupted with Ctrl-C (re-run the same command to resume), and for
 ``drift`` 1 when drift is detected.
 
 The package composes the rest of kerafine (data, backbones, transfer,
-fine-tuning, callbacks, metrics, drift); nothing outside it imports it, except
-``kerafine update``, which reuses the data loading of ``fit``. The commands
+fine-tuning, callbacks, metrics, drift); nothing outside it imports it (the
+data loading that ``fit``, ``evaluate`` and ``update`` share lives below, in
+``kerafine/data/_spec.py``). The commands
 live in ``demo.py``, ``fit.py`` (``fit``, ``init-config``, ``evaluate``) and
 ``drift.py``; ``kerafine/update/_command.py`` registers ``update``. This module
 holds the parser and the Ctrl-C handling, and imports nothing heavy: each

@@ -12,7 +12,30 @@ from kerafine.cli._common import (_callbacks, _check_run_dir, _collect_warnings,
 
 DEFAULT_DEMO_DIR = "kerafine-demo"
 # What a demo run writes in --out (deleted by --fresh).
-DEMO_FILES = ("data", "models", "checkpoints", "logs", "results.json", "demo.json")
+DEMO_FILES = ("data", "models", "checkpoints", "logs", "results.json", "demo.json", "fleet-b.yaml")
+# The demo's labelled data and its split as the `data:` section of a `kerafine fit` config, for
+# `kerafine evaluate models/finetuned.keras fleet-b.yaml` (the test split by default).
+DEMO_DATA_CONFIG = """\
+# Fleet B as `kerafine demo` read and split it: the data section of a `kerafine fit` config.
+# kerafine evaluate models/finetuned.keras fleet-b.yaml [--split train|val|test]
+data:
+  kind: server_metrics
+  cpu: data/fleet-b/cpu.csv
+  memory: data/fleet-b/memory.csv
+  diskio: data/fleet-b/diskio.csv
+  uptime: data/fleet-b/uptime.csv
+  failures: data/fleet-b/failures.csv
+  freq: 1min
+  horizon: {horizon}
+  max_gap: 3
+  window: {window}
+  stride: {stride}
+  split:
+    by: server
+    val: {val!r}     # {b_val} servers
+    test: {test!r}   # the rest: {b_test} servers (training: {b_train})
+    seed: {seed}
+"""
 
 _DEMO_SIZES = {
     # Fleet sizes (servers x one-minute steps), servers of fleet B labelled for training and validation
@@ -30,7 +53,7 @@ def _demo(args) -> int:
     con = _Console()
     size = _DEMO_SIZES["quick" if args.quick else "full"]
     out = Path(args.out).expanduser()
-    from kerafine._io import atomic_write_json, check_writable_directory
+    from kerafine._io import atomic_write_json, atomic_write_text, check_writable_directory
 
     check_writable_directory(out, "--out")
     settings = {"size": "quick" if args.quick else "full", "seed": args.seed, "version": 2}
@@ -70,6 +93,10 @@ def _demo(args) -> int:
                                 seed=args.seed)
         features = ("cpu", "memory", "diskio")
         splits, norm_b = splits.normalized(features)
+        atomic_write_text(out / "fleet-b.yaml", DEMO_DATA_CONFIG.format(
+            horizon=horizon, window=window, stride=stride, val=size["b_val"] / n_b,
+            test=(n_b - size["b_train"] - size["b_val"]) / n_b, b_val=size["b_val"],
+            b_test=n_b - size["b_train"] - size["b_val"], b_train=size["b_train"], seed=args.seed))
         from kerafine.data import Normalizer
 
         # Fleet A has no failure labels, but its telemetry shows every reboot (uptime drops). The
@@ -135,7 +162,7 @@ def _demo(args) -> int:
         with _collect_warnings(con):
             _train(model, (xtr, ytr), (xv, yv), batch_size=64, callbacks=cbs, verbose=verbose, **schedule)
         _save_model_atomically(model, path)
-        # What `kerafine evaluate models/<name>.keras data/fleet-b` needs to rebuild the windows.
+        # What `kerafine evaluate models/<name>.keras fleet-b.yaml` needs to rebuild the windows.
         atomic_write_json(_sidecar(path), {"kind": "server_metrics", "features": list(features), "window": window,
                                            "stride": stride, "freq": "1min", "horizon": horizon, "max_gap": 3,
                                            "normalizer": norm_b.to_dict()})
@@ -168,6 +195,8 @@ def _demo(args) -> int:
     if used_callbacks:
         con.print(f"Callbacks used: {', '.join(sorted(used_callbacks))}.")
     con.print(f"Results: {out / 'results.json'}")
+    con.print(f"Evaluate a model on the test servers: kerafine evaluate {models_dir / 'finetuned.keras'} "
+              f"{out / 'fleet-b.yaml'}")
     con.print(f"\nOpen the training curves in TensorBoard:\n  tensorboard --logdir {logs}")
     con.step("Done.")
     return 0

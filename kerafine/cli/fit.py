@@ -11,7 +11,6 @@ from pathlib import Path
 from kerafine.cli._common import (_callbacks, _check_run_dir, _collect_warnings, _Console, _load_model, _predict,
                                   _pretrain, _quiet_tensorflow, _save_model_atomically, _scores, _sequence_encoder,
                                   _sidecar, _train, _transfer_model)
-from kerafine.data.labels import check_label_classes
 from kerafine.errors import DataError, invalid_argument
 
 def _init_config(args) -> int:
@@ -29,53 +28,13 @@ def _init_config(args) -> int:
 
 
 def _fit_data(cfg, con: "_Console") -> dict:
-    """Load and split the data a config names; returns arrays and the spec evaluate needs later."""
-    import numpy as np
+    """Load and split the data a config names (:func:`kerafine.data._spec.load_config_data`), with progress lines."""
+    from kerafine.data._spec import load_config_data
 
-    d = cfg.data
-    sp = d.split
-    if d.kind == "server_metrics":
-        import warnings
-
-        from kerafine.data import load_server_metrics, split_by_group, split_by_time
-
-        m = load_server_metrics(cpu=d.cpu, memory=d.memory, diskio=d.diskio, uptime=d.uptime, failures=d.failures,
-                                freq=d.freq, horizon=d.horizon, max_gap=d.max_gap)
-        con.step(f"Loaded server metrics: {m.summary()}")
-        if sp.by == "server":
-            splits = split_by_group(m, val=sp.val, test=sp.test, seed=sp.seed)
-        else:
-            splits = split_by_time(m, val=sp.val, test=sp.test)
-        splits, norm = splits.normalized()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            parts = {name: getattr(splits, name).windows(d.window, stride=d.stride)
-                     for name in ("train", "val", "test")}
-            pretrain_x = splits.train.forecast_windows(d.window, stride=d.stride)[0]
-        for w in {str(w.message) for w in caught}:
-            con.print(f"    note: {w}")
-        for name in ("train", "val", "test"):
-            check_label_classes(parts[name][1], {"train": "training", "val": "validation"}.get(name, name))
-        spec = {"kind": "server_metrics", "features": list(m.features), "window": d.window, "stride": d.stride,
-                "freq": d.freq, "horizon": d.horizon, "max_gap": d.max_gap, "normalizer": norm.to_dict()}
-        return {**parts, "pretrain_x": pretrain_x, "spec": spec, "shape": (d.window, len(m.features))}
-    from kerafine.data import load_tabular
-
-    t = load_tabular(d.csv, d.label, numeric=d.numeric, categorical=d.categorical)
-    rng = np.random.default_rng(sp.seed)
-    order = rng.permutation(len(t))
-    n_test, n_val = int(round(sp.test * len(t))), int(round(sp.val * len(t)))
-    idx = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    parts = {}
-    for name in ("train", "val", "test"):
-        rows = idx[name]
-        sub = t.take(np.sort(rows))
-        check_label_classes(sub.y, {"train": "training", "val": "validation"}.get(name, name))
-        parts[name] = (sub.x, sub.y)
-    con.step(f"Loaded {len(t)} rows: {len(t.numeric)} numeric, {len(t.categorical)} categorical columns; "
-             f"train {len(idx['train'])}, val {len(idx['val'])}, test {len(idx['test'])}")
-    spec = {"kind": "tabular", "label": d.label, "numeric": list(t.numeric), "categorical": list(t.categorical)}
-    return {**parts, "pretrain_x": None, "spec": spec, "shape": None}
+    data = load_config_data(cfg.data, say=con.step)
+    for note in data["notes"]:
+        con.print(f"    note: {note}")
+    return data
 
 
 def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
@@ -264,7 +223,7 @@ def _evaluate(args) -> int:
     _quiet_tensorflow()
     from kerafine._io import atomic_write_text, read_json
 
-    model_path, data_path = Path(args.model), Path(args.data)
+    model_path = Path(args.model)
     if not model_path.is_file():
         raise invalid_argument("MODEL", os.fspath(model_path), "an existing .keras file")
     sidecar = _sidecar(model_path)
@@ -277,10 +236,29 @@ def _evaluate(args) -> int:
         from kerafine.security.robustness import check_epsilons
 
         robustness = check_epsilons(_parse_floats(args.robustness, "--robustness"), "--robustness")
-    x, y = _load_labelled(spec, data_path)
-    membership = None
+    for name in ("json", "figure"):
+        target = getattr(args, name)
+        if target is not None and not Path(target).expanduser().resolve().parent.is_dir():
+            raise invalid_argument(f"--{name}", target, "a path in an existing directory")
+    source = _data_source(args, spec)
+    train_source = None
     if args.membership_train is not None:
-        membership = (_load_labelled(spec, Path(args.membership_train), "--membership-train"), (x, y))
+        train_source = args.membership_train
+        if train_source in _SPLITS:
+            if not isinstance(source, _Config):
+                raise invalid_argument("--membership-train", train_source, "a path (CSV, directory or YAML config); "
+                                       "a split name needs DATA to be a config")
+            train_source = _Config(source.data, train_source)
+        else:
+            train_source = _classify(Path(train_source), "--membership-train")
+            if isinstance(train_source, _Config):
+                from kerafine.data._spec import check_config_fits_model
+
+                check_config_fits_model(spec, train_source.data, "--membership-train")
+    x, y = _read_data(spec, source, args.split, "DATA")
+    membership = None
+    if train_source is not None:
+        membership = (_read_data(spec, train_source, "train", "--membership-train"), (x, y))
     from kerafine.evaluation import evaluate
 
     model = _load_model(model_path)
@@ -289,7 +267,75 @@ def _evaluate(args) -> int:
     if args.json:
         atomic_write_text(args.json, report.to_json() + "\n")
         print(f"\nWrote {args.json}")
+    if args.figure:
+        report.plot().savefig(args.figure, dpi=80)
+        print(f"Wrote {args.figure}")
     return 0
+
+
+_SPLITS = ("train", "val", "test")
+
+
+class _Config:
+    """DATA given as a fit config: its ``data`` section and the split to read."""
+
+    def __init__(self, data, split: str | None = None):
+        self.data, self.split = data, split
+
+
+def _classify(path: Path, argument: str):
+    """A YAML config (its data section), or a path for :func:`kerafine.data._spec.load_files`."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        if not path.is_file():
+            raise invalid_argument(argument, os.fspath(path), "an existing YAML config", "No such file.",
+                                   error=DataError)
+        from kerafine.config import load_data_config
+
+        return _Config(load_data_config(path, argument))
+    if not path.exists():
+        raise invalid_argument(argument, os.fspath(path), "an existing CSV file, directory of the five metric CSVs, "
+                               "or YAML config (as `kerafine fit` reads)", "No such file or directory.",
+                               error=DataError)
+    return path
+
+
+def _data_source(args, spec: dict):
+    """What DATA and the --cpu ... --failures options name, checked before anything is read."""
+    from kerafine.data._spec import METRIC_FILES
+
+    given = {n: getattr(args, n) for n in METRIC_FILES if getattr(args, n) is not None}
+    if args.data is None and not given:
+        raise invalid_argument("DATA", None, "a CSV file, a directory of the five metric CSVs, a YAML config, "
+                               "or the files as --cpu, --memory, --diskio, --uptime and --failures")
+    if args.data is not None and given:
+        raise invalid_argument("--" + next(iter(given)), given[next(iter(given))],
+                               "no file option when DATA is given (DATA or --cpu ... --failures, not both)")
+    if given:
+        if spec.get("kind") != "server_metrics":
+            raise invalid_argument("--" + next(iter(given)), given[next(iter(given))],
+                                   "no metric file: this model reads a table (pass its CSV as DATA)")
+        missing = [f"--{n}" for n in METRIC_FILES if n not in given]
+        if missing:
+            raise invalid_argument(", ".join(missing), None, "a CSV file for each of --cpu, --memory, --diskio, "
+                                   "--uptime and --failures")
+        return {n: Path(v) for n, v in given.items()}
+    source = _classify(Path(args.data), "DATA")
+    if isinstance(source, _Config):
+        from kerafine.data._spec import check_config_fits_model
+
+        check_config_fits_model(spec, source.data, "DATA")
+        source.split = args.split or "test"
+    elif args.split is not None:
+        raise invalid_argument("--split", args.split, "no --split unless DATA is a YAML config (a file is read whole)")
+    return source
+
+
+def _read_data(spec: dict, source, split, argument: str):
+    from kerafine.data._spec import config_split, load_files
+
+    if isinstance(source, _Config):
+        return config_split(spec, source.data, source.split or split, argument)
+    return load_files(spec, source, argument)
 
 
 def _parse_floats(text: str, argument: str) -> list:
@@ -297,58 +343,6 @@ def _parse_floats(text: str, argument: str) -> list:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise invalid_argument(argument, text, "numbers separated by commas, e.g. 1,2,4") from None
-
-
-def _load_labelled(spec: dict, data_path: Path, argument: str = "DATA"):
-    """``(x, y)`` of labelled data in the form the model described by ``spec`` was trained on."""
-    if spec.get("kind") == "server_metrics":
-        import warnings
-
-        from kerafine.data import Normalizer, load_server_metrics
-
-        names = ("cpu", "memory", "diskio", "uptime", "failures")
-        if not data_path.is_dir():
-            raise invalid_argument(argument, os.fspath(data_path), "a directory holding " + ", ".join(f"{n}.csv" for n in names),
-                                   "This model reads server metrics.")
-        missing = [f"{n}.csv" for n in names if not (data_path / f"{n}.csv").is_file()]
-        if missing:
-            raise invalid_argument(argument, os.fspath(data_path), "a directory holding " + ", ".join(f"{n}.csv" for n in names),
-                                   f"Missing: {', '.join(missing)}.", error=DataError)
-        m = load_server_metrics(**{n: data_path / f"{n}.csv" for n in names}, freq=spec["freq"],
-                                horizon=spec["horizon"], max_gap=spec["max_gap"])
-        _same_columns(list(m.features), spec["features"], data_path, argument=argument)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            x, y = m.windows(spec["window"], stride=spec["stride"], normalizer=Normalizer.from_dict(spec["normalizer"]))
-    else:
-        import pandas as pd
-
-        from kerafine.data import load_tabular
-
-        try:
-            header = list(pd.read_csv(data_path, nrows=0).columns)
-        except (OSError, ValueError) as exc:
-            raise invalid_argument(argument, os.fspath(data_path), "a readable CSV file", str(exc), error=DataError) from None
-        _same_columns(header, spec["numeric"] + spec["categorical"] + [spec["label"]], data_path, extra_ok=True,
-                      argument=argument)
-        t = load_tabular(data_path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
-        x, y = t.x, t.y
-    return x, y
-
-
-def _same_columns(found: list, trained: list, data_path: Path, extra_ok: bool = False, argument: str = "DATA") -> None:
-    missing = [c for c in trained if c not in found]
-    extra = [c for c in found if c not in trained]
-    if missing or (extra and not extra_ok):
-        detail = []
-        if missing:
-            detail.append(f"missing {missing}")
-        if extra and not extra_ok:
-            detail.append(f"not seen in training {extra}")
-        raise DataError(
-            f"Invalid value for argument `{argument}`: {os.fspath(data_path)!r} has other columns than the model was trained "
-            f"on ({'; '.join(detail)}); the model expects {trained}, the data has {found}."
-        )
 
 
 def add_parsers(sub) -> None:
@@ -381,18 +375,29 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="evaluation report (ROC-AUC, PR-AUC, ...) of a model written by `kerafine fit`",
         description=textwrap.dedent("""\
-            Evaluate MODEL.keras (written by `kerafine fit`, with MODEL.kerafine.json beside it) on new labelled
-            data and print the report as a table; --json writes it as JSON too. DATA is a CSV with the same
-            columns as in training for a tabular model, or a directory holding cpu.csv, memory.csv, diskio.csv,
-            uptime.csv and failures.csv for a server-metrics model."""),
+            Evaluate MODEL.keras (written by `kerafine fit` or `kerafine demo`, with MODEL.kerafine.json beside it)
+            on labelled data and print the report as a table; --json writes it as JSON too, --figure as a PNG.
+            DATA takes the data specification `kerafine fit` takes:
+              - a YAML config (a whole `kerafine fit` config, or a file holding only its `data:` section): the rows
+                of its --split (default: test), split as `fit` splits them;
+              - a CSV with the columns the model was trained on (a tabular model), or a directory holding cpu.csv,
+                memory.csv, diskio.csv, uptime.csv and failures.csv (a server-metrics model);
+              - or, instead of DATA, the five metric files as --cpu, --memory, --diskio, --uptime and --failures.
+            Inputs are scaled with the model's own normaliser. Data that does not match the model (other columns,
+            another window or sampling step) is refused before the model is loaded."""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL.keras")
-    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("data", metavar="DATA", nargs="?", help="a YAML config, a CSV or a directory of metric CSVs")
+    p.add_argument("--split", choices=_SPLITS, help="with a config as DATA: the split to evaluate (default: test)")
+    for name in ("cpu", "memory", "diskio", "uptime", "failures"):
+        p.add_argument(f"--{name}", metavar="PATH", help=f"server metrics: the {name} CSV (with the other four, instead of DATA)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--figure", metavar="PATH", help="also write the report's figure (PNG)")
     p.add_argument("--robustness", metavar="EPS,EPS,...",
                    help="add a PGD-10 robustness curve at these L-inf radii (model input units), e.g. 1,2,4")
-    p.add_argument("--membership-train", metavar="PATH",
-                   help="add a membership-inference section: PATH holds the training rows (same format as DATA), "
-                        "DATA the held-out rows")
+    p.add_argument("--membership-train", metavar="PATH|SPLIT",
+                   help="add a membership-inference section: the training rows, in the same forms as DATA (a config "
+                        "gives its training split), or with a config as DATA the name of one of its splits "
+                        "(train, val, test); DATA's rows are the held-out ones")
     p.set_defaults(func=_evaluate)

@@ -488,9 +488,8 @@ def _old_data(report: dict) -> dict:
     """The run's train / val / test arrays, rebuilt from the config in its report.json."""
     from kerafine.config import FitConfig
 
-    # The CLI's own loader (the same code `kerafine fit` ran), so the split and scaling match the run.
-    from kerafine.cli._common import _Console
-    from kerafine.cli.fit import _fit_data
+    # The loader `kerafine fit` ran (kerafine.data._spec), so the split and scaling match the run.
+    from kerafine.data._spec import load_config_data
 
     cfg = FitConfig.model_validate(report["config"])
-    return _fit_data(cfg, _Console(quiet=True))
+    return load_config_data(cfg.data)
