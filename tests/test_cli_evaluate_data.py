@@ -128,9 +128,14 @@ def test_server_metrics_config_evaluates_the_test_servers_only(tmp_path, capsys,
     from kerafine.data import split_by_group
 
     test_servers = split_by_group(m, val=0.25, test=0.25, seed=0).test
-    report = _evaluated(capsys, tmp_path, path, tmp_path / "fleet.yaml")
+    report = _evaluated(capsys, tmp_path, path, tmp_path / "fleet.yaml", "--figure", tmp_path / "eval.png")
     assert len(test_servers.servers) == 2
     assert report["n_samples"] == len(test_servers.windows(8, stride=4)[1]) < len(m.windows(8, stride=4)[1])
+    assert (tmp_path / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The config's stride (not the model's) decides which windows are read.
+    (tmp_path / "fleet.yaml").write_text((tmp_path / "fleet.yaml").read_text().replace("stride: 4", "stride: 2"))
+    denser = _evaluated(capsys, tmp_path, path, tmp_path / "fleet.yaml", name="denser.json")
+    assert denser["n_samples"] == len(test_servers.windows(8, stride=2)[1]) > report["n_samples"]
 
 
 def _refused(capsys, *args):

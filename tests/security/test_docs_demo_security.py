@@ -4,8 +4,10 @@ The page shows `kerafine evaluate` on the `--quick` demo's fine-tuned model. Thi
 page's commands (the demo, then the evaluation), and compares the printed report with the page:
 the same text line by line, counts exactly, and each figure within a tolerance. The tolerance is
 there because the demo trains its models on multi-threaded TensorFlow, whose reductions are not
-bit-reproducible across builds and CPUs; the split, the attack's random start (seeded) and every
-count are deterministic and compared exactly.
+bit-reproducible across builds and CPUs: scores and bounds get an absolute tolerance, the
+confusion-matrix cells a few rows. The data, the split and the attack's seeded random start are
+deterministic: the row counts and the radii are compared exactly, and the test ROC-AUC must equal
+the one the demo itself reports for that model (same windows).
 """
 
 import json
@@ -43,7 +45,9 @@ def _compare_reading(got: str, want: str, lower: float, upper: float):
     if min(abs(lower - 0.5), abs(upper - 0.5)) < FIGURE_TOLERANCE:
         assert got.strip().startswith(("no measurable leak:", "membership leaks:")), got
     else:
-        assert NUMBER.sub("#", got) == NUMBER.sub("#", want), (got, want)
+        # The two attacks may swap as "best" when their ROC-AUCs are within the tolerance too.
+        mask = lambda line: re.sub(r"\((loss|confidence)\)", "(attack)", NUMBER.sub("#", line))  # noqa: E731
+        assert mask(got) == mask(want), (got, want)
 
 
 @pytest.mark.slow
@@ -73,17 +77,18 @@ def test_demo_evaluate_prints_the_figures_the_page_shows(tmp_path, monkeypatch, 
     assert float(NUMBER.findall(roc_line)[0]) == pytest.approx(demo["roc_auc"], abs=5e-5)
     assert f"samples    {demo['n']}" in printed[1]
 
+    in_matrix = False
     for got, want in zip(printed, shown):
         if want.strip().startswith(("no measurable leak", "membership leaks")):
             bounds = [float(v) for v in re.search(r"\[(\S+), (\S+)\]", got).groups()]
             _compare_reading(got, want, *bounds)
             continue
         assert NUMBER.sub("#", got) == NUMBER.sub("#", want), (got, want)
+        in_matrix = want.strip().startswith("confusion matrix") or (in_matrix and want.strip()[:1].isdigit())
         for a, b in zip(NUMBER.findall(got), NUMBER.findall(want)):
-            if "." in b and "." in a and not want.strip().startswith("threshold"):
+            if "." in b:  # a score, an accuracy, a bound, an advantage, the threshold, a radius
                 assert float(a) == pytest.approx(float(b), abs=FIGURE_TOLERANCE), (got, want)
-            elif "." in b:  # the threshold: a score, same tolerance
-                assert float(a) == pytest.approx(float(b), abs=FIGURE_TOLERANCE), (got, want)
-            else:
-                # Counts: rows and confusion-matrix cells; the radii and the 10 bins are fixed by the command.
-                assert abs(int(a) - int(b)) <= max(2, FIGURE_TOLERANCE * int(b)), (got, want)
+            elif in_matrix:  # confusion-matrix cells follow the trained model: a few rows may move
+                assert abs(int(a) - int(b)) <= max(3, 0.05 * int(b)), (got, want)
+            else:  # rows evaluated, rows of each membership side, the calibration bins: fixed by data and command
+                assert a == b, (got, want)
