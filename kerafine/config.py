@@ -277,6 +277,15 @@ def load_data_config(path, argument: str = "DATA") -> Union[ServerMetricsData, T
     Raises:
         KerafineError: the file cannot be read or parsed, or a field is
             invalid; the message names every offending field.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "clicks.yaml"
+    >>> _ = path.write_text("data: {kind: tabular, csv: clicks.csv, label: clicked}")
+    >>> data = load_data_config(path)
+    >>> data.kind, data.csv.name, data.csv.is_absolute(), data.split.by
+    ('tabular', 'clicks.csv', True, 'random')
     """
     path = Path(path)
     raw = _read_yaml(path, argument)

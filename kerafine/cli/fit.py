@@ -391,7 +391,8 @@ def add_parsers(sub) -> None:
     p.add_argument("data", metavar="DATA", nargs="?", help="a YAML config, a CSV or a directory of metric CSVs")
     p.add_argument("--split", choices=_SPLITS, help="with a config as DATA: the split to evaluate (default: test)")
     for name in ("cpu", "memory", "diskio", "uptime", "failures"):
-        p.add_argument(f"--{name}", metavar="PATH", help=f"server metrics: the {name} CSV (with the other four, instead of DATA)")
+        p.add_argument(f"--{name}", metavar="PATH",
+                       help=f"server metrics: the {name} CSV (with the other four, instead of DATA)")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.add_argument("--figure", metavar="PATH", help="also write the report's figure (PNG)")
     p.add_argument("--robustness", metavar="EPS,EPS,...",
