@@ -5,7 +5,7 @@ Run: ``python benchmarks/distributed.py`` (about 5 minutes on 2 shared cores).
 One run launches the same worker code twice through the local launcher
 (``kerafine.distributed.launcher.launch``): as 1 worker and as 2 workers on
 127.0.0.1, with the same model, data and *global* batch size. Each worker
-first trains one epoch to trace the functions, then alternates, ``REPEATS``
+first trains one epoch to trace the functions, then alternates (ABBA order), ``REPEATS``
 times, a ``fit`` of ``EPOCHS`` epochs without callbacks and the same ``fit``
 with kerafine's callbacks (CheckpointRestart, AUCTracker on a validation set,
 EarlyStopping on its AUC, TrainingMonitor), on the same model so both see the
@@ -36,7 +36,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EPOCHS = 2
-REPEATS = 3
+REPEATS = 6
 ROWS, FEATURES, BATCH = 16384, 32, 256  # 64 global steps an epoch
 
 
@@ -85,8 +85,13 @@ def worker(out_dir: str) -> None:
 
     plain, with_cbs = [], []
     for rep in range(REPEATS):
-        plain.append(timed([]))
-        with_cbs.append(timed(callbacks(rep)))
+        # ABBA order: a slow drift of the machine's load biases neither side.
+        if rep % 2 == 0:
+            plain.append(timed([]))
+            with_cbs.append(timed(callbacks(rep)))
+        else:
+            with_cbs.append(timed(callbacks(rep)))
+            plain.append(timed([]))
     # One callback at a time (once each, beside one more plain fit): where the overhead comes from.
     single = {name: timed(callbacks(f"{name}-only", only=name)) for name in ("CheckpointRestart", "AUCTracker", "TrainingMonitor")}
     plain.append(timed([]))
@@ -131,11 +136,20 @@ def main() -> None:
             f"overhead x{cbs / plain:.3f}  (all fits: plain {[round(v, 2) for v in r['plain']]}, "
             f"callbacks {[round(v, 2) for v in r['callbacks']]})"
         )
+        paired = sorted(c / p for c, p in zip(r["callbacks"], r["plain"]))
+        print(
+            f"    overhead per repeat (with / adjacent without, sorted): {[round(v, 3) for v in paired]}; "
+            f"median x{statistics.median(paired):.3f}, range x{paired[0]:.3f}..x{paired[-1]:.3f}"
+        )
         print(
             "    one callback at a time (time / median plain fit): "
             + ", ".join(f"{name} x{t / plain:.3f}" for name, t in r["single"].items())
         )
-    print(f"steps/s, 2 workers / 1 worker: {rate[2] / rate[1]:.2f}")
+    spread = sorted(results[2]["steps"] / p2 / rate[1] for p2 in results[2]["plain"])
+    print(
+        f"steps/s, 2 workers / 1 worker: {rate[2] / rate[1]:.2f} (each 2-worker fit / the median 1-worker rate: "
+        f"{spread[0]:.2f}..{spread[-1]:.2f})"
+    )
 
 
 if __name__ == "__main__":

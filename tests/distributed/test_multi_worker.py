@@ -139,3 +139,53 @@ def test_checkpoint_restart_sigkill_of_a_worker_fails_the_run_and_relaunch_resum
     for i in (0, 1):
         for a, b in zip(_weights(killed, i), _weights(full, 0)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_monitor_stops_and_sharded_drift_profiles_agree_on_every_worker_when_one_worker_goes_wrong(tmp_path):
+    code, out = _finish(_launch("monitors", tmp_path))
+    assert code == 0, out[-4000:]  # no worker was left waiting in an all-reduce
+    w0, w1 = _results(tmp_path)
+
+    # 1. NaN labels on worker 1 only: both workers report the non-finite loss at the same
+    # step and stop right there, having run the same steps; evaluate() after it runs on both.
+    assert (w0["own_rows_finite"], w1["own_rows_finite"]) == (True, False)
+    assert w0["nan_problems"] == w1["nan_problems"]
+    assert [p[0] for p in w0["nan_problems"]] == ["nonfinite_loss"]
+    kind, epoch, batch = w0["nan_problems"][0]
+    assert w0["nan_steps"] == w1["nan_steps"]
+    assert w0["nan_steps"][-1] == [epoch, batch]  # the step of the problem is the last one run
+    assert epoch == 0 and len(w0["nan_steps"]) < w0["nan_steps_per_epoch"]  # stopped inside epoch 1 of 2
+    assert w0["nan_iterations"] == w1["nan_iterations"] == len(w0["nan_steps"])
+    assert w0["nan_evaluate"] == w1["nan_evaluate"]
+    assert w0["nan_probe_rows"] == w1["nan_probe_rows"] == [0]  # the inputs were finite
+
+    # 2. Exploding targets on worker 1 only: the same explosion step on both, the stop right
+    # there (before the end of the epoch), and identical weights afterwards.
+    assert w0["explode_problems"] == w1["explode_problems"]
+    assert [p[0] for p in w0["explode_problems"]] == ["loss_exploding"]
+    assert w0["explode_steps"] == w1["explode_steps"]
+    assert w0["explode_steps"][-1] == w0["explode_problems"][0][1:]
+    assert len(w0["explode_steps"]) < w0["explode_steps_per_epoch"]  # stopped inside the epoch
+    assert w0["explode_iterations"] == w1["explode_iterations"] == len(w0["explode_steps"])
+    for a, b in zip(*[np.load(tmp_path / f"explode-{i}.npz").values() for i in (0, 1)]):
+        np.testing.assert_array_equal(a, b)
+
+    # 3. DriftMonitor(reference_is_shard=True): each worker profiled its 300 rows, the merged
+    # profile has all 600 rows, and both workers logged the same check and stopped together.
+    assert w0["drift_n_rows"] == w1["drift_n_rows"] == [600, 300]
+    assert w0["drift_epochs"] == w1["drift_epochs"]
+    assert [e["drift_detected"] for e in w0["drift_epochs"]] == [1.0]
+    assert w0["drift_inputs_report"] == w1["drift_inputs_report"]
+    assert w0["drift_outputs_report"] == w1["drift_outputs_report"]
+    # Equal to one process checking all 600 rows: the reference is below max_samples, so the
+    # merged sample holds every row and the tests see the same values.
+    for merged, whole in (
+        (w0["drift_inputs_report"], w0["whole_inputs_report"]),
+        (w0["drift_outputs_report"], w0["whole_outputs_report"]),
+    ):
+        assert [f[0] for f in merged] == [f[0] for f in whole]
+        assert [f[3] for f in merged] == [f[3] for f in whole]
+        for m, w in zip(merged, whole):
+            assert m[1] == pytest.approx(w[1], rel=1e-6, abs=1e-12)
+            assert m[2] == pytest.approx(w[2], rel=1e-6, abs=1e-9)
+    assert [f[3] for f in w0["drift_inputs_report"]] == [True, False, False, False]
