@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["all_gather_bytes", "num_workers_of", "worker_index_of"]
+__all__ = ["all_gather_bytes", "num_workers_of"]
 
 
 def num_workers_of(strategy) -> int:
@@ -26,17 +26,6 @@ def num_workers_of(strategy) -> int:
     if strategy is None or not _keras_compat.in_multi_worker_mode(strategy):
         return 1
     return int(strategy.cluster_resolver.cluster_spec().num_tasks("worker")) + _chief_tasks(strategy)
-
-
-def worker_index_of(strategy) -> int:
-    """This worker's index among the replicas' workers (0 on one machine)."""
-    if num_workers_of(strategy) == 1:
-        return 0
-    resolver = strategy.cluster_resolver
-    # The chief, if the cluster names one, holds the first replica.
-    if resolver.task_type == "chief":
-        return 0
-    return int(resolver.task_id) + _chief_tasks(strategy)
 
 
 def _chief_tasks(strategy) -> int:
@@ -60,7 +49,8 @@ def all_gather_bytes(payload: bytes, strategy) -> list[bytes]:
         strategy: the ``tf.distribute`` strategy the model trains under.
 
     Returns:
-        ``[payload of worker 0, payload of worker 1, ...]``; just ``[payload]``
+        ``[payload of rank 0, payload of rank 1, ...]`` (the strategy's replica
+        order: ``kerafine.distributed.cluster_info().rank``); just ``[payload]``
         outside a multi-worker cluster (no collective then).
     """
     if num_workers_of(strategy) == 1:

@@ -259,7 +259,7 @@ def main():
         from kerafine.drift import DriftDetector
 
         ref_x, ref_y = data(600, 5)
-        shard = slice(info.task_index, None, info.num_workers)
+        shard = slice(info.rank, None, info.num_workers)
         cur_x, cur_y = data(300, 6)
         cur_x = cur_x + np.array([0.6, 0.0, 0.0, 0.0], "float32")
         model = new_model()
