@@ -111,8 +111,11 @@ class DriftMonitor(_AlertHistoryCallback):
             the strategy's collectives and merged with
             :meth:`kerafine.drift.ReferenceProfile.merge`, and every worker
             checks ``current_data`` against the same merged profile, so all
-            decide alike. ``current_data`` must be the same on every worker.
-            Outside a multi-worker cluster the shard is the whole reference.
+            decide alike. ``current_data`` must be the same on every worker,
+            and a check is then a collective operation: every worker must run
+            it (``fit`` does; a :meth:`check` called on one worker alone waits
+            for the others). Outside a multi-worker cluster the shard is the
+            whole reference.
             Defaults to ``False`` (``reference`` is the whole reference on
             every worker).
 
