@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kerafine.errors import KerafineError
 
@@ -30,6 +30,24 @@ class ClusterInfo:
     task_index: int
     num_workers: int
     is_chief: bool
+    cluster_has_chief: bool = field(default=False, repr=False)
+
+    @property
+    def rank(self) -> int:
+        """This task's place among the ``num_workers`` training tasks (the chief's is 0).
+
+        Use it to pick this worker's shard of data: ``rows[info.rank :: info.num_workers]``.
+        It is the order in which the strategy numbers its workers' replicas.
+
+        >>> from kerafine.distributed import cluster_info
+        >>> cfg = '{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", "index": 0}}'
+        >>> info = cluster_info({"TF_CONFIG": cfg})
+        >>> info.task_index, info.rank, info.num_workers
+        (0, 1, 2)
+        """
+        if self.task_type == "chief":
+            return 0
+        return self.task_index + (1 if self.cluster_has_chief else 0)
 
 
 def _read_tf_config(environ=None) -> dict | None:
@@ -88,7 +106,7 @@ def cluster_info(environ=None) -> ClusterInfo:
     task_type, index = task["type"], int(task.get("index", 0))
     num = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     chief = task_type == "chief" or (task_type == "worker" and index == 0 and not cluster.get("chief"))
-    return ClusterInfo(task_type, index, num, chief)
+    return ClusterInfo(task_type, index, num, chief, bool(cluster.get("chief")))
 
 
 def is_chief(environ=None) -> bool:

@@ -102,6 +102,22 @@ class DriftMonitor(_AlertHistoryCallback):
         steps: batches to draw from a dataset or generator. Defaults to ``None``.
         name: prefix of the logs keys (``"<name>_drift_share"``) and part of
             the state key, for several monitors in one ``fit``. Defaults to ``None``.
+        reference_is_shard: ``True`` when ``reference`` holds only this
+            worker's share of the reference rows, in a multi-worker job
+            (``kerafine.distributed.multi_worker_strategy``; each worker passes
+            its own rows, e.g. the shard its input pipeline reads). Every worker
+            then profiles its shard (for embeddings/outputs: of its own forward
+            pass, run on this worker alone), the profiles are exchanged through
+            the strategy's collectives and merged with
+            :meth:`kerafine.drift.ReferenceProfile.merge`, and every worker
+            checks ``current_data`` against the same merged profile, so all
+            decide alike. ``current_data`` must be the same on every worker,
+            and a check is then a collective operation: every worker must run
+            it (``fit`` does; a :meth:`check` called on one worker alone waits
+            for the others). Outside a multi-worker cluster the shard is the
+            whole reference.
+            Defaults to ``False`` (``reference`` is the whole reference on
+            every worker).
 
     Raises:
         KerafineError: for a bad argument (before ``fit`` starts), including
@@ -138,6 +154,7 @@ class DriftMonitor(_AlertHistoryCallback):
         batch_size: int = 256,
         steps: int | None = None,
         name: str | None = None,
+        reference_is_shard: bool = False,
     ):
         super().__init__()
         from kerafine.drift import DriftDetector, ReferenceProfile
@@ -154,6 +171,8 @@ class DriftMonitor(_AlertHistoryCallback):
             raise invalid_argument("on_drift", on_drift, '"warn", "stop" or a callable taking a DriftReport')
         if name is not None and not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.\-]+", name)):
             raise invalid_argument("name", name, "None or a non-empty identifier (letters, digits, _ . -)")
+        if not isinstance(reference_is_shard, bool):
+            raise invalid_argument("reference_is_shard", reference_is_shard, "True or False")
         if log_dir is not None:
             from kerafine import _io
 
@@ -172,6 +191,7 @@ class DriftMonitor(_AlertHistoryCallback):
         self.batch_size = batch_size
         self.steps = steps
         self.name = name
+        self.reference_is_shard = reference_is_shard
         self._detector_kwargs = {"p_value": p_value, "correction": correction, "min_effect": min_effect}
         if on == "inputs":
             if isinstance(current_data, ReferenceProfile):
@@ -180,6 +200,8 @@ class DriftMonitor(_AlertHistoryCallback):
                 self._detector = DriftDetector(reference, **self._detector_kwargs)
             else:
                 self._detector = DriftDetector(_inputs_only(reference), categorical=categorical, **self._detector_kwargs)
+            # This worker's own detector; on_train_begin swaps in the merged one in a cluster.
+            self._shard_detector = self._detector
             self._current_x = _inputs_only(current_data)
             # Fail before fit, not at the end of the first epoch.
             self._detector._align(self._current_x)
@@ -213,6 +235,48 @@ class DriftMonitor(_AlertHistoryCallback):
     # --------------------------------------------------------------- keras
     def on_train_begin(self, logs=None):
         self._restore_or_reset()
+        if self.on == "inputs" and self.reference_is_shard:
+            from kerafine.drift import DriftDetector
+
+            merged = self._merged_profile(self._shard_detector.profile)
+            self._detector = self._shard_detector if merged is None else DriftDetector(merged, **self._detector_kwargs)
+
+    def _strategy(self):
+        return getattr(self.model, "distribute_strategy", None)
+
+    def _merged_profile(self, profile):
+        """The merge of every worker's ``profile`` (ReferenceProfile.merge, in worker order);
+        ``None`` outside a multi-worker cluster. Every worker must call it at the same point."""
+        from kerafine.distributed._collectives import all_gather_bytes, num_workers_of
+        from kerafine.drift import ReferenceProfile
+
+        strategy = self._strategy()
+        if num_workers_of(strategy) == 1:
+            return None
+        shards = [ReferenceProfile.from_bytes(b) for b in all_gather_bytes(profile.to_bytes(), strategy)]
+        return ReferenceProfile.merge(shards)
+
+    def _local_forward(self, data, layer):
+        """Outputs of the watched model (or of ``layer``) on ``data``, computed on this worker
+        alone (a distributed ``predict`` would mix the workers' different shards)."""
+        from kerafine.callbacks import predictions
+
+        target = self.watched_model if layer is None else predictions._layer_model(self.watched_model, layer)
+
+        def fn(x, batch_size=None):
+            if batch_size is None:
+                return keras.ops.convert_to_numpy(target(x, training=False))
+            n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+            parts = []
+            for start in range(0, n, batch_size):
+                if isinstance(x, dict):
+                    xb = {k: np.asarray(v[start : start + batch_size]) for k, v in x.items()}
+                else:
+                    xb = np.asarray(x[start : start + batch_size])
+                parts.append(keras.ops.convert_to_numpy(target(xb, training=False)))
+            return np.concatenate(parts, axis=0)
+
+        return data.run(fn).y_pred
 
     def _key(self, key: str) -> str:
         return f"{self.name}_{key}" if self.name else key
@@ -223,7 +287,10 @@ class DriftMonitor(_AlertHistoryCallback):
 
         layer = self.layer if self.on == "embeddings" else None
         cache = self.context.predictions
-        ref = cache.predict(self.watched_model, self._ref_data, layer=layer).y_pred
+        if self.reference_is_shard and self._sharded():
+            ref = self._local_forward(self._ref_data, layer)
+        else:
+            ref = cache.predict(self.watched_model, self._ref_data, layer=layer).y_pred
         cur = cache.predict(self.watched_model, self._cur_data, layer=layer).y_pred
         prefix = "emb" if self.on == "embeddings" else "out"
         ref, names = _as_features(ref, prefix)
@@ -246,9 +313,19 @@ class DriftMonitor(_AlertHistoryCallback):
                 # the report's note for that feature already says so.
                 warnings.filterwarnings("ignore", message=r"Feature\(s\) .* are constant in the reference")
                 detector = DriftDetector(ref, feature_names=names, **self._detector_kwargs)
+                if self.reference_is_shard and self._sharded():
+                    merged = self._merged_profile(detector.profile)
+                    detector = DriftDetector(merged, **self._detector_kwargs)
+                    # Histograms show the merged sample (rows of every worker's shard).
+                    ref = np.asarray(merged.sample)
             report = detector.check(cur)
             self._values = (ref, cur, names)
         return report
+
+    def _sharded(self) -> bool:
+        from kerafine.distributed._collectives import num_workers_of
+
+        return self.model is not None and num_workers_of(self._strategy()) > 1
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs:

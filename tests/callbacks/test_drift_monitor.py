@@ -142,6 +142,8 @@ def test_bad_arguments_raise_before_fit(tmp_path):
         ({"every_n_epochs": 0}, "`every_n_epochs`: received 0"),
         ({"on_drift": "page"}, "`on_drift`: received 'page'"),
         ({"min_effect": 2.0}, "`min_effect`: received 2.0"),
+        ({"reference_is_shard": "yes"}, "`reference_is_shard`: received 'yes'; expected True or False"),
+        ({"reference_is_shard": 1}, "`reference_is_shard`: received 1; expected True or False"),
     ]
     for kwargs, match in cases:
         with pytest.raises(KerafineError, match=match):
@@ -155,3 +157,26 @@ def test_bad_arguments_raise_before_fit(tmp_path):
     with pytest.raises(KerafineError, match="`reference`: received 'a ReferenceProfile'; expected data the model can predict on"):
         DriftMonitor(profile, x, on="outputs")
     assert DriftMonitor(profile, x).reference is profile  # a profile is fine for inputs
+
+
+def test_reference_is_shard_outside_a_cluster_checks_against_the_whole_reference():
+    # One process: its shard is the whole reference, so the reports equal those without the flag
+    # (the two-worker merge is tested in tests/distributed/test_multi_worker.py).
+    x, y = _tabular()
+    current = x[:200] + np.array([0.0, 0.8, 0.0], "float32")
+    reports = {}
+    for shard in (False, True):
+        for on in ("inputs", "outputs"):
+            monitor = DriftMonitor(x, current, on=on, reference_is_shard=shard, on_drift=lambda r: None)
+            keras.utils.set_random_seed(3)  # the same weights for both runs of the output check
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+            model.compile("sgd", "binary_crossentropy")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DriftWarning)
+                model.fit(x, y, epochs=1, batch_size=100, verbose=0, callbacks=[monitor])
+            reports[shard, on] = monitor.last_report
+    for on in ("inputs", "outputs"):
+        a, b = reports[False, on], reports[True, on]
+        assert [(f.name, f.drifted) for f in a.features] == [(f.name, f.drifted) for f in b.features]
+        assert [f.p_value for f in a.features] == pytest.approx([f.p_value for f in b.features], rel=1e-6)
+    assert reports[True, "inputs"].drifted_features == ["f1"]

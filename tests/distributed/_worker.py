@@ -124,18 +124,118 @@ def main():
                 "finetune": res.finetune_history.history,
             }
 
-        # 5. DriftMonitor on the model's outputs (distributed predict of the reference and of
-        # shifted data), stopping the fit on drift: every worker must stop at the same epoch.
+        # 5. DriftMonitor, stopping the fit on drift: every worker must stop at the same epoch.
+        # (a) on the model's outputs (distributed predict of the whole reference and of shifted
+        # data); (b, c) with a sharded reference: each worker passes every other row of one
+        # 600-row reference, on the inputs and on the outputs; the current data, the same on
+        # both workers, shifts feature 0 a little.
         from kerafine.callbacks import DriftMonitor
+        from kerafine.drift import DriftDetector
 
         model = new_model()
         shifted = xv + np.array([3.0, 3.0, 0.0, 0.0], "float32")
         drift = DriftMonitor(reference=(x, y), current_data=(shifted, yv), on="outputs", on_drift="stop")
+        ref_x, ref_y = data(600, 5)
+        shard = slice(info.rank, None, info.num_workers)
+        cur_x, cur_y = data(300, 6)
+        cur_x = cur_x + np.array([0.6, 0.0, 0.0, 0.0], "float32")
+        on_inputs = DriftMonitor((ref_x[shard], ref_y[shard]), (cur_x, cur_y), name="shard_in", reference_is_shard=True)
+        on_outputs = DriftMonitor(ref_x[shard], cur_x, on="outputs", name="shard_out", reference_is_shard=True)
         record = Record()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(train, epochs=3, verbose=0, callbacks=[drift, record])
+            model.fit(train, epochs=3, verbose=0, callbacks=[drift, on_inputs, on_outputs, record])
         result["drift_epochs"] = record.epochs
+        result["drift_n_rows"] = [on_inputs._detector.profile.n_rows, on_inputs._shard_detector.profile.n_rows]
+
+        def features(report):
+            return [[f.name, f.p_value, f.effect, bool(f.drifted)] for f in report.features]
+
+        result["drift_inputs_report"] = features(on_inputs.last_report)
+        result["drift_outputs_report"] = features(on_outputs.last_report)
+        # The same checks by one process on all 600 rows, with the final weights.
+        result["whole_inputs_report"] = features(DriftDetector(ref_x).check(cur_x))
+        whole_out = DriftDetector(model(ref_x, training=False).numpy(), feature_names=["out0"]).check(
+            model(cur_x, training=False).numpy()
+        )
+        result["whole_outputs_report"] = features(whole_out)
+
+        # 6. TrainingMonitor(on_problem="stop") when one worker's data goes wrong.
+        from kerafine.callbacks import TrainingMonitor
+
+        def own(x_, y_, batch):
+            """This worker's own rows, not sharded by the strategy (each worker reads what it is given)."""
+            ds = tf.data.Dataset.from_tensor_slices((x_, y_)).batch(batch)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            return ds.with_options(options)
+
+        class Steps(keras.callbacks.Callback):
+            """(epoch, batch) of every training step this worker ran."""
+
+            def __init__(self):
+                super().__init__()
+                self.steps = []
+
+            def on_train_begin(self, logs=None):
+                self.per_epoch = self.params.get("steps")
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._epoch = epoch
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.steps.append([self._epoch, batch])
+
+        def problems(monitor):
+            return [[p.kind, p.epoch, p.batch] for p in monitor.problems]
+
+        # With auto-sharding OFF each worker reads its own dataset, 16 rows (its half of the
+        # global batch of 32) a step, for as many steps as the dataset has batches of 32: an
+        # epoch reads its first half, rows 16 * step .. 16 * step + 15 at each step.
+        # 6a. Non-finite loss on worker 1 only: its labels from row 96 on (step 6) are NaN, so its
+        # cross-entropy is NaN (worker 0's rows are all finite). The loss Keras logs is the mean
+        # over workers, so it is NaN on both, and TrainingMonitor(on_problem="stop") must stop
+        # both at the same step.
+        xa, ya = data(384, 3)
+        if info.task_index == 1:
+            ya = ya.copy()
+            ya[96:] = np.nan
+        result["own_rows_finite"] = bool(np.isfinite(xa).all() and np.isfinite(ya).all())
+        model = new_model(lr=0.01)
+        steps = Steps()
+        monitor = TrainingMonitor(on_problem="stop", probe_data=xa)  # the probe runs on each worker alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(own(xa, ya, 32), epochs=2, verbose=0, callbacks=[monitor, steps])
+        result["nan_problems"] = problems(monitor)
+        result["nan_probe_rows"] = [p.values.get("nonfinite_input_rows") for p in monitor.problems]
+        result["nan_steps"] = steps.steps
+        result["nan_steps_per_epoch"] = steps.per_epoch
+        result["nan_iterations"] = int(model.optimizer.iterations.numpy())
+        # After the stop every worker still meets the others in a collective (no hang).
+        result["nan_evaluate"] = repr(float(model.evaluate(val, verbose=0)))
+
+        # 6b. Exploding loss on worker 1 only: its regression targets from row 160 on (step 10 of
+        # 16) are 1000x larger. The mean loss explodes, and both workers must stop at the same step.
+        xr = np.random.default_rng(4).normal(size=(512, 4)).astype("float32")
+        yr = xr @ np.array([1.0, -2.0, 0.5, 0.0], "float32")
+        if info.task_index == 1:
+            yr = yr.copy()
+            yr[160:] *= 1000.0
+        keras.utils.set_random_seed(7)
+        with strategy.scope():
+            reg = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            reg.compile(keras.optimizers.SGD(1e-3), "mse")
+        steps = Steps()
+        monitor = TrainingMonitor(on_problem="stop", loss_smoothing=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reg.fit(own(xr, yr, 32), epochs=1, verbose=0, callbacks=[monitor, steps])
+        result["explode_problems"] = problems(monitor)
+        result["explode_steps"] = steps.steps
+        result["explode_steps_per_epoch"] = steps.per_epoch
+        result["explode_iterations"] = int(reg.optimizer.iterations.numpy())
+        np.savez(os.path.join(out, f"explode-{info.task_index}.npz"), *[v.numpy() for v in reg.weights])
 
     elif mode == "ckpt":
         from kerafine import _io
@@ -174,6 +274,7 @@ def main():
         result["epochs"] = record.epochs
         result["writes"] = writes
         np.savez(os.path.join(out, f"weights-{info.task_index}.npz"), *[v.numpy() for v in model.weights])
+
 
     with open(os.path.join(out, f"worker-{info.task_index}.json"), "w") as f:
         json.dump(result, f)

@@ -1,8 +1,8 @@
 """Two real worker processes on 127.0.0.1, started by ``python -m kerafine.distributed``.
 
-Each test launches tests/distributed/_worker.py as a 2-worker cluster; the
-workers write what they saw (logs, decisions, weights) to files the test
-compares. Tiny models and few steps: these tests are about agreement between
+The tests launch tests/distributed/_worker.py as a 2-worker cluster (the
+"fit" launch once, shared by two tests); the workers write what they saw
+(logs, decisions, weights) to files the tests compare. Tiny models and few steps: these tests are about agreement between
 workers, not about learning.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(540)]
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_worker.py")
@@ -30,14 +30,14 @@ def _env():
 
 
 def _command(*args):
-    return [sys.executable, "-m", "kerafine.distributed", "--workers", "2", "--timeout", "300", "--grace", "5", str(WORKER), *map(str, args)]
+    return [sys.executable, "-m", "kerafine.distributed", "--workers", "2", "--timeout", "400", "--grace", "5", str(WORKER), *map(str, args)]
 
 
 def _launch(*args):
     return subprocess.Popen(_command(*args), cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc, timeout=360):
+def _finish(proc, timeout=450):
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
 
@@ -51,8 +51,16 @@ def _weights(out_dir, i):
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
-def test_plain_fit_with_validation_data_and_kerafine_callbacks_agree_on_every_worker(tmp_path):
-    code, out = _finish(_launch("fit", tmp_path))
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory):
+    """One 2-worker launch of _worker.py's "fit" mode, read by the tests below (one start-up cost)."""
+    out_dir = tmp_path_factory.mktemp("fit")
+    code, out = _finish(_launch("fit", out_dir))
+    return out_dir, code, out
+
+
+def test_plain_fit_with_validation_data_and_kerafine_callbacks_agree_on_every_worker(fit_run):
+    tmp_path, code, out = fit_run
     assert code == 0, out[-4000:]
     w0, w1 = _results(tmp_path)
     assert (w0["chief"], w1["chief"]) == (True, False)
@@ -139,3 +147,57 @@ def test_checkpoint_restart_sigkill_of_a_worker_fails_the_run_and_relaunch_resum
     for i in (0, 1):
         for a, b in zip(_weights(killed, i), _weights(full, 0)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_monitor_stops_and_sharded_drift_profiles_agree_on_every_worker_when_one_worker_goes_wrong(fit_run):
+    tmp_path, code, out = fit_run
+    assert code == 0, out[-4000:]  # no worker was left waiting in an all-reduce
+    w0, w1 = _results(tmp_path)
+
+    # 1. NaN labels on worker 1 only: both workers report the non-finite loss at the same
+    # step and stop right there, having run the same steps; evaluate() after it runs on both.
+    assert (w0["own_rows_finite"], w1["own_rows_finite"]) == (True, False)
+    assert w0["nan_problems"] == w1["nan_problems"]
+    assert [p[0] for p in w0["nan_problems"]] == ["nonfinite_loss"]
+    kind, epoch, batch = w0["nan_problems"][0]
+    assert w0["nan_steps"] == w1["nan_steps"]
+    assert w0["nan_steps"][-1] == [epoch, batch]  # the step of the problem is the last one run
+    assert epoch == 0 and len(w0["nan_steps"]) < w0["nan_steps_per_epoch"]  # stopped inside epoch 1 of 2
+    assert w0["nan_iterations"] == w1["nan_iterations"] == len(w0["nan_steps"])
+    assert w0["nan_evaluate"] == w1["nan_evaluate"]
+    assert w0["nan_probe_rows"] == w1["nan_probe_rows"] == [0]  # the inputs were finite
+
+    # 2. Exploding targets on worker 1 only: the same explosion step on both, the stop right
+    # there (before the end of the epoch), and identical weights afterwards.
+    assert w0["explode_problems"] == w1["explode_problems"]
+    assert [p[0] for p in w0["explode_problems"]] == ["loss_exploding"]
+    assert w0["explode_steps"] == w1["explode_steps"]
+    assert w0["explode_steps"][-1] == w0["explode_problems"][0][1:]
+    assert len(w0["explode_steps"]) < w0["explode_steps_per_epoch"]  # stopped inside the epoch
+    assert w0["explode_iterations"] == w1["explode_iterations"] == len(w0["explode_steps"])
+    for a, b in zip(*[np.load(tmp_path / f"explode-{i}.npz").values() for i in (0, 1)]):
+        np.testing.assert_array_equal(a, b)
+
+    # 3. DriftMonitor(reference_is_shard=True): each worker profiled its 300 rows, the merged
+    # profile has all 600 rows, and both workers logged the same checks (the fit stopped after
+    # epoch 1 on the other monitor's alert, asserted above).
+    assert w0["drift_n_rows"] == w1["drift_n_rows"] == [600, 300]
+    assert w0["drift_epochs"] == w1["drift_epochs"]
+    assert [e["shard_in_drift_detected"] for e in w0["drift_epochs"]] == [1.0]
+    assert w0["drift_inputs_report"] == w1["drift_inputs_report"]
+    assert w0["drift_outputs_report"] == w1["drift_outputs_report"]
+    # Equal to one process checking all 600 rows: the reference is below max_samples, so the
+    # merged sample holds every row and the tests see the same values. On the inputs (the same
+    # float64 rows) they match closely; on the outputs the forward passes are batched differently
+    # (each worker's shard vs all rows at once), which may round an output differently and move
+    # one value of the KS ranking: an effect within 1/300 (one row of the current data).
+    merged, whole = w0["drift_inputs_report"], w0["whole_inputs_report"]
+    assert [f[0] for f in merged] == [f[0] for f in whole] and [f[3] for f in merged] == [f[3] for f in whole]
+    for m, w in zip(merged, whole):
+        assert m[1] == pytest.approx(w[1], rel=1e-6, abs=1e-12)
+        assert m[2] == pytest.approx(w[2], rel=1e-6, abs=1e-9)
+    merged, whole = w0["drift_outputs_report"], w0["whole_outputs_report"]
+    assert [f[0] for f in merged] == [f[0] for f in whole] and [f[3] for f in merged] == [f[3] for f in whole]
+    for m, w in zip(merged, whole):
+        assert m[2] == pytest.approx(w[2], abs=1 / 300 + 1e-9)
+    assert [f[3] for f in w0["drift_inputs_report"]] == [True, False, False, False]

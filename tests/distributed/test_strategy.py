@@ -27,6 +27,15 @@ def test_worker_zero_is_chief_unless_the_cluster_names_a_chief():
     assert cluster_info(_cfg(with_chief, {"type": "worker", "index": 1})).num_workers == 3
 
 
+def test_rank_numbers_the_training_tasks_from_the_chief():
+    workers = {"worker": ["h1:1", "h2:1", "h3:1"]}
+    assert [cluster_info(_cfg(workers, {"type": "worker", "index": i})).rank for i in range(3)] == [0, 1, 2]
+    with_chief = {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"]}
+    tasks = [{"type": "chief", "index": 0}, {"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    assert [cluster_info(_cfg(with_chief, t)).rank for t in tasks] == [0, 1, 2]
+    assert cluster_info({}).rank == 0
+
+
 @pytest.mark.parametrize(
     "raw, match",
     [

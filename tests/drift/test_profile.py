@@ -251,3 +251,44 @@ def test_merge_bad_input():
         ReferenceProfile.merge([a, b])
     with pytest.raises(KerafineError, match="`max_samples`.*received 21.*from 10 to 20"):
         ReferenceProfile.merge([a, a], max_samples=21)
+
+
+@pytest.mark.filterwarnings("ignore:Feature.s. \\['shard'\\] are constant")
+def test_to_bytes_round_trip_keeps_every_summary_and_the_checks():
+    frame = _shards()[1]
+    p = ReferenceProfile.from_data(frame, max_samples=300)
+    q = ReferenceProfile.from_bytes(p.to_bytes())
+    assert (q.feature_names, q.categorical, q.n_rows, q.max_samples, q.n_bins, q.seed) == (
+        p.feature_names, p.categorical, p.n_rows, p.max_samples, p.n_bins, p.seed
+    )
+    np.testing.assert_array_equal(q.sample, p.sample)
+    for name in p.continuous:
+        a, b = p.continuous_summary(name), q.continuous_summary(name)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert q.categorical_summary("region") == p.categorical_summary("region")
+    current = _shards()[0]
+    ra, rb = DriftDetector(p).check(current), DriftDetector(q).check(current)
+    assert [(f.name, f.p_value, f.drifted) for f in ra.features] == [(f.name, f.p_value, f.drifted) for f in rb.features]
+
+
+def test_from_bytes_refuses_other_bytes_and_newer_versions():
+    import io
+
+    with pytest.raises(CheckpointError, match="Not the bytes of a kerafine ReferenceProfile"):
+        ReferenceProfile.from_bytes(b"not a profile")
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.frombuffer(json.dumps({"kind": "something else"}).encode(), np.uint8))
+    with pytest.raises(CheckpointError, match="Not the bytes of a kerafine ReferenceProfile.*something else"):
+        ReferenceProfile.from_bytes(buf.getvalue())
+    p = ReferenceProfile.from_data(np.arange(40.0).reshape(20, 2))
+    with np.load(io.BytesIO(p.to_bytes())) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["format_version"] = 99
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(CheckpointError, match="format version 99, newer than this kerafine reads"):
+        ReferenceProfile.from_bytes(buf.getvalue())
