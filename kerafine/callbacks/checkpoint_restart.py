@@ -896,7 +896,9 @@ class CheckpointRestart(KerafineCallback):
         ``validation``: epoch scalars use the epoch as step) and in
         ``<log_dir>/kerafine`` of every kerafine callback with a ``log_dir``;
         ``<log_dir>/kerafine/batch``, whose series are stepped by optimizer
-        iteration, gets its marker at the restored iteration ``global_step``.
+        iteration, gets its marker just after the restored iteration
+        ``global_step``: the points of iterations up to it (the checkpoint's
+        own save among them) are history, the later ones are redone.
         """
         import keras
 
@@ -918,7 +920,7 @@ class CheckpointRestart(KerafineCallback):
         for d in dict.fromkeys(os.path.abspath(d) for d in event_dirs):
             tensorboard.purge_after(d, epoch)
         for d in dict.fromkeys(os.path.abspath(os.path.join(d, tensorboard.BATCH_SUBDIR)) for d in log_dirs):
-            tensorboard.purge_after(d, global_step)
+            tensorboard.purge_after(d, global_step + 1)
 
     def _restore(self, path: Path, begun, resume: bool) -> None:
         model = self.model
