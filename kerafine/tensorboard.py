@@ -397,7 +397,14 @@ def purge_after(event_dir, step: int) -> str | None:
 
 # ---------------------------------------------------------------- layout
 # The epoch/ series of TrainingMonitor, in the order the health charts show them.
-_HEALTH = ("step_seconds", "samples_per_second", "update_ratio", "cpu_percent", "rss_mb", "gpu_memory_mb")
+_HEALTH = {
+    "step_seconds": "seconds per step",
+    "samples_per_second": "samples per second",
+    "update_ratio": "update / weight ratio",
+    "cpu_percent": "CPU % (100 = one core)",
+    "rss_mb": "resident memory (MB)",
+    "gpu_memory_mb": "GPU memory (MB)",
+}
 _BATCH_MONITOR = ("learning_rate", "step_seconds", "update_ratio")
 
 
@@ -483,7 +490,7 @@ def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False
     if overview:
         categories.append(layout_pb2.Category(title="Overview", chart=overview))
 
-    health = [single(f"epoch/{k}", k.replace("_", " ")) for k in _HEALTH if f"epoch/{k}" in tags]
+    health = [single(f"epoch/{k}", title) for k, title in _HEALTH.items() if f"epoch/{k}" in tags]
     health += [single(t) for t in sorted(tags) if t.startswith("epoch/") and t not in used]
     if health:
         categories.append(layout_pb2.Category(title="Training health (per epoch)", chart=health))
