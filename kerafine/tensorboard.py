@@ -419,13 +419,15 @@ def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False
 
     Charts appear only for tags the run writes, in this order:
 
-    1. **Overview**: loss (Keras's ``epoch_loss`` of the ``train`` and
-       ``validation`` runs, when ``keras_loss``); each AUC written with its
-       confidence bounds (``val_auc``, ``val_auc_lower``, ``val_auc_upper``) as
-       a margin chart (the band is the DeLong interval); PR-AUC
-       (``val_pr_auc``); the learning rate (TrainingMonitor's
-       ``epoch/learning_rate``, else Keras's ``epoch_learning_rate`` when
-       ``keras_learning_rate``); the drift share (``drift/share``).
+    1. The overview, in two categories titled by their charts (TensorBoard
+       draws a category's line charts before its margin charts): loss
+       (Keras's ``epoch_loss`` of the ``train`` and ``validation`` runs, when
+       ``keras_loss``) and each AUC written with its confidence bounds
+       (``val_auc``, ``val_auc_lower``, ``val_auc_upper``) as a margin chart
+       (the band is the DeLong interval); then PR-AUC (``val_pr_auc``), the
+       learning rate (TrainingMonitor's ``epoch/learning_rate``, else Keras's
+       ``epoch_learning_rate`` when ``keras_learning_rate``) and the drift
+       share (``drift/share``).
     2. **Training health**: TrainingMonitor's per-epoch speed, update ratio,
        CPU, memory.
     3. One category per remaining prefix (``drift``, ``security``, ...; the
@@ -450,8 +452,8 @@ def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False
 
     >>> from kerafine import tensorboard
     >>> layout = tensorboard.layout_for({"val_auc", "val_auc_lower", "val_auc_upper", "drift/share"}, keras_loss=True)
-    >>> [chart.title for chart in layout.category[0].chart]
-    ['loss (train, validation)', 'val_auc (band: confidence interval)', 'drift share']
+    >>> [(category.title, [chart.title for chart in category.chart]) for category in layout.category]
+    [('loss, val_auc', ['loss (train, validation)', 'val_auc (band: DeLong interval)']), ('drift share', ['drift share'])]
     """
     from tensorboard.plugins.custom_scalar import layout_pb2
 
@@ -466,29 +468,33 @@ def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False
         used.add(tag)
         return multiline(title or tag, _exact(tag))
 
-    overview = []
+    # TensorBoard draws a category's line charts before its margin charts, so the
+    # overview is two categories: loss and AUC band, then PR-AUC, rate, drift.
+    quality, more = [], []
     if keras_loss:
-        overview.append(multiline("loss (train, validation)", _exact("epoch_loss")))
+        quality.append(multiline("loss (train, validation)", _exact("epoch_loss")))
     aucs = sorted(t for t in tags if f"{t}_lower" in tags and f"{t}_upper" in tags)
     for t in aucs:
         used.update({t, f"{t}_lower", f"{t}_upper"})
         series = layout_pb2.MarginChartContent.Series(value=t, lower=f"{t}_lower", upper=f"{t}_upper")
-        overview.append(
-            layout_pb2.Chart(title=f"{t} (band: confidence interval)", margin=layout_pb2.MarginChartContent(series=[series]))
+        quality.append(
+            layout_pb2.Chart(title=f"{t} (band: DeLong interval)", margin=layout_pb2.MarginChartContent(series=[series]))
         )
     for t in sorted(t for t in tags if t.endswith("auc") and "/" not in t and t not in used):
         if not t.endswith("pr_auc"):
-            overview.append(single(t))
+            quality.append(single(t))
     for t in sorted(t for t in tags if t.endswith("pr_auc") and "/" not in t and t not in used):
-        overview.append(single(t))
+        more.append(single(t))
     if "epoch/learning_rate" in tags:
-        overview.append(single("epoch/learning_rate", "learning rate"))
+        more.append(single("epoch/learning_rate", "learning rate"))
     elif keras_learning_rate:
-        overview.append(multiline("learning rate", _exact("epoch_learning_rate")))
+        more.append(multiline("learning rate", _exact("epoch_learning_rate")))
     if "drift/share" in tags:
-        overview.append(single("drift/share", "drift share"))
-    if overview:
-        categories.append(layout_pb2.Category(title="Overview", chart=overview))
+        more.append(single("drift/share", "drift share"))
+    for charts in (quality, more):
+        if charts:
+            title = ", ".join(c.title.split(" (")[0] for c in charts)
+            categories.append(layout_pb2.Category(title=title, chart=charts))
 
     health = [single(f"epoch/{k}", title) for k, title in _HEALTH.items() if f"epoch/{k}" in tags]
     health += [single(t) for t in sorted(tags) if t.startswith("epoch/") and t not in used]
@@ -505,6 +511,9 @@ def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False
         groups.setdefault(head, []).append(t)
     for head, members in groups.items():
         charts, seen_families = [], set()
+        if "drift/largest_effect" in members:
+            members.remove("drift/largest_effect")
+            charts.append(single("drift/largest_effect", "drift: largest effect of a feature"))
         for t in members:
             parts = t.split("/")
             if head == "drift" and len(parts) == 3 and parts[1] in ("effect", "p_value"):
@@ -595,7 +604,7 @@ def read_layout(log_dir):
     >>> tensorboard.scalar(log_dir, "val_auc", 0.9, step=0)
     >>> tensorboard.flush(log_dir)
     >>> [c.title for c in tensorboard.read_layout(log_dir).category]
-    ['Overview']
+    ['val_auc']
     """
     from tensorboard.plugins.custom_scalar import layout_pb2, metadata
     from tensorboard.util import tensor_util

@@ -123,8 +123,9 @@ def test_layout_opens_on_loss_auc_band_pr_auc_learning_rate_drift_and_ends_on_ch
     _fit_with_every_writer(log_dir, tmp_path / "ckpt")
     layout = tb.read_layout(log_dir)
     first = layout.category[0]
-    assert first.title == "Overview"
-    assert [_chart_tags(c) for c in first.chart] == [
+    # Two overview categories (TensorBoard draws margin charts after line charts in one).
+    assert [c.title for c in layout.category[:2]] == ["loss, val_auc", "val_pr_auc, learning rate, drift share"]
+    assert [_chart_tags(c) for c in layout.category[0].chart + layout.category[1].chart] == [
         ["^epoch_loss$"],
         [("val_auc", "val_auc_lower", "val_auc_upper")],
         ["^val_pr_auc$"],
@@ -139,8 +140,8 @@ def test_layout_opens_on_loss_auc_band_pr_auc_learning_rate_drift_and_ends_on_ch
     for run in ("train", "validation"):
         assert [s for s, _ in tb.read_scalars(log_dir, subdir=run)["epoch_loss"]] == [0, 1, 2]
     titles = [c.title for c in layout.category]
-    assert titles[1] == "Training health (per epoch)"
-    assert [_chart_tags(c) for c in layout.category[1].chart][:3] == [
+    assert titles[2] == "Training health (per epoch)"
+    assert [_chart_tags(c) for c in layout.category[2].chart][:3] == [
         ["^epoch/step_seconds$"],
         ["^epoch/samples_per_second$"],
         ["^epoch/update_ratio$"],
@@ -174,7 +175,7 @@ def test_layout_opens_on_loss_auc_band_pr_auc_learning_rate_drift_and_ends_on_ch
 
 def test_layout_has_only_the_charts_of_written_tags():
     layout = tb.layout_for({"drift/share", "drift/largest_effect"})
-    assert [c.title for c in layout.category] == ["Overview", "drift"]
+    assert [c.title for c in layout.category] == ["drift share", "drift"]
     assert [_chart_tags(c) for c in layout.category[0].chart] == [["^drift/share$"]]
     assert [_chart_tags(c) for c in layout.category[1].chart] == [["^drift/largest_effect$"]]
     # Without the interval the AUC is a plain line; Keras's loss needs Keras's writer.
