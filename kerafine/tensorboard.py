@@ -587,7 +587,8 @@ def write_layout(log_dir, only_if_changed: bool = False):
 def _write_pending_layouts(log_dir=None) -> None:
     prefix = None if log_dir is None else os.path.abspath(os.fspath(log_dir))
     for key in list(_tags):
-        if prefix is None or key == prefix or key.startswith(prefix + os.sep):
+        # A run directory removed since (a temporary one) is not brought back.
+        if (prefix is None or key == prefix or key.startswith(prefix + os.sep)) and os.path.isdir(key):
             write_layout(key, only_if_changed=True)
 
 
