@@ -125,7 +125,7 @@ def test_layout_opens_on_loss_auc_band_pr_auc_learning_rate_drift_and_ends_on_ch
     first = layout.category[0]
     # Two overview categories (TensorBoard draws margin charts after line charts in one).
     assert [c.title for c in layout.category[:2]] == ["loss, val_auc", "val_pr_auc, learning rate, drift share"]
-    assert [_chart_tags(c) for c in layout.category[0].chart + layout.category[1].chart] == [
+    assert [_chart_tags(c) for c in [*layout.category[0].chart, *layout.category[1].chart]] == [
         ["^epoch_loss$"],
         [("val_auc", "val_auc_lower", "val_auc_upper")],
         ["^val_pr_auc$"],
