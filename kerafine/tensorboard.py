@@ -70,11 +70,31 @@ _BATCH_PREFIX = "batch/"
 
 _lock = threading.Lock()
 _writers: dict[str, Any] = {}
-# Per log_dir (absolute path): the scalar tags written by this process, the
-# first epoch step seen, and the serialized layout last written.
-_tags: dict[str, set] = {}
-_first_step: dict[str, int] = {}
-_layouts: dict[str, bytes] = {}
+
+
+class _RunLayout:
+    """What the layout of one run needs: the scalar tags this process wrote, the first epoch step, the last layout."""
+
+    __slots__ = ("tags", "first_step", "written")
+
+    def __init__(self, first_step: int | None = None):
+        self.tags: set = set()
+        self.first_step = first_step
+        self.written: bytes | None = None
+
+
+# Per log_dir (absolute path), as _writers is per directory.
+_runs: dict[str, _RunLayout] = {}
+
+
+def _run(key: str, step: int | None = None) -> _RunLayout:
+    with _lock:
+        run = _runs.get(key)
+        if run is None:
+            run = _runs[key] = _RunLayout(step)
+        elif run.first_step is None:
+            run.first_step = step
+        return run
 
 
 def is_chief() -> bool:
@@ -127,8 +147,7 @@ def scalars(log_dir, values: dict, step: int, subdir: str = SUBDIR) -> None:
 
     key = os.path.abspath(os.fspath(log_dir))
     if subdir == SUBDIR:
-        first = _first_step.setdefault(key, int(step))
-        if int(step) != first:
+        if int(step) != _run(key, int(step)).first_step:
             # The first epoch is over: every callback has written its tags once.
             write_layout(log_dir, only_if_changed=True)
     w = _writer(log_dir, subdir)
@@ -137,7 +156,7 @@ def scalars(log_dir, values: dict, step: int, subdir: str = SUBDIR) -> None:
             tf.summary.scalar(tag, float(value), step=int(step))
     w.flush()
     if subdir in (SUBDIR, BATCH_SUBDIR):
-        _tags.setdefault(key, set()).update(values)
+        _run(key).tags.update(values)
 
 
 def batch_scalars(log_dir, values: dict, step: int) -> None:
@@ -568,25 +587,26 @@ def write_layout(log_dir, only_if_changed: bool = False):
     from tensorboard.plugins.custom_scalar import summary as cs_summary
 
     key = os.path.abspath(os.fspath(log_dir))
-    tags = _tags.get(key)
+    run = _runs.get(key)
+    tags = set(run.tags) if run is not None else set()
     if not tags:
         return None
     keras_run = os.path.isdir(os.path.join(key, "train"))
     layout = layout_for(tags, keras_loss=keras_run, keras_learning_rate=keras_run)
     blob = layout.SerializeToString(deterministic=True)
-    if only_if_changed and _layouts.get(key) == blob:
+    if only_if_changed and run.written == blob:
         return layout
     w = _writer(log_dir, SUBDIR)
     with w.as_default():
         tf.summary.experimental.write_raw_pb(cs_summary.pb(layout).SerializeToString(), step=0)
     w.flush()
-    _layouts[key] = blob
+    run.written = blob
     return layout
 
 
 def _write_pending_layouts(log_dir=None) -> None:
     prefix = None if log_dir is None else os.path.abspath(os.fspath(log_dir))
-    for key in list(_tags):
+    for key in list(_runs):
         # A run directory removed since (a temporary one) is not brought back.
         if (prefix is None or key == prefix or key.startswith(prefix + os.sep)) and os.path.isdir(key):
             write_layout(key, only_if_changed=True)
