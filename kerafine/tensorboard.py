@@ -7,6 +7,20 @@ Keras's own ``keras.callbacks.TensorBoard`` writes, so one
 ``tf.summary`` writers: one writer per directory per process avoids several
 event files racing for the same run.
 
+Steps: every scalar in ``<log_dir>/kerafine`` is per epoch (step = epoch).
+Series whose step is the optimizer iteration (per-batch monitoring,
+checkpoint saves) are written with :func:`batch_scalars` / :func:`batch_text`
+into their own directory ``<log_dir>/kerafine/batch`` and their tags start
+with ``batch/``, so the two step scales never share a chart, and a resume's
+purge (:func:`purge_after`) drops each directory's orphaned points at its own
+step (the resumed epoch, the resumed optimizer iteration).
+
+Layout: the writer also writes one custom-scalars layout per run (the
+``CUSTOM SCALARS`` tab): see :func:`layout_for`. It is written once the first
+epoch is over (when the first scalar of a later epoch arrives, or at
+:func:`flush` / :func:`close`), and again only if a chart appears later (a
+callback checking every other epoch).
+
 Under ``tf.distribute`` multi-worker training only the chief writes; the other
 workers get a writer that drops everything.
 
@@ -34,6 +48,12 @@ __all__ = [
     "scalar",
     "scalars",
     "text",
+    "BATCH_SUBDIR",
+    "batch_scalars",
+    "batch_text",
+    "layout_for",
+    "write_layout",
+    "read_layout",
     "figure",
     "histogram",
     "pr_curve",
@@ -45,9 +65,36 @@ __all__ = [
 ]
 
 SUBDIR = "kerafine"
+BATCH_SUBDIR = SUBDIR + "/batch"
+_BATCH_PREFIX = "batch/"
 
 _lock = threading.Lock()
 _writers: dict[str, Any] = {}
+
+
+class _RunLayout:
+    """What the layout of one run needs: the scalar tags this process wrote, the first epoch step, the last layout."""
+
+    __slots__ = ("tags", "first_step", "written")
+
+    def __init__(self, first_step: int | None = None):
+        self.tags: set = set()
+        self.first_step = first_step
+        self.written: bytes | None = None
+
+
+# Per log_dir (absolute path), as _writers is per directory.
+_runs: dict[str, _RunLayout] = {}
+
+
+def _run(key: str, step: int | None = None) -> _RunLayout:
+    with _lock:
+        run = _runs.get(key)
+        if run is None:
+            run = _runs[key] = _RunLayout(step)
+        elif run.first_step is None:
+            run.first_step = step
+        return run
 
 
 def is_chief() -> bool:
@@ -91,14 +138,45 @@ def scalar(log_dir, tag: str, value: float, step: int, subdir: str = SUBDIR) -> 
 
 
 def scalars(log_dir, values: dict, step: int, subdir: str = SUBDIR) -> None:
-    """Write several scalars at one ``step``; NaN values are written as NaN."""
+    """Write several scalars at one ``step``; NaN values are written as NaN.
+
+    In the default ``subdir`` the step is the epoch; use :func:`batch_scalars`
+    for a series stepped by optimizer iteration.
+    """
     import tensorflow as tf
 
+    key = os.path.abspath(os.fspath(log_dir))
+    if subdir == SUBDIR:
+        if int(step) != _run(key, int(step)).first_step:
+            # The first epoch is over: every callback has written its tags once.
+            write_layout(log_dir, only_if_changed=True)
     w = _writer(log_dir, subdir)
     with w.as_default():
         for tag, value in values.items():
             tf.summary.scalar(tag, float(value), step=int(step))
     w.flush()
+    if subdir in (SUBDIR, BATCH_SUBDIR):
+        _run(key).tags.update(values)
+
+
+def batch_scalars(log_dir, values: dict, step: int) -> None:
+    """Write scalars stepped by optimizer iteration: tag ``batch/<tag>`` in ``<log_dir>/kerafine/batch``.
+
+    Example:
+
+    >>> import tempfile
+    >>> from kerafine import tensorboard
+    >>> log_dir = tempfile.mkdtemp()
+    >>> tensorboard.batch_scalars(log_dir, {"monitor/step_seconds": 0.01}, step=50)
+    >>> sorted(tensorboard.read_scalars(log_dir, subdir=tensorboard.BATCH_SUBDIR))
+    ['batch/monitor/step_seconds']
+    """
+    scalars(log_dir, {_BATCH_PREFIX + tag: v for tag, v in values.items()}, step, subdir=BATCH_SUBDIR)
+
+
+def batch_text(log_dir, tag: str, message: str, step: int) -> None:
+    """Write a text event stepped by optimizer iteration (tag ``batch/<tag>`` in ``<log_dir>/kerafine/batch``)."""
+    text(log_dir, _BATCH_PREFIX + tag, message, step, subdir=BATCH_SUBDIR)
 
 
 def text(log_dir, tag: str, message: str, step: int, subdir: str = SUBDIR) -> None:
@@ -190,7 +268,8 @@ def pr_curve(
 
 
 def flush(log_dir=None) -> None:
-    """Flush the writer of ``log_dir`` (or all writers)."""
+    """Write the layout if it is due, then flush the writer of ``log_dir`` (or all writers)."""
+    _write_pending_layouts(log_dir)
     with _lock:
         targets = [w for p, w in _writers.items() if log_dir is None or p.startswith(os.fspath(log_dir))]
     for w in targets:
@@ -199,6 +278,7 @@ def flush(log_dir=None) -> None:
 
 def close(log_dir=None) -> None:
     """Flush and close the writer(s) of ``log_dir`` (or all); a later write reopens one."""
+    _write_pending_layouts(log_dir)
     with _lock:
         keys = [p for p in _writers if log_dir is None or p.startswith(os.fspath(log_dir))]
         writers = [_writers.pop(p) for p in keys]
@@ -332,3 +412,230 @@ def purge_after(event_dir, step: int) -> str | None:
         w.write(start.SerializeToString())
     os.replace(tmp, final)
     return final
+
+
+# ---------------------------------------------------------------- layout
+# The epoch/ series of TrainingMonitor, in the order the health charts show them.
+_HEALTH = {
+    "step_seconds": "seconds per step",
+    "samples_per_second": "samples per second",
+    "update_ratio": "update / weight ratio",
+    "cpu_percent": "CPU % (100 = one core)",
+    "rss_mb": "resident memory (MB)",
+    "gpu_memory_mb": "GPU memory (MB)",
+}
+_BATCH_MONITOR = ("learning_rate", "step_seconds", "update_ratio")
+
+
+def _exact(tag: str) -> str:
+    # Chart tags are regular expressions (JavaScript's, in the browser); kerafine
+    # tags hold only letters, digits and _ . - /, of which "." needs escaping.
+    return "^" + tag.replace(".", r"\.") + "$"
+
+
+def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False):
+    """The custom-scalars layout of a run that writes the scalar ``tags``.
+
+    Charts appear only for tags the run writes, in this order:
+
+    1. The overview, in two categories titled by their charts (TensorBoard
+       draws a category's line charts before its margin charts): loss
+       (Keras's ``epoch_loss`` of the ``train`` and ``validation`` runs, when
+       ``keras_loss``) and each AUC written with its confidence bounds
+       (``val_auc``, ``val_auc_lower``, ``val_auc_upper``) as a margin chart
+       (the band is the DeLong interval); then PR-AUC (``val_pr_auc``), the
+       learning rate (TrainingMonitor's ``epoch/learning_rate``, else Keras's
+       ``epoch_learning_rate`` when ``keras_learning_rate``) and the drift
+       share (``drift/share``).
+    2. **Training health**: TrainingMonitor's per-epoch speed, update ratio,
+       CPU, memory.
+    3. One category per remaining prefix (``drift``, ``security``, ...; the
+       per-class AUCs under **AUC per class**), one chart each, or one chart
+       per family for ``drift/effect/*`` and ``drift/p_value/*``.
+    4. **Per batch** (closed): ``batch/monitor/*``, ``batch/update_ratio/*``,
+       ``batch/weight_norm/*``, stepped by optimizer iteration.
+    5. **Checkpoints** (closed, last): ``batch/checkpoint/*``, ``batch/rollback``.
+
+    Args:
+        tags: the scalar tags written under ``<log_dir>/kerafine`` (and
+            ``kerafine/batch``).
+        keras_loss: Keras's ``TensorBoard`` callback writes ``epoch_loss`` in
+            the same ``log_dir``. Defaults to ``False``.
+        keras_learning_rate: Keras's ``TensorBoard`` callback writes
+            ``epoch_learning_rate``. Defaults to ``False``.
+
+    Returns:
+        A ``tensorboard.plugins.custom_scalar.layout_pb2.Layout``.
+
+    Example:
+
+    >>> from kerafine import tensorboard
+    >>> layout = tensorboard.layout_for({"val_auc", "val_auc_lower", "val_auc_upper", "drift/share"}, keras_loss=True)
+    >>> [(category.title, [chart.title for chart in category.chart]) for category in layout.category]
+    [('loss, val_auc', ['loss (train, validation)', 'val_auc (band: DeLong interval)']), ('drift share', ['drift share'])]
+    """
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    tags = set(tags)
+    used: set = set()
+    categories: list = []
+
+    def multiline(title, *regexes):
+        return layout_pb2.Chart(title=title, multiline=layout_pb2.MultilineChartContent(tag=list(regexes)))
+
+    def single(tag, title=None):
+        used.add(tag)
+        return multiline(title or tag, _exact(tag))
+
+    # TensorBoard draws a category's line charts before its margin charts, so the
+    # overview is two categories: loss and AUC band, then PR-AUC, rate, drift.
+    quality, more = [], []
+    if keras_loss:
+        quality.append(multiline("loss (train, validation)", _exact("epoch_loss")))
+    aucs = sorted(t for t in tags if f"{t}_lower" in tags and f"{t}_upper" in tags)
+    for t in aucs:
+        used.update({t, f"{t}_lower", f"{t}_upper"})
+        series = layout_pb2.MarginChartContent.Series(value=t, lower=f"{t}_lower", upper=f"{t}_upper")
+        quality.append(
+            layout_pb2.Chart(title=f"{t} (band: DeLong interval)", margin=layout_pb2.MarginChartContent(series=[series]))
+        )
+    for t in sorted(t for t in tags if t.endswith("auc") and "/" not in t and t not in used):
+        if not t.endswith("pr_auc"):
+            quality.append(single(t))
+    for t in sorted(t for t in tags if t.endswith("pr_auc") and "/" not in t and t not in used):
+        more.append(single(t))
+    if "epoch/learning_rate" in tags:
+        more.append(single("epoch/learning_rate", "learning rate"))
+    elif keras_learning_rate:
+        more.append(multiline("learning rate", _exact("epoch_learning_rate")))
+    if "drift/share" in tags:
+        more.append(single("drift/share", "drift share"))
+    for charts in (quality, more):
+        if charts:
+            title = ", ".join(c.title.split(" (")[0] for c in charts)
+            categories.append(layout_pb2.Category(title=title, chart=charts))
+
+    health = [single(f"epoch/{k}", title) for k, title in _HEALTH.items() if f"epoch/{k}" in tags]
+    health += [single(t) for t in sorted(tags) if t.startswith("epoch/") and t not in used]
+    if health:
+        categories.append(layout_pb2.Category(title="Training health (per epoch)", chart=health))
+
+    # What is left of the per-epoch tags: one category per prefix.
+    groups: dict[str, list] = {}
+    for t in sorted(t for t in tags if t not in used and not t.startswith(_BATCH_PREFIX)):
+        if "/" in t:
+            head = t.split("/", 1)[0]
+        else:
+            head = "AUC per class" if any(t.startswith(a + "_") for a in aucs) or "auc_" in t else "other"
+        groups.setdefault(head, []).append(t)
+    for head, members in groups.items():
+        charts, seen_families = [], set()
+        if "drift/largest_effect" in members:
+            members.remove("drift/largest_effect")
+            charts.append(single("drift/largest_effect", "drift: largest effect of a feature"))
+        for t in members:
+            parts = t.split("/")
+            if head == "drift" and len(parts) == 3 and parts[1] in ("effect", "p_value"):
+                family = parts[1]
+                if family not in seen_families:
+                    seen_families.add(family)
+                    charts.append(multiline(f"drift {family.replace('_', ' ')} per feature", rf"^drift/{family}/"))
+                used.add(t)
+            else:
+                charts.append(single(t))
+        categories.append(layout_pb2.Category(title=head, chart=charts))
+
+    batch = [
+        single(f"batch/monitor/{k}", f"{k.replace('_', ' ')} (per batch)")
+        for k in _BATCH_MONITOR
+        if f"batch/monitor/{k}" in tags
+    ]
+    for family in ("update_ratio", "weight_norm"):
+        if any(t.startswith(f"batch/{family}/") for t in tags):
+            batch.append(multiline(f"{family.replace('_', ' ')} per layer group (per batch)", rf"^batch/{family}/"))
+            used.update(t for t in tags if t.startswith(f"batch/{family}/"))
+    checkpoints = [single(t) for t in sorted(tags) if t.startswith(("batch/checkpoint/", "batch/rollback"))]
+    batch += [single(t) for t in sorted(tags) if t.startswith(_BATCH_PREFIX) and t not in used]
+    if batch:
+        categories.append(layout_pb2.Category(title="Per batch (step = optimizer iteration)", chart=batch, closed=True))
+    if checkpoints:
+        categories.append(
+            layout_pb2.Category(title="Checkpoints (step = optimizer iteration)", chart=checkpoints, closed=True)
+        )
+    return layout_pb2.Layout(category=categories)
+
+
+def write_layout(log_dir, only_if_changed: bool = False):
+    """Write the custom-scalars layout of ``log_dir`` into ``<log_dir>/kerafine`` (at step 0).
+
+    The layout (:func:`layout_for`) covers the scalar tags this process has
+    written under ``log_dir``, and Keras's loss and learning rate when a
+    Keras ``TensorBoard`` writes ``<log_dir>/train``. kerafine calls this
+    itself once the first epoch is over and at :func:`flush`; call it to
+    write the layout earlier.
+
+    Args:
+        log_dir: the run directory.
+        only_if_changed: skip the write when this process already wrote the
+            same layout for ``log_dir``. Defaults to ``False``.
+
+    Returns:
+        The layout (a ``layout_pb2.Layout``), or ``None`` when nothing was
+        written under ``log_dir`` yet.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.custom_scalar import summary as cs_summary
+
+    key = os.path.abspath(os.fspath(log_dir))
+    run = _runs.get(key)
+    tags = set(run.tags) if run is not None else set()
+    if not tags:
+        return None
+    keras_run = os.path.isdir(os.path.join(key, "train"))
+    layout = layout_for(tags, keras_loss=keras_run, keras_learning_rate=keras_run)
+    blob = layout.SerializeToString(deterministic=True)
+    if only_if_changed and run.written == blob:
+        return layout
+    w = _writer(log_dir, SUBDIR)
+    with w.as_default():
+        tf.summary.experimental.write_raw_pb(cs_summary.pb(layout).SerializeToString(), step=0)
+    w.flush()
+    run.written = blob
+    return layout
+
+
+def _write_pending_layouts(log_dir=None) -> None:
+    prefix = None if log_dir is None else os.path.abspath(os.fspath(log_dir))
+    for key in list(_runs):
+        # A run directory removed since (a temporary one) is not brought back.
+        if (prefix is None or key == prefix or key.startswith(prefix + os.sep)) and os.path.isdir(key):
+            write_layout(key, only_if_changed=True)
+
+
+def read_layout(log_dir):
+    """The last custom-scalars layout written under ``<log_dir>/kerafine``, or ``None``.
+
+    Read with TensorBoard's own event loader, as the Custom Scalars tab reads it.
+
+    Example:
+
+    >>> import tempfile
+    >>> from kerafine import tensorboard
+    >>> log_dir = tempfile.mkdtemp()
+    >>> tensorboard.scalar(log_dir, "val_auc", 0.9, step=0)
+    >>> tensorboard.flush(log_dir)
+    >>> [c.title for c in tensorboard.read_layout(log_dir).category]
+    ['val_auc']
+    """
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+    from tensorboard.util import tensor_util
+
+    found = None
+    for _, value in _iter_values(log_dir, SUBDIR):
+        if value.tag == metadata.CONFIG_SUMMARY_TAG:
+            found = tensor_util.make_ndarray(value.tensor).item()
+    if found is None:
+        return None
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(found)
+    return layout

@@ -484,9 +484,9 @@ def test_fit_config_keys_each_change_the_run(tmp_path, capsys, monkeypatch):
         assert "val_auc" not in phase and "val_loss" in phase
     scalars = tensorboard.read_scalars(run / "logs" / "train")
     assert "val_auc" not in scalars
-    # monitor: false: no TrainingMonitor and none of its monitor/* scalars.
+    # monitor: false: no TrainingMonitor and none of its batch/monitor/* or epoch/* scalars.
     assert "TrainingMonitor" not in report["callbacks"]
-    assert not any(tag.startswith("monitor/") for tag in scalars), sorted(scalars)
+    assert not any(tag.startswith(("batch/monitor/", "epoch/")) for tag in scalars), sorted(scalars)
 
 
 def keras_value(variable):

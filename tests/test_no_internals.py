@@ -75,6 +75,11 @@ ALLOWED_MODULE_STATE = {
         "one tf.summary file writer per directory per process: two writers on one "
         "directory write two event files racing for the same run; guarded by a lock"
     ),
+    ("kerafine/tensorboard.py", "_runs"): (
+        "the custom-scalars layout is written once per run by the process writing it, from the "
+        "scalar tags that process wrote there (several callbacks and fits share one run): per "
+        "run directory per process, as _writers; guarded by the same lock"
+    ),
 }
 FRAME_ATTRS = {"f_back", "f_locals", "f_globals", "_getframe", "currentframe", "getouterframes", "getinnerframes"}
 

@@ -81,6 +81,12 @@ def test_tensorboard_serves_kerafine_scalar_tags(tmp_path):
         points = _get(f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=kerafine&tag=val_auc")
         assert [p[1] for p in points] == [0, 1]
         assert all(0.5 < p[2] <= 1.0 for p in points)
+        # The Custom Scalars tab opens on kerafine's layout: loss and the AUC band first.
+        layout = _get(f"http://127.0.0.1:{port}/data/plugin/custom_scalars/layout")
+        titles = [c["title"] for c in layout["category"]]
+        assert titles[:2] == ["loss, val_auc", "val_pr_auc, learning rate, drift share"], titles
+        band = layout["category"][0]["chart"][1]["margin"]["series"][0]
+        assert band == {"value": "val_auc", "lower": "val_auc_lower", "upper": "val_auc_upper"}
     finally:
         proc.terminate()
         try:

@@ -102,7 +102,9 @@ class AUCTracker(KerafineCallback):
             forever). Defaults to ``None`` (until exhausted).
         log_dir: if given, also write the scalars, ROC / PR curve images and
             TensorBoard PR-curve summaries under ``<log_dir>/kerafine`` (beside
-            Keras's ``TensorBoard(log_dir)`` folders). Defaults to ``None``.
+            Keras's ``TensorBoard(log_dir)`` folders). TensorBoard always gets
+            the PR-AUC (``val_pr_auc``), also with ``curve="roc"``, which
+            leaves it out of the logs. Defaults to ``None``.
         every_n_epochs: evaluate every n-th epoch. Defaults to 1.
         ci_level: level of the DeLong interval written as ``<name>_lower`` /
             ``<name>_upper`` (binary ROC only), or ``None`` for no interval.
@@ -300,10 +302,16 @@ class AUCTracker(KerafineCallback):
         self._restore_or_reset()
         self._check_order()
 
+    def on_train_end(self, logs=None):
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            tensorboard.flush(self.log_dir)  # also writes the run's layout if it is due
+
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs != 0:
             return
-        values, curves = self._evaluate(epoch)
+        values, curves, pr_values = self._evaluate(epoch)
         if logs is not None:
             logs.update(values)
         self._last = values
@@ -315,10 +323,12 @@ class AUCTracker(KerafineCallback):
             text = " - ".join(f"{k}: {v:.4f}" for k, v in values.items())
             _keras_compat.print_msg(f"Epoch {epoch + 1}: {text}")
         if self.log_dir is not None:
-            self._write_tensorboard(values, curves, epoch)
+            # TensorBoard always gets the PR-AUC (cheap: same sorted scores), whatever `curve` puts in the logs.
+            self._write_tensorboard({**values, **pr_values}, curves, epoch)
 
     # ------------------------------------------------------------ computing
     def _evaluate(self, epoch: int):
+        """(logs values, curves, PR-AUC values for TensorBoard)."""
         pred = self.context.predictions.predict(self.watched_model, self._data)
         if pred.y_true is None:
             raise DataError(
@@ -342,11 +352,12 @@ class AUCTracker(KerafineCallback):
                 if self.ci_level is not None:
                     values[f"{self.name}_lower"] = summary.interval.lower
                     values[f"{self.name}_upper"] = summary.interval.upper
+            pr_values = {_pr_key(self.name): summary.pr_auc}
             if want_pr:
-                values[_pr_key(self.name)] = summary.pr_auc
+                values.update(pr_values)
             if math.isfinite(summary.roc_auc):
                 curves.append((None, t.y, t.score, summary.groups))
-            return values, curves
+            return values, curves, pr_values
         k = t.score.shape[1]
         names = self.class_names if self.class_names is not None and len(self.class_names) == k else list(range(k))
         per_roc, per_pr, missing = [], [], []
@@ -366,11 +377,11 @@ class AUCTracker(KerafineCallback):
         if want_roc:
             values[self.name] = avg(per_roc)
             values.update({f"{self.name}_{n}": float(v) for n, v in zip(names, per_roc)})
+        key = _pr_key(self.name)
+        pr_values = {key: avg(per_pr), **{f"{key}_{n}": float(v) for n, v in zip(names, per_pr)}}
         if want_pr:
-            key = _pr_key(self.name)
-            values[key] = avg(per_pr)
-            values.update({f"{key}_{n}": float(v) for n, v in zip(names, per_pr)})
-        return values, curves
+            values.update(pr_values)
+        return values, curves, pr_values
 
     def _warn_single_class(self, detail: str) -> None:
         if self._warned_single_class:

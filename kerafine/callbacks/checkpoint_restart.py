@@ -243,7 +243,9 @@ class CheckpointRestart(KerafineCallback):
         delete_on_success: delete the checkpoints when ``fit`` completes.
             Defaults to ``False``.
         log_dir: a TensorBoard log directory; saves, restores and rollbacks
-            are written under ``<log_dir>/kerafine``. Defaults to ``None``.
+            are written under ``<log_dir>/kerafine/batch`` (tags
+            ``batch/checkpoint/*``, ``batch/rollback``; step = optimizer
+            iteration). Defaults to ``None``.
         divergence_window: how many recent smoothed losses make the median.
             Defaults to ``50``.
         divergence_smoothing: how many batch losses the smoothed loss
@@ -733,8 +735,8 @@ class CheckpointRestart(KerafineCallback):
         if self.log_dir is not None:
             from kerafine import tensorboard
 
-            tensorboard.scalar(self.log_dir, "rollback", self._rollbacks, step)
-            tensorboard.text(self.log_dir, "rollback", message, step)
+            tensorboard.batch_scalars(self.log_dir, {"rollback": self._rollbacks}, step)
+            tensorboard.batch_text(self.log_dir, "rollback", message, step)
 
     # -- saving -----------------------------------------------------------------
     def _after_batch(self, batch, steps):
@@ -855,8 +857,8 @@ class CheckpointRestart(KerafineCallback):
             return
         from kerafine import tensorboard
 
-        tensorboard.scalars(self.log_dir, {"checkpoint/save_seconds": seconds, "checkpoint/epoch": epoch}, step)
-        tensorboard.text(self.log_dir, "checkpoint", f"saved {final.name} (epoch {epoch}, batch {batch})", step)
+        tensorboard.batch_scalars(self.log_dir, {"checkpoint/save_seconds": seconds, "checkpoint/epoch": epoch}, step)
+        tensorboard.batch_text(self.log_dir, "checkpoint", f"saved {final.name} (epoch {epoch}, batch {batch})", step)
 
     def _prune(self):
         found = _list_checkpoints(self._path)
@@ -884,7 +886,7 @@ class CheckpointRestart(KerafineCallback):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
     # -- restoring ---------------------------------------------------------------
-    def _trim_history(self, epoch: int) -> None:
+    def _trim_history(self, epoch: int, global_step: int) -> None:
         """Exactly-once history: drop what the interrupted run logged from ``epoch`` on.
 
         A ``keras.callbacks.CSVLogger(append=True)`` of this fit has its file cut
@@ -892,13 +894,18 @@ class CheckpointRestart(KerafineCallback):
         TensorBoard gets its purge marker at step ``epoch`` in the event
         directories of a Keras ``TensorBoard`` callback (``train``,
         ``validation``: epoch scalars use the epoch as step) and in
-        ``<log_dir>/kerafine`` of every kerafine callback with a ``log_dir``.
+        ``<log_dir>/kerafine`` of every kerafine callback with a ``log_dir``;
+        ``<log_dir>/kerafine/batch``, whose series are stepped by optimizer
+        iteration, gets its marker just after the restored iteration
+        ``global_step``: the points of iterations up to it (the checkpoint's
+        own save among them) are history, the later ones are redone.
         """
         import keras
 
         from kerafine import tensorboard
 
         event_dirs: list[str] = []
+        log_dirs: list[str] = []
         for cb in self.context.callbacks:
             if isinstance(cb, keras.callbacks.CSVLogger) and cb.append and os.path.exists(cb.filename):
                 if _trim_csv(cb.filename, epoch, cb.sep):
@@ -906,11 +913,14 @@ class CheckpointRestart(KerafineCallback):
             elif isinstance(cb, keras.callbacks.TensorBoard):
                 event_dirs.extend(_keras_compat.tensorboard_callback_dirs(cb))
             elif getattr(cb, "log_dir", None) is not None and isinstance(cb, KerafineCallback):
-                event_dirs.append(os.path.join(os.fspath(cb.log_dir), tensorboard.SUBDIR))
+                log_dirs.append(os.fspath(cb.log_dir))
         if self.log_dir is not None:
-            event_dirs.append(os.path.join(os.fspath(self.log_dir), tensorboard.SUBDIR))
+            log_dirs.append(os.fspath(self.log_dir))
+        event_dirs.extend(os.path.join(d, tensorboard.SUBDIR) for d in log_dirs)
         for d in dict.fromkeys(os.path.abspath(d) for d in event_dirs):
             tensorboard.purge_after(d, epoch)
+        for d in dict.fromkeys(os.path.abspath(os.path.join(d, tensorboard.BATCH_SUBDIR)) for d in log_dirs):
+            tensorboard.purge_after(d, global_step + 1)
 
     def _restore(self, path: Path, begun, resume: bool) -> None:
         model = self.model
@@ -973,10 +983,10 @@ class CheckpointRestart(KerafineCallback):
             self._pending_metrics = arrays.get("metrics") or None
             self._install_skipper()
         if self._chief:
-            self._trim_history(epoch)
+            self._trim_history(epoch, self._global_step())
         if self.log_dir is not None:
             from kerafine import tensorboard
 
             step = self._global_step()
-            tensorboard.scalar(self.log_dir, "checkpoint/restored_epoch", epoch, step)
-            tensorboard.text(self.log_dir, "checkpoint", f"resumed from {path.name} (epoch {epoch}, batch {batch})", step)
+            tensorboard.batch_scalars(self.log_dir, {"checkpoint/restored_epoch": epoch}, step)
+            tensorboard.batch_text(self.log_dir, "checkpoint", f"resumed from {path.name} (epoch {epoch}, batch {batch})", step)

@@ -61,11 +61,18 @@ class DriftMonitor(_AlertHistoryCallback):
     detected it warns with a :class:`kerafine.drift.DriftWarning` naming the
     most shifted features, then calls the handler or stops training as
     ``on_drift`` asks. With ``log_dir`` it writes to TensorBoard (under
-    ``<log_dir>/kerafine``): ``drift/share``, ``drift/detected``, per-feature
-    ``drift/effect/<feature>`` and ``drift/p_value/<feature>`` scalars (all
-    features up to 100, else the 20 most shifted), the alert as text
-    (``drift/alert``) and reference vs current histograms of the drifted
-    continuous features (``drift/<feature>/reference`` and ``.../current``).
+    ``<log_dir>/kerafine``, step = epoch): ``drift/share`` (the share of
+    drifted features; the verdict is share above the detector's threshold),
+    ``drift/largest_effect`` (the largest effect size of any feature),
+    per-feature ``drift/effect/<feature>`` and ``drift/p_value/<feature>``
+    scalars for inputs and outputs (all features up to 100, else the 20 most
+    shifted), the alert as text (``drift/alert``, only when drift is detected)
+    and reference vs current histograms of the drifted continuous features
+    (``drift/<feature>/reference`` and ``.../current``). Embedding dimensions
+    (``emb0``, ``emb1``, ...) are anonymous: only the summary is written
+    unless ``per_dimension=True``. The 0/1 verdict is not a TensorBoard
+    scalar (smoothing would draw it as fractions): it is ``drift_detected``
+    in the logs, and the ``drift/alert`` text in TensorBoard.
 
     With ``on="embeddings"`` or ``"outputs"`` the reference data is passed
     through the model again at each check: embeddings move as the weights
@@ -118,6 +125,11 @@ class DriftMonitor(_AlertHistoryCallback):
             whole reference.
             Defaults to ``False`` (``reference`` is the whole reference on
             every worker).
+        per_dimension: with ``on="embeddings"``, also write one
+            ``drift/effect/emb<i>`` and ``drift/p_value/emb<i>`` scalar per
+            embedding dimension to TensorBoard (up to 100 dimensions, else the
+            20 most shifted). Defaults to ``False`` (``drift/share`` and
+            ``drift/largest_effect`` only).
 
     Raises:
         KerafineError: for a bad argument (before ``fit`` starts), including
@@ -155,6 +167,7 @@ class DriftMonitor(_AlertHistoryCallback):
         steps: int | None = None,
         name: str | None = None,
         reference_is_shard: bool = False,
+        per_dimension: bool = False,
     ):
         super().__init__()
         from kerafine.drift import DriftDetector, ReferenceProfile
@@ -173,6 +186,13 @@ class DriftMonitor(_AlertHistoryCallback):
             raise invalid_argument("name", name, "None or a non-empty identifier (letters, digits, _ . -)")
         if not isinstance(reference_is_shard, bool):
             raise invalid_argument("reference_is_shard", reference_is_shard, "True or False")
+        if not isinstance(per_dimension, bool):
+            raise invalid_argument("per_dimension", per_dimension, "True or False")
+        if per_dimension and on != "embeddings":
+            raise invalid_argument(
+                "per_dimension", per_dimension, f'False when on="{on}" (it applies to on="embeddings" only)',
+                hint="Inputs and outputs always get one scalar per feature.",
+            )
         if log_dir is not None:
             from kerafine import _io
 
@@ -192,6 +212,7 @@ class DriftMonitor(_AlertHistoryCallback):
         self.steps = steps
         self.name = name
         self.reference_is_shard = reference_is_shard
+        self.per_dimension = per_dimension
         self._detector_kwargs = {"p_value": p_value, "correction": correction, "min_effect": min_effect}
         if on == "inputs":
             if isinstance(current_data, ReferenceProfile):
@@ -278,6 +299,12 @@ class DriftMonitor(_AlertHistoryCallback):
 
         return data.run(fn).y_pred
 
+    def on_train_end(self, logs=None):
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            tensorboard.flush(self.log_dir)  # also writes the run's layout if it is due
+
     def _key(self, key: str) -> str:
         return f"{self.name}_{key}" if self.name else key
 
@@ -357,9 +384,12 @@ class DriftMonitor(_AlertHistoryCallback):
     def _write_tensorboard(self, report, epoch: int) -> None:
         from kerafine import tensorboard
 
-        values = {"drift/share": report.drift_share, "drift/detected": float(report.is_drift)}
+        effects = [f.effect for f in report.features if math.isfinite(f.effect)]
+        values = {"drift/share": report.drift_share, "drift/largest_effect": max(effects, default=float("nan"))}
         feats = report.features
-        if len(feats) > _MAX_SCALAR_FEATURES:
+        if self.on == "embeddings" and not self.per_dimension:
+            feats = []
+        elif len(feats) > _MAX_SCALAR_FEATURES:
             feats = report.top(_TOP_LOGGED)
         for f in feats:
             values[f"drift/effect/{_tag(f.name)}"] = f.effect if math.isfinite(f.effect) else float("nan")

@@ -139,6 +139,12 @@ class SecurityMonitor(_AlertHistoryCallback):
         self._restore_or_reset()
         self._attacker = None
 
+    def on_train_end(self, logs=None):
+        if self.log_dir is not None:
+            from kerafine import tensorboard
+
+            tensorboard.flush(self.log_dir)  # also writes the run's layout if it is due
+
     def _key(self, key: str) -> str:
         return f"{self.name}_{key}" if self.name else key
 

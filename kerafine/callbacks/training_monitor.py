@@ -148,11 +148,13 @@ class TrainingMonitor(KerafineCallback):
       ``||w_t - w_{t-1}|| / ||w_{t-1}||`` over all trainable weights, one step
       apart (NaN if no logging point fell in the epoch).
 
-    TensorBoard (when ``log_dir`` is given), under ``<log_dir>/kerafine``:
-    ``monitor/*`` scalars at each logging point (step = optimizer iteration),
-    ``weight_norm/<group>`` and ``update_ratio/<group>`` per layer group,
-    ``epoch/<key>`` for the epoch values (step = epoch), ``problems/<kind>``
-    text events, and ``weights/<variable>`` histograms every
+    TensorBoard (when ``log_dir`` is given): under ``<log_dir>/kerafine``,
+    ``epoch/<key>`` for the epoch values (step = epoch) and ``weights/<variable>``
+    histograms every ``histograms_every_n_epochs`` epochs; under
+    ``<log_dir>/kerafine/batch`` (step = optimizer iteration, see
+    :mod:`kerafine.tensorboard`), ``batch/monitor/*`` scalars at each logging
+    point, ``batch/weight_norm/<group>`` and ``batch/update_ratio/<group>`` per
+    layer group and ``batch/problems/<kind>`` text events. Weight histograms every
     ``histograms_every_n_epochs`` epochs. A layer group is a top-level layer of
     the model; its frozen weights form a separate ``<layer>/frozen`` group.
 
@@ -361,7 +363,7 @@ class TrainingMonitor(KerafineCallback):
         problem = TrainingProblem(kind, int(epoch), None if batch is None else int(batch), message, dict(values))
         self.problems.append(problem)
         if self.log_dir is not None:
-            tensorboard.text(self.log_dir, f"problems/{kind}", message, step=self._iterations())
+            tensorboard.batch_text(self.log_dir, f"problems/{kind}", message, step=self._iterations())
         if callable(self.on_problem):
             self.on_problem(problem)
             return
@@ -437,7 +439,7 @@ class TrainingMonitor(KerafineCallback):
                     self._epoch_ratios.append(ratio)
         self._before = None
         if self.log_dir is not None:
-            tensorboard.scalars(self.log_dir, values, step=iters)
+            tensorboard.batch_scalars(self.log_dir, values, step=iters)
 
     # ------------------------------------------------------------- probing
     def _probe_inputs(self):

@@ -279,3 +279,18 @@ def test_tf_dataset_validation_data_and_logits_are_accepted():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     history = model.fit(x, y, epochs=1, verbose=0, callbacks=[AUCTracker(dataset)])
     assert history.history["val_auc"][0] == pytest.approx(roc_auc_score(y, model.predict(x, verbose=0).ravel()), abs=1e-12)
+
+
+def test_tensorboard_gets_val_pr_auc_also_when_curve_is_roc(tmp_path):
+    from sklearn.metrics import average_precision_score
+
+    x, y = _data()
+    model = _model()
+    tracker = AUCTracker((x, y), log_dir=tmp_path)  # curve="roc": the logs hold no PR-AUC
+    history = model.fit(x, y, epochs=1, verbose=0, callbacks=[tracker])
+    assert "val_pr_auc" not in history.history
+    tensorboard.flush(tmp_path)
+    scalars = tensorboard.read_scalars(tmp_path)
+    expected = average_precision_score(y, model.predict(x, verbose=0)[:, 0])
+    assert [s for s, _ in scalars["val_pr_auc"]] == [0]
+    assert scalars["val_pr_auc"][0][1] == pytest.approx(expected, abs=1e-6)

@@ -99,8 +99,11 @@ def test_checkpoints_are_atomic_verified_and_only_the_newest_kept(tmp_path):
     resumed = CheckpointRestart(tmp_path / "c", keep=2, log_dir=tmp_path / "logs")
     _fit(_model(), [resumed], epochs=4)  # all 4 epochs done: restores, trains nothing
     tags = tensorboard.read_tags(tmp_path / "logs")
-    assert "checkpoint" in tags["text"] and "checkpoint/save_seconds" in tags["scalars"]
-    assert tensorboard.read_scalars(tmp_path / "logs")["checkpoint/restored_epoch"][0][1] == 4.0
+    # Stepped by optimizer iteration: in kerafine/batch, tagged batch/...
+    assert "batch/checkpoint" in tags["text"] and "batch/checkpoint/save_seconds" in tags["scalars"]
+    batch_scalars = tensorboard.read_scalars(tmp_path / "logs", subdir=tensorboard.BATCH_SUBDIR)
+    assert batch_scalars["batch/checkpoint/restored_epoch"][0][1] == 4.0
+    assert not any(t.startswith("checkpoint") for t in tensorboard.read_tags(tmp_path / "logs", subdir=None).get("scalars", ()))
 
 
 @pytest.mark.parametrize("save_freq", ["epoch", 3])
@@ -349,9 +352,9 @@ def test_divergence_rolls_back_lowers_lr_and_finishes(tmp_path, kind):
     assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 3
     newest, _ = cr._read_checkpoint(ckpt.checkpoints()[0])
     assert newest["rollbacks"] == 1  # the count survives a restart
-    events = tensorboard.read_scalars(tmp_path / "logs")["rollback"]
+    events = tensorboard.read_scalars(tmp_path / "logs", subdir=tensorboard.BATCH_SUBDIR)["batch/rollback"]
     assert len(events) == 1 and events[0][1] == 1.0 and events[0][0] > 8  # at the global step of the rollback
-    assert "rollback" in tensorboard.read_tags(tmp_path / "logs")["text"]
+    assert "batch/rollback" in tensorboard.read_tags(tmp_path / "logs")["text"]
 
 
 def test_too_many_rollbacks_stop_training_with_a_clear_error(tmp_path):
@@ -638,14 +641,18 @@ def test_history_is_written_exactly_once_across_kills(tmp_path):
         for tag, tag_steps in steps.items():
             assert len(tag_steps) == len(set(tag_steps)), (sub, tag, tag_steps)
     kerafine_steps = _scalar_steps(tmp_path / "logs" / "kerafine")
-    # The purge step is the epoch; CheckpointRestart's bookkeeping uses the global
-    # batch step (8 batches an epoch) in the same directory, so the first
-    # resume's point (global step 16 > epoch 4) is purged by the second resume:
-    # only the last one shows.
-    restored = kerafine_steps["checkpoint/restored_epoch"]
-    assert len(restored) == 1 and restored[0] in (4 * 8, 5 * 8), restored
+    assert not any(t.startswith("batch/") for t in kerafine_steps), kerafine_steps  # per epoch only
     for tag, tag_steps in kerafine_steps.items():
         assert len(tag_steps) == len(set(tag_steps)), (tag, tag_steps)
+    # CheckpointRestart's bookkeeping is stepped by optimizer iteration (8 batches
+    # an epoch) in its own directory, purged at the resumed iteration: both
+    # resumes' points stay (at the restored iterations: an epoch boundary, then
+    # 32 or 40), each save once.
+    batch_steps = _scalar_steps(tmp_path / "logs" / "kerafine" / "batch")
+    restored = batch_steps["batch/checkpoint/restored_epoch"]
+    assert len(restored) == 2 and restored[0] % 8 == 0 and restored[0] < restored[1] in (4 * 8, 5 * 8), restored
+    saves = batch_steps["batch/checkpoint/save_seconds"]
+    assert saves == sorted(set(saves)) and saves[-1] == (last + 1) * 8, saves
     # Without the purge marker the interrupted runs' points would be there twice:
     # the raw event files hold more epoch_loss points than TensorBoard shows.
     from kerafine import tensorboard

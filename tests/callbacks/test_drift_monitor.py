@@ -180,3 +180,66 @@ def test_reference_is_shard_outside_a_cluster_checks_against_the_whole_reference
         assert [(f.name, f.drifted) for f in a.features] == [(f.name, f.drifted) for f in b.features]
         assert [f.p_value for f in a.features] == pytest.approx([f.p_value for f in b.features], rel=1e-6)
     assert reports[True, "inputs"].drifted_features == ["f1"]
+def _embedding_fit(log_dir, **kwargs):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0.0, 0.7, size=(128, 8, 8, 3)).astype("float32")
+    labels = rng.integers(0, 2, 128).astype("float32")
+    brighter = np.clip(rng.uniform(0.0, 0.7, size=(100, 8, 8, 3)) + 0.25, 0.0, 1.0).astype("float32")
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(6, 3, activation="relu")(inputs)
+    emb = keras.layers.GlobalAveragePooling2D(name="embedding")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(emb))
+    model.compile("adam", "binary_crossentropy")
+    monitor = DriftMonitor(images, brighter, on="embeddings", layer="embedding", log_dir=log_dir,
+                           on_drift=lambda r: None, **kwargs)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        model.fit(images, labels, epochs=1, batch_size=64, verbose=0, callbacks=[monitor])
+    tensorboard.flush(log_dir)
+    return monitor, tensorboard.read_scalars(log_dir)
+
+
+def test_embedding_drift_is_summarised_in_tensorboard_unless_per_dimension(tmp_path):
+    monitor, scalars = _embedding_fit(tmp_path / "summary")
+    report = monitor.last_report
+    assert report.is_drift and len(report.features) == 6
+    # Two scalars, whatever the embedding width: no anonymous emb<i> cards.
+    assert sorted(t for t in scalars if t.startswith("drift/")) == ["drift/largest_effect", "drift/share"]
+    assert scalars["drift/share"][0][1] == pytest.approx(report.drift_share)
+    assert scalars["drift/largest_effect"][0][1] == pytest.approx(max(f.effect for f in report.features))
+    # The 0/1 verdict is not a (smoothable) scalar; the alert is text.
+    assert "drift/detected" not in scalars
+    assert "drift/alert" in tensorboard.read_tags(tmp_path / "summary")["text"]
+
+    _, detailed = _embedding_fit(tmp_path / "detail", per_dimension=True)
+    assert {f"drift/effect/emb{i}" for i in range(6)} <= set(detailed)
+    assert {f"drift/p_value/emb{i}" for i in range(6)} <= set(detailed)
+    assert "drift/largest_effect" in detailed
+
+
+def test_named_input_features_keep_their_per_feature_scalars(tmp_path):
+    x, y = _tabular()
+    frame = pd.DataFrame(x, columns=["price", "volume", "spread"])
+    shifted = frame.iloc[:200].assign(spread=frame["spread"].iloc[:200] + 1.5)
+    monitor = DriftMonitor(frame, shifted, log_dir=tmp_path, on_drift=lambda r: None)
+    with warnings.catch_warnings(record=True):
+        _dense_model().fit(x, y, epochs=1, verbose=0, callbacks=[monitor])
+    tensorboard.flush(tmp_path)
+    scalars = tensorboard.read_scalars(tmp_path)
+    assert {f"drift/effect/{c}" for c in frame.columns} <= set(scalars)
+    assert scalars["drift/largest_effect"][0][1] == pytest.approx(monitor.last_report["spread"].effect)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"per_dimension": "yes"}, r"Invalid value for argument `per_dimension`: received 'yes'; expected True or False"),
+        ({"per_dimension": True}, r"`per_dimension`: received True; expected False when on=\"inputs\""),
+        ({"per_dimension": True, "on": "outputs"}, r"`per_dimension`: received True; expected False when on=\"outputs\""),
+    ],
+)
+def test_per_dimension_is_refused_where_it_does_not_apply(kwargs, message):
+    x, _ = _tabular()
+    with pytest.raises(KerafineError, match=message):
+        DriftMonitor(x, x[:100], **kwargs)

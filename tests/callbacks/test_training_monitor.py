@@ -131,13 +131,21 @@ def test_epoch_keys_are_stable_and_tensorboard_holds_the_scalars_and_histograms(
         assert sps == pytest.approx(64 / (4 * step), rel=1e-6)
     assert all(v > 10 for v in history.history["rss_mb"])
     scalars = tensorboard.read_scalars(tmp_path)
-    for tag in ("monitor/learning_rate", "monitor/update_ratio", "monitor/step_seconds", "weight_norm/out",
-                "update_ratio/out", "epoch/rss_mb", "epoch/cpu_percent"):
+    for tag in ("batch/monitor/learning_rate", "batch/monitor/update_ratio", "batch/monitor/step_seconds",
+                "batch/weight_norm/out", "batch/update_ratio/out", "epoch/rss_mb", "epoch/cpu_percent"):
         assert tag in scalars, (tag, sorted(scalars))
+    # No mixing: per-epoch series in kerafine/, per-iteration ones (batch/...) in kerafine/batch/.
+    assert all(t.startswith("batch/") for t in tensorboard.read_scalars(tmp_path, subdir=tensorboard.BATCH_SUBDIR))
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    epoch_run = EventAccumulator(str(tmp_path / tensorboard.SUBDIR))  # one run: its own files, not batch/'s
+    epoch_run.Reload()
+    epoch_tags = epoch_run.Tags()["tensors"]
+    assert "epoch/rss_mb" in epoch_tags and not any(t.startswith(("batch/", "monitor/")) for t in epoch_tags)
     # Logging points every 2 batches over 8 steps, at optimizer iterations 2, 4, 6, 8.
-    assert [s for s, _ in scalars["monitor/learning_rate"]] == [2, 4, 6, 8]
+    assert [s for s, _ in scalars["batch/monitor/learning_rate"]] == [2, 4, 6, 8]
     # The norm logged at step s is that of the weights the step started from (after step s - 1).
-    for step, norm in scalars["weight_norm/out"]:
+    for step, norm in scalars["batch/weight_norm/out"]:
         assert norm == pytest.approx(probe.norms[step - 1], rel=1e-5), step
     assert any(t.startswith("weights/") for t in tensorboard.read_tags(tmp_path).get("histograms", set()))
 
@@ -264,7 +272,7 @@ def test_learning_rate_too_low_or_too_high_is_reported_with_a_tensorboard_text_e
     assert (kind, 0) in _kinds(found)
     ratio = history.history["update_ratio"][0]
     assert (ratio < 1e-4) if kind == "lr_too_low" else (ratio > 1e-2)
-    assert f"problems/{kind}" in tensorboard.read_tags(tmp_path)["text"]
+    assert f"batch/problems/{kind}" in tensorboard.read_tags(tmp_path)["text"]
 
 
 def test_healthy_run_reports_nothing(seeded):
