@@ -9,7 +9,7 @@ One callback in the ``model.fit`` list that
 * writes the same, plus per-layer-group weight norms and update-to-weight
   ratios every ``every_n_batches`` batches (and weight histograms if asked),
   to TensorBoard under ``<log_dir>/kerafine`` through :mod:`kerafine.tensorboard`;
-* names seven problems (:data:`PROBLEM_KINDS`) in a one-line warning with what
+* names nine problems (:data:`PROBLEM_KINDS`) in a one-line warning with what
   to try, a TensorBoard text event and a :class:`TrainingProblem` record.
 
 Everything is computed from what a callback can see: ``logs``, the optimizer and
@@ -45,7 +45,8 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
-from kerafine.callbacks import _probes
+from kerafine import _health
+from kerafine.callbacks import _probes, predictions
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
@@ -81,6 +82,8 @@ PROBLEM_KINDS = (
     "overfitting",
     "frozen_weights_changed",
     "weights_not_changing",
+    "constant_features",
+    "one_class_predictions",
 )
 
 _STATE_VERSION = 1
@@ -181,6 +184,26 @@ class TrainingMonitor(KerafineCallback):
       bug: a layer unfrozen by mistake, BatchNorm statistics updating).
     * ``weights_not_changing``: a trainable group did not change at all over an
       epoch (dead units, zero gradients, or a layer wrongly left out).
+    * ``constant_features`` (with ``probe_data``, for a model with a backbone):
+      at the first epoch's start and every epoch end, the backbone runs in
+      inference mode on the first 256 rows of ``probe_data``; when at least 90%
+      of its features have a standard deviation at most ``1e-4`` x their RMS
+      (a scale-free rule, see :mod:`kerafine._health`) while the inputs
+      differ, the message names the likely cause (BatchNorm moving statistics
+      that do not fit the data, and the first BatchNorm layer whose output is
+      constant) and the fix.
+    * ``one_class_predictions`` (with ``validation_data``): at each epoch end,
+      every validation row gets the same predicted class (arg-max, or 0.5 on a
+      single output, 0 for a ``from_logits`` loss) while the labels hold
+      several classes; the message says whether the scores are all equal (a
+      dead model) or only on one side of the threshold.
+
+    Log keys: when a key this callback writes is already in ``logs`` (a
+    compiled metric or an earlier callback wrote it), a
+    ``LogKeyConflictWarning`` names both writers, once per key and fit.
+    ``learning_rate``, which Keras's ``ReduceLROnPlateau`` and
+    ``LearningRateScheduler`` also write, is overwritten on purpose with the
+    rate the epoch applied, without a warning.
 
     A problem is reported once when it appears, and again only after it has
     cleared and come back.
@@ -200,7 +223,13 @@ class TrainingMonitor(KerafineCallback):
             :class:`TrainingProblem` (no warning then). Defaults to ``"warn"``.
         probe_data: inputs to probe when the loss goes non-finite: an array,
             a dict of arrays, ``(x, y[, w])``, or a ``tf.data.Dataset``
-            (its first batches). Defaults to ``None`` (probe weights only).
+            (its first batches). Also the probe batch of the
+            ``constant_features`` check. Defaults to ``None`` (probe weights
+            only, no feature check).
+        validation_data: ``(x, y)`` (or ``(x, y, sample_weight)``, a
+            ``tf.data.Dataset``) to check for ``one_class_predictions`` at
+            each epoch end; the forward pass is shared with ``AUCTracker`` on
+            the same inputs. Defaults to ``None`` (no check).
         explode_factor: how many times the running median the smoothed loss
             must exceed to be called exploding. Defaults to 10.
         loss_smoothing: number of recent batch losses averaged into the
@@ -228,6 +257,8 @@ class TrainingMonitor(KerafineCallback):
     'kerafine.TrainingMonitor[]'
     """
 
+    _shared_log_keys = ("learning_rate",)
+
     def __init__(
         self,
         log_dir: str | os.PathLike | None = None,
@@ -242,6 +273,7 @@ class TrainingMonitor(KerafineCallback):
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
         loss_window: int = DEFAULT_WINDOW,
         name: Optional[str] = None,
+        validation_data: Any = None,
     ):
         super().__init__()
         for argument, value, minimum in (
@@ -291,6 +323,9 @@ class TrainingMonitor(KerafineCallback):
         if name is not None and (not isinstance(name, str) or not name):
             raise invalid_argument("name", name, "None or a non-empty str")
         self.name = name
+        self.validation_data = validation_data
+        # Checked now (empty, lengths), before fit starts.
+        self._val = None if validation_data is None else predictions.EvalData(validation_data)
         self._restored = False
         # Per instance, not per fit: "no learning rate" is said once.
         self._lr_missing_warned = False
@@ -574,6 +609,7 @@ class TrainingMonitor(KerafineCallback):
         self._frozen_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if not g.trainable}
         self._global_batches = 0
         self._before = None
+        self._features_checked = False
         # A finite baseline, so that a loss that is NaN on the very first
         # batch can still be probed with weights from before the bad step.
         first = self._snapshot()
@@ -602,6 +638,9 @@ class TrainingMonitor(KerafineCallback):
         }
         if self._is_measure_point(self._spe - 1):
             self._before = (self._snapshot(), self._iterations())
+        if not self._features_checked:
+            self._features_checked = True
+            self._check_features(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         self._t_last = time.perf_counter()
@@ -690,11 +729,13 @@ class TrainingMonitor(KerafineCallback):
                 epoch_values["gpu_memory_mb"] = tf.config.experimental.get_memory_info(self._gpu)["current"] / 2**20
             except Exception:  # the device does not report memory
                 epoch_values["gpu_memory_mb"] = math.nan
-        logs.update(epoch_values)
+        self._write_logs(logs, epoch_values)
         self._check_update_ratio(epoch, ratio, lr)
         self._check_overfitting(epoch, logs)
         self._check_frozen(epoch)
         self._check_unchanged(epoch)
+        self._check_features(epoch)
+        self._check_one_class(epoch)
         if self.log_dir is not None:
             tensorboard.scalars(self.log_dir, {f"epoch/{k}": v for k, v in epoch_values.items()}, step=epoch)
             h = self.histograms_every_n_epochs
@@ -810,6 +851,36 @@ class TrainingMonitor(KerafineCallback):
                 {"group": g.name, "weights": len(g.variables)},
                 subject=g.name,
             )
+
+    def _check_features(self, epoch) -> None:
+        if self.probe_data is None:
+            return
+        x = next(iter(self._probe_inputs()), None)
+        if x is None:
+            return
+        found = _health.check_backbone(self.watched_model, x, "probe_data")
+        if found is None:
+            self._clear("constant_features")
+            return
+        values, text = found
+        self._report("constant_features", epoch, None, f"TrainingMonitor: at epoch {epoch + 1}, {text}", values)
+
+    def _check_one_class(self, epoch) -> None:
+        if self._val is None:
+            return
+        model = self.watched_model
+        if not _health.is_classification_loss(getattr(model, "loss", None)):
+            return
+        pred = predictions.predict(model, self._val, cache=self.context.predictions)
+        if isinstance(pred.y_pred, (list, tuple, dict)):
+            return  # several outputs: not judged
+        found = _health.one_class(np.asarray(pred.y_pred), pred.y_true,
+                                  from_logits=_health.from_logits_of(model.loss), where="validation")
+        if found is None:
+            self._clear("one_class_predictions")
+            return
+        values, text = found
+        self._report("one_class_predictions", epoch, None, f"TrainingMonitor: at epoch {epoch + 1}, {text}", values)
 
     def on_train_end(self, logs=None):
         if self.log_dir is not None:
