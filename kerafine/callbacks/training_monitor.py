@@ -89,6 +89,8 @@ PROBLEM_KINDS = (
 _STATE_VERSION = 1
 _MIN_LOSSES_FOR_MEDIAN = MIN_HISTORY
 _PROBE_MAX_ROWS = 8192
+# Epochs in a row a model must predict one class before it is reported (or the fit's last epoch).
+_ONE_CLASS_EPOCHS = 2
 
 
 class TrainingProblemWarning(UserWarning):
@@ -192,11 +194,13 @@ class TrainingMonitor(KerafineCallback):
       differ, the message names the likely cause (BatchNorm moving statistics
       that do not fit the data, and the first BatchNorm layer whose output is
       constant) and the fix.
-    * ``one_class_predictions`` (with ``validation_data``): at each epoch end,
-      every validation row gets the same predicted class (arg-max, or 0.5 on a
-      single output, 0 for a ``from_logits`` loss) while the labels hold
-      several classes; the message says whether the scores are all equal (a
-      dead model) or only on one side of the threshold.
+    * ``one_class_predictions`` (with ``validation_data``): every validation
+      row gets the same predicted class (arg-max, or 0.5 on a single output, 0
+      for a ``from_logits`` loss) while the labels hold several classes, at
+      the end of two epochs in a row (a model often starts with the majority
+      class), or at the end of the last epoch of the fit; the message says
+      whether the scores are all equal (a dead model) or only on one side of
+      the threshold.
 
     Log keys: when a key this callback writes is already in ``logs`` (a
     compiled metric or an earlier callback wrote it), a
@@ -340,6 +344,8 @@ class TrainingMonitor(KerafineCallback):
         self._best_epoch = None
         self._train_at_best = None
         self._active: set[str] = set()
+        self._one_class_epochs = 0
+        self._one_class_found = None
 
     @property
     def state_key(self) -> str:
@@ -360,6 +366,7 @@ class TrainingMonitor(KerafineCallback):
             "train_loss_at_best": self._train_at_best,
             "active": sorted(self._active),
             "lr_missing_warned": self._lr_missing_warned,
+            "one_class_epochs": self._one_class_epochs,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -377,6 +384,7 @@ class TrainingMonitor(KerafineCallback):
         self._train_at_best = state.get("train_loss_at_best")
         self._active = set(state.get("active", []))
         self._lr_missing_warned = bool(state.get("lr_missing_warned", False))
+        self._one_class_epochs = int(state.get("one_class_epochs", 0))
         self.problems = [TrainingProblem(**p) for p in state.get("problems", [])]
         self._restored = True
 
@@ -877,11 +885,24 @@ class TrainingMonitor(KerafineCallback):
         found = _health.one_class(np.asarray(pred.y_pred), pred.y_true,
                                   from_logits=_health.from_logits_of(model.loss), where="validation")
         if found is None:
+            self._one_class_epochs, self._one_class_found = 0, None
             self._clear("one_class_predictions")
             return
-        values, text = found
-        self._report("one_class_predictions", epoch, None, f"TrainingMonitor: at epoch {epoch + 1}, {text}", values)
+        self._one_class_epochs += 1
+        self._one_class_found = (epoch, found)
+        if self._one_class_epochs >= _ONE_CLASS_EPOCHS:
+            self._report_one_class()
+
+    def _report_one_class(self) -> None:
+        epoch, (values, text) = self._one_class_found
+        values = dict(values, epochs_in_a_row=self._one_class_epochs)
+        self._report("one_class_predictions", epoch, None,
+                     f"TrainingMonitor: at epoch {epoch + 1} ({self._one_class_epochs} epoch(s) in a row), {text}",
+                     values)
 
     def on_train_end(self, logs=None):
+        if self._one_class_found is not None:
+            # The fit ends on a one-class model: said even if it held for a single epoch.
+            self._report_one_class()
         if self.log_dir is not None:
             tensorboard.flush(self.log_dir)
