@@ -133,6 +133,7 @@ class KerafineCallback(_keras_callback()):
             return
         ctx = self.context
         me = self._writer_name()
+        clashes: dict[str, list] = {}  # other writer -> keys
         for key in values:
             if key not in logs or key in ctx.warned_keys:
                 continue
@@ -144,18 +145,23 @@ class KerafineCallback(_keras_callback()):
                 continue
             if other is None:
                 model = ctx.trained_model or self.model
-                if key in _metric_log_names(model):
-                    base = key[4:] if key.startswith("val_") and key[4:] in _metric_log_names(model) else key
-                    other = f"the compiled metric {base!r} (Keras logs it as {key!r})"
+                names = _metric_log_names(model)
+                if key in names:
+                    base = key[4:] if key.startswith("val_") and key[4:] in names else key
+                    other = f"the compiled metric {base!r}"
                 else:
                     other = "a callback earlier in the list (not a kerafine one)"
             if other == me:
                 other = f"another {me}"
             ctx.warned_keys.add(key)
+            clashes.setdefault(other, []).append(key)
+        for other, keys in clashes.items():
+            shown = ", ".join(repr(k) for k in keys)
+            changes = ", ".join(f"{logs[k]!r} -> {values[k]!r}" for k in keys)
             warnings.warn(
-                f"Two writers of the log key {key!r}: {other} and {me}. {me} overwrites the earlier value "
-                f"({logs[key]!r} -> {values[key]!r}), so History, CSVLogger, EarlyStopping and TensorBoard see "
-                f"only its value. Rename one of them (e.g. the metric name=..., or the callback's name=...).",
+                f"Two writers of the log key(s) {shown}: {other} and {me}. {me} overwrites the earlier value(s) "
+                f"({changes}), so History, CSVLogger, EarlyStopping and TensorBoard see only its value. Rename "
+                "one of them (the metric's name=..., or the callback's name=...).",
                 LogKeyConflictWarning,
                 stacklevel=3,
             )
