@@ -442,7 +442,7 @@ def test_a_single_class_training_split_warns_naming_the_split_and_the_counts():
 
 
 def _softmax_model(collapsed):
-    from tests.test_health import bn_backbone
+    from tests._dead_models import bn_backbone
 
     keras.utils.set_random_seed(0)
     return build_transfer_model(bn_backbone(collapsed), keras.layers.Dense(3, activation="softmax", name="predictions"))
@@ -450,7 +450,7 @@ def _softmax_model(collapsed):
 
 def test_constant_backbone_features_are_flagged_before_training_with_the_batchnorm_hint():
     from kerafine.callbacks.training_monitor import TrainingProblemWarning
-    from tests.test_health import images
+    from tests._dead_models import images
 
     x = images(64)
     y = np.arange(64) % 3
@@ -467,7 +467,7 @@ def test_constant_backbone_features_are_flagged_before_training_with_the_batchno
 
 def test_a_healthy_backbone_gives_no_dead_model_alarm():
     from kerafine.callbacks.training_monitor import TrainingProblemWarning
-    from tests.test_health import images
+    from tests._dead_models import images
 
     x = images(64)
     model = _softmax_model(False)

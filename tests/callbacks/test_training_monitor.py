@@ -449,7 +449,7 @@ def test_name_defaults_to_none_and_is_what_the_state_key_carries():
 
 def _softmax_transfer(collapsed):
     from kerafine.transfer import build_transfer_model
-    from tests.test_health import bn_backbone
+    from tests._dead_models import bn_backbone
 
     model = build_transfer_model(bn_backbone(collapsed), keras.layers.Dense(3, activation="softmax",
                                                                             name="predictions"))
@@ -458,7 +458,7 @@ def _softmax_transfer(collapsed):
 
 
 def test_constant_backbone_features_on_probe_data_are_named_with_the_batchnorm_hint(seeded):
-    from tests.test_health import images
+    from tests._dead_models import images
 
     x, y = images(64), np.arange(64) % 3
     found = []
@@ -471,7 +471,7 @@ def test_constant_backbone_features_on_probe_data_are_named_with_the_batchnorm_h
 
 
 def test_a_healthy_backbone_or_no_probe_data_gives_no_constant_features_problem(seeded):
-    from tests.test_health import images
+    from tests._dead_models import images
 
     x, y = images(64), np.arange(64) % 3
     for collapsed, probe in ((False, x), (True, None)):
