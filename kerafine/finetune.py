@@ -695,8 +695,9 @@ def fine_tune(
     likely cause (BatchNorm moving statistics that do not fit the data, when
     the backbone has BatchNorm layers) and the fix. After the last phase, a
     model that predicts one class for every validation row while the labels
-    hold several is flagged too. Both are in ``result.problems``; training
-    is not stopped.
+    hold several is flagged too (one prediction pass over
+    ``validation_data``). Both are in ``result.problems``; training is not
+    stopped.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -789,7 +790,11 @@ def fine_tune(
     progress = verbose != 0
     problems = []
     # A cheap look at the features before any training: constant features make the whole run pointless.
-    found = _health.check_backbone(model, _probe_inputs(train), "train_data")
+    try:
+        found = _health.check_backbone(model, _probe_inputs(train), "train_data")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must never stop a run it cannot judge
+        logger.info("constant-feature check skipped: %s: %s", type(exc).__name__, exc)
+        found = None
     if found is not None:
         problems.append(_problem("constant_features", 0, found))
 

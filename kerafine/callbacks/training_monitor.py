@@ -866,7 +866,10 @@ class TrainingMonitor(KerafineCallback):
         x = next(iter(self._probe_inputs()), None)
         if x is None:
             return
-        found = _health.check_backbone(self.watched_model, x, "probe_data")
+        try:
+            found = _health.check_backbone(self.watched_model, x, "probe_data")
+        except Exception:  # noqa: BLE001 - a probe the model cannot take (e.g. string inputs) judges nothing
+            found = None
         if found is None:
             self._clear("constant_features")
             return
