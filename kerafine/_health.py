@@ -27,12 +27,21 @@ accuracy while its inference-mode features are constant.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-__all__ = ["RELATIVE_STD", "CONSTANT_SHARE", "PROBE_ROWS", "feature_spread", "check_backbone", "one_class",
-           "predicted_classes", "from_logits_of", "is_classification_loss"]
+__all__ = [
+    "CONSTANT_SHARE",
+    "PROBE_ROWS",
+    "RELATIVE_STD",
+    "check_backbone",
+    "feature_spread",
+    "from_logits_of",
+    "is_classification_loss",
+    "one_class",
+    "predicted_classes",
+]
 
 #: A feature is near-constant when its std over the probe rows is at most this times its RMS.
 RELATIVE_STD = 1e-4
@@ -42,7 +51,7 @@ CONSTANT_SHARE = 0.9
 PROBE_ROWS = 256
 
 
-def feature_spread(features, rtol: float = RELATIVE_STD) -> Optional[dict]:
+def feature_spread(features, rtol: float = RELATIVE_STD) -> dict | None:
     """Per-feature relative spread of ``features`` (rows first), or ``None`` for fewer than 2 rows.
 
     Returns ``{"rows", "features", "constant", "share", "max_relative_std"}``:
@@ -97,7 +106,7 @@ def _numpy(value) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _collapsing_batchnorm(backbone, x) -> Optional[str]:
+def _collapsing_batchnorm(backbone, x) -> str | None:
     """The first BatchNormalization layer whose inference output is near-constant while its input is not."""
     import keras
 
@@ -109,7 +118,7 @@ def _collapsing_batchnorm(backbone, x) -> Optional[str]:
     try:
         probe = keras.Model(backbone.input, [t for bn in bns for t in (bn.input, bn.output)])
         outs = probe(x, training=False)
-    except Exception:  # a BN layer not in the backbone's own graph (nested, shared): no layer named
+    except Exception:  # noqa: BLE001 - a BN layer outside the backbone's own graph (nested, shared): none named
         return None
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     for i, bn in enumerate(bns):
@@ -121,7 +130,7 @@ def _collapsing_batchnorm(backbone, x) -> Optional[str]:
     return None
 
 
-def check_backbone(model, x, where: str) -> Optional[tuple[dict, str]]:
+def check_backbone(model, x, where: str) -> tuple[dict, str] | None:
     """``(values, message)`` when the backbone of ``model`` gives near-constant features on ``x``, else ``None``.
 
     ``x`` is a batch of inputs (its first :data:`PROBE_ROWS` rows are used);
@@ -188,7 +197,7 @@ def _label_classes(y) -> np.ndarray:
     return y.reshape(len(y))
 
 
-def one_class(scores, y=None, from_logits: bool = False, where: str = "validation") -> Optional[tuple[dict, str]]:
+def one_class(scores, y=None, from_logits: bool = False, where: str = "validation") -> tuple[dict, str] | None:
     """``(values, message)`` when every row of ``scores`` gets one predicted class, else ``None``.
 
     Not flagged when the labels ``y`` (if given) hold a single class
@@ -240,7 +249,7 @@ def from_logits_of(loss) -> bool:
         return False
     try:
         return bool(loss.get_config().get("from_logits", False))
-    except Exception:  # a plain function as loss: probabilities
+    except Exception:  # noqa: BLE001 - a plain function as loss: probabilities
         return False
 
 
