@@ -187,7 +187,8 @@ class TrainingMonitor(KerafineCallback):
     * ``weights_not_changing``: a trainable group did not change at all over an
       epoch (dead units, zero gradients, or a layer wrongly left out).
     * ``constant_features`` (with ``probe_data``, for a model with a backbone):
-      at the first epoch's start and every epoch end, the backbone runs in
+      at the first epoch's start (and at every epoch end while the backbone has
+      trainable weights: a frozen one cannot change), the backbone runs in
       inference mode on the first 256 rows of ``probe_data``; when at least 90%
       of its features have a standard deviation at most ``1e-4`` x their RMS
       (a scale-free rule, see :mod:`kerafine._health`) while the inputs
@@ -742,7 +743,8 @@ class TrainingMonitor(KerafineCallback):
         self._check_overfitting(epoch, logs)
         self._check_frozen(epoch)
         self._check_unchanged(epoch)
-        self._check_features(epoch)
+        if self._backbone_may_change():
+            self._check_features(epoch)
         self._check_one_class(epoch)
         if self.log_dir is not None:
             tensorboard.scalars(self.log_dir, {f"epoch/{k}": v for k, v in epoch_values.items()}, step=epoch)
@@ -859,6 +861,18 @@ class TrainingMonitor(KerafineCallback):
                 {"group": g.name, "weights": len(g.variables)},
                 subject=g.name,
             )
+
+    def _backbone_may_change(self) -> bool:
+        """Whether the backbone has trainable weights: a frozen one gives the features found at the start."""
+        if self.probe_data is None:
+            return False
+        from kerafine import transfer
+        from kerafine.errors import KerafineError
+
+        try:
+            return bool(transfer.backbone_of(self.watched_model).trainable_weights)
+        except KerafineError:
+            return False
 
     def _check_features(self, epoch) -> None:
         if self.probe_data is None:
