@@ -23,10 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 from pathlib import Path
-from typing import Annotated, List, Literal, Optional, Union
+from typing import Annotated, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -143,6 +145,28 @@ class ScheduleConfig(_Strict):
     finetune_learning_rate: Optional[float] = Field(None, gt=0)
     unfreeze: Union[Literal["all"], Annotated[int, Field(ge=1)]] = "all"
     lr_search: LRSearchConfig = LRSearchConfig()
+    # null, "balanced" or {class: weight}; checked against the training labels once they are read.
+    class_weight: Union[None, Literal["balanced"], Dict[int, float]] = None
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight(cls, value):
+        expected = 'expected null, "balanced" or a mapping {class index: weight >= 0} such as {0: 1.0, 1: 5.0}'
+        if value is None or value == "balanced":
+            return value
+        if isinstance(value, str):
+            raise ValueError(f"unknown class_weight {value!r}; {expected}.{did_you_mean(value, ['balanced'])}")
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"class_weight {value!r} is not usable; {expected}")
+        for key, weight in value.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral):
+                raise ValueError(f"class_weight key {key!r} is not a class index; {expected}")
+            if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight)
+                    or weight < 0):
+                raise ValueError(f"class_weight of class {key} is {weight!r}; weights must be finite numbers >= 0")
+        if not any(value.values()):
+            raise ValueError(f"class_weight {value!r} gives every class weight 0; at least one weight must be > 0")
+        return value
 
     @field_validator("learning_rate")
     @classmethod
@@ -387,6 +411,7 @@ schedule:
   learning_rate: search       # a float, or "search": pick the best of lr_search.candidates
   finetune_learning_rate: null  # default: learning_rate / 10
   unfreeze: all               # phase 2 unfreezes all backbone layers, or this many top layers
+  class_weight: null          # null, balanced (n / (2 * count) per class, from the training labels), or {0: 1.0, 1: 10.0}
   lr_search:
     candidates: [0.0003, 0.001, 0.003, 0.01]
     epochs: 1                 # epochs per candidate, scored by validation ROC-AUC

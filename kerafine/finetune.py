@@ -74,7 +74,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerafine import _batches, _keras_compat
+from kerafine import _batches, _health, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
 from kerafine.errors import DataError, KerafineError, invalid_argument
@@ -109,6 +109,14 @@ class FineTuneResult:
             ``CheckpointRestart`` directory (a resumed run) instead of computed.
         lr_found: ``{"head": (lr, rule), "finetune": (lr, rule)}`` for the
             phases whose learning rate ``lr_find`` chose.
+        problems: the dead-model alarms raised (each also a
+            ``TrainingProblemWarning``), as
+            :class:`~kerafine.callbacks.training_monitor.TrainingProblem`
+            records: ``"constant_features"`` (found on a probe batch before
+            phase 1, ``epoch`` 0) and ``"one_class_predictions"`` (found on the
+            validation data after the last phase, ``epoch`` the last one).
+        class_weight: the ``{class: weight}`` both phases used (``"balanced"``
+            resolved), or ``None``.
     """
 
     head_history: Any
@@ -123,6 +131,8 @@ class FineTuneResult:
     finetune_seconds: float
     lr_found: dict = dataclasses.field(default_factory=dict)
     features_loaded: bool = False
+    problems: tuple = ()
+    class_weight: Optional[dict] = None
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -164,6 +174,8 @@ class FineTuneResult:
             "head_seconds": self.head_seconds,
             "finetune_seconds": self.finetune_seconds,
             "lr_found": {k: [float(v[0]), v[1]] for k, v in self.lr_found.items()},
+            "problems": [p.to_dict() for p in self.problems],
+            "class_weight": None if self.class_weight is None else {str(k): v for k, v in self.class_weight.items()},
         }
 
 
@@ -670,7 +682,22 @@ def fine_tune(
         verbose: Keras's ``verbose`` (``"auto"``, 0, 1, 2); 0 also hides the
             feature progress bar and kerafine's messages. Defaults to ``"auto"``.
         shuffle: shuffle array data (and cached features) each epoch. Defaults to ``True``.
-        class_weight: Keras's ``class_weight``, for both phases. Defaults to ``None``.
+        class_weight: weights of the classes in the loss, for both phases:
+            ``None``, a mapping ``{class index: weight >= 0}`` (Keras's
+            ``class_weight``; classes left out weigh 1), or ``"balanced"``:
+            ``n_samples / (n_classes * count)`` per class from the training
+            labels, as scikit-learn's ``compute_class_weight``. Defaults to ``None``.
+
+    **Dead-model alarms.** Before phase 1, the backbone runs (inference mode)
+    on a probe batch of at most 256 training rows; when at least 90% of its
+    features are near-constant (std at most ``1e-4`` x their RMS over the
+    rows: see :mod:`kerafine._health`), a ``TrainingProblemWarning`` names the
+    likely cause (BatchNorm moving statistics that do not fit the data, when
+    the backbone has BatchNorm layers) and the fix. After the last phase, a
+    model that predicts one class for every validation row while the labels
+    hold several is flagged too (one prediction pass over
+    ``validation_data``). Both are in ``result.problems``; training is not
+    stopped.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -679,7 +706,8 @@ def fine_tune(
         KerafineError: before any training, for bad epochs, learning rates,
             ``unfreeze_top``, ``cache_features``, ``verbose``, ``batch_size``,
             optimizer or callbacks, or when ``loss=None`` cannot be inferred.
-        DataError: for unusable ``train_data`` / ``validation_data``.
+        DataError: for unusable ``train_data`` / ``validation_data``, or a
+            ``class_weight`` key that is not a class of the training labels.
 
     Example:
 
@@ -731,6 +759,7 @@ def fine_tune(
     callbacks = list(callbacks)
     train = _check_data(train_data, "train_data")
     val = _check_data(validation_data, "validation_data", required=False)
+    class_weight = _check_class_weight(class_weight, train)
     if loss is None:
         loss = _infer_loss(model, backbone, train)
     if train.y is not None and isinstance(loss, str) and "crossentropy" in loss:
@@ -756,9 +785,18 @@ def fine_tune(
         head_history=None, finetune_history=None, head_lr=head_lr if head_epochs else None,
         finetune_lr=finetune_lr if finetune_epochs else None, unfreeze_top=unfreeze_top,
         features_cached=False, cache_reason="", feature_seconds=0.0, head_seconds=0.0, finetune_seconds=0.0,
-        lr_found={},
+        lr_found={}, class_weight=class_weight,
     )
     progress = verbose != 0
+    problems = []
+    # A cheap look at the features before any training: constant features make the whole run pointless.
+    try:
+        found = _health.check_backbone(model, _probe_inputs(train), "train_data")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must never stop a run it cannot judge
+        logger.info("constant-feature check skipped: %s: %s", type(exc).__name__, exc)
+        found = None
+    if found is not None:
+        problems.append(_problem("constant_features", 0, found))
 
     # ---- phase 1: frozen backbone
     transfer.freeze(model, "all")
@@ -830,4 +868,65 @@ def fine_tune(
         result["finetune_seconds"] = time.perf_counter() - t0
         result["finetune_history"] = history
         result["finetune_lr"] = lr
+    if val is not None and _health.is_classification_loss(loss):
+        found = _one_class_on(model, val, batch_size, _health.from_logits_of(loss))
+        if found is not None:
+            problems.append(_problem("one_class_predictions", head_epochs + finetune_epochs - 1, found))
+    result["problems"] = tuple(problems)
     return FineTuneResult(**result)
+
+
+# ---------------------------------------------------------------------------
+# dead-model alarms and class weights
+
+
+def _check_class_weight(class_weight, train: _Data):
+    """``class_weight`` checked against the training labels (``"balanced"`` resolved), before any work."""
+    from kerafine.data.labels import resolve_class_weight
+
+    if class_weight is None:
+        return None
+    if train.is_dataset:
+        # The labels are needed once, to check the keys or to count classes; a dataset is read for them.
+        y = np.concatenate([np.asarray(_batches.split_batch(b)[1]) for b in _batches.iterate(train.dataset)])
+    else:
+        y = train.y
+    return resolve_class_weight(class_weight, y)
+
+
+def _probe_inputs(data: _Data):
+    """The inputs of at most ``_health.PROBE_ROWS`` rows of ``data`` (the first batch of a dataset)."""
+    if data.is_dataset:
+        for batch in _batches.iterate(data.dataset.take(1)):
+            return _batches.split_batch(batch)[0]
+    x = data.x
+    n = _health.PROBE_ROWS
+    return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
+
+
+def _one_class_on(model, val: _Data, batch_size: int, from_logits: bool):
+    if val.is_dataset:
+        scores, ys = [], []
+        for batch in _batches.iterate(val.dataset):
+            xb, yb, _ = _batches.split_batch(batch)
+            scores.append(np.asarray(model.predict_on_batch(xb)))
+            ys.append(np.asarray(yb))
+        if not scores or isinstance(scores[0], (list, tuple, dict)):
+            return None
+        scores, y = np.concatenate(scores), np.concatenate(ys)
+    else:
+        scores, y = model.predict(val.x, batch_size=batch_size, verbose=0), val.y
+    if isinstance(scores, (list, tuple, dict)):
+        return None  # several outputs: not judged
+    return _health.one_class(np.asarray(scores), y, from_logits=from_logits, where="validation")
+
+
+def _problem(kind: str, epoch: int, found):
+    import warnings
+
+    from kerafine.callbacks.training_monitor import TrainingProblem, TrainingProblemWarning
+
+    values, text = found
+    message = f"kerafine.fine_tune: {text}"
+    warnings.warn(message, TrainingProblemWarning, stacklevel=3)
+    return TrainingProblem(kind, int(epoch), None, message, values)

@@ -568,3 +568,61 @@ def test_fit_refuses_backbone_weights_for_tabular_data_naming_the_key(tmp_path, 
     err = capsys.readouterr().err
     assert "field `backbone.weights`" in err and "enc.keras" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "run.json").exists()  # stopped before any work
+
+
+# --------------------------------------------------------------------------- schedule.class_weight (issue 19)
+
+_CLASS_WEIGHT_CONFIG = (
+    "data: {kind: tabular, csv: clicks.csv, label: clicked}\n"
+    "backbone: {name: tabular, units: [4]}\n"
+    "head: {hidden: []}\n"
+    "schedule: {head_epochs: 1, finetune_epochs: 1, learning_rate: search, lr_search: {candidates: [0.01]},\n"
+    "           class_weight: CW}\n"
+    "callbacks: {checkpoint: false, auc: false, monitor: false, drift: false, early_stopping: {enabled: false}}\n"
+    "output_dir: run\n")
+
+
+def _recording_train(monkeypatch):
+    from kerafine.cli import fit as fit_module
+
+    calls = []
+    real_train = fit_module._train
+
+    def recording_train(*args, **kwargs):  # the real training, with its arguments noted
+        calls.append((args, dict(kwargs)))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_train", recording_train)
+    return calls
+
+
+def test_fit_class_weight_balanced_is_scikit_learns_and_reaches_the_search_and_both_phases(tmp_path, capsys,
+                                                                                           monkeypatch):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    calls = _recording_train(monkeypatch)
+    frame = _clicks(tmp_path, n=200)
+    # 30% positive: "balanced" is not all ones.
+    frame.assign(clicked=(frame["price"] > frame["price"].quantile(0.7)).astype(int)).to_csv(
+        tmp_path / "clicks.csv", index=False)
+    (tmp_path / "fit.yaml").write_text(_CLASS_WEIGHT_CONFIG.replace("CW", "balanced"))
+    assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0, capsys.readouterr().err
+    assert len(calls) == 2  # the learning-rate search, then the two-phase run (one fine_tune call)
+    y_train = calls[-1][0][1][1]
+    expected = dict(zip([0, 1], compute_class_weight("balanced", classes=np.array([0, 1]), y=y_train)))
+    for _, kwargs in calls:
+        assert kwargs["class_weight"].keys() == expected.keys()
+        np.testing.assert_allclose([kwargs["class_weight"][k] for k in (0, 1)], [expected[0], expected[1]], rtol=1e-12)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["class_weight"] == pytest.approx({"0": expected[0], "1": expected[1]})
+    assert report["config"]["schedule"]["class_weight"] == "balanced"
+
+
+def test_fit_refuses_a_class_weight_for_a_class_not_in_the_labels_before_training(tmp_path, capsys, monkeypatch):
+    calls = _recording_train(monkeypatch)
+    _clicks(tmp_path, n=120)
+    (tmp_path / "fit.yaml").write_text(_CLASS_WEIGHT_CONFIG.replace("CW", "{0: 1.0, 2: 4.0}"))
+    assert main(["fit", str(tmp_path / "fit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "`schedule.class_weight`" in err and "classes of the training labels [0, 1] (got the key 2)" in err
+    assert calls == [] and not (tmp_path / "run" / "model.keras").exists()

@@ -147,3 +147,30 @@ def test_a_check_across_keys_is_reported_as_the_field_it_names(tmp_path):
     text = EXAMPLE_CONFIG.replace("name: lstm", "name: tabular")
     with pytest.raises(KerafineError, match=r"field `backbone.name`: backbone.name 'tabular' does not fit"):
         load_config(_write(tmp_path, text))
+
+
+# ------------------------------------------------------------------ schedule.class_weight (issue 19)
+
+
+def _with_class_weight(tmp_path, value):
+    text = EXAMPLE_CONFIG.replace("  class_weight: null ", f"  class_weight: {value} ")
+    assert text != EXAMPLE_CONFIG
+    return load_config(_write(tmp_path, text))
+
+
+def test_class_weight_accepts_null_balanced_or_a_mapping(tmp_path):
+    assert load_config(_write(tmp_path, EXAMPLE_CONFIG)).schedule.class_weight is None
+    assert _with_class_weight(tmp_path, "balanced").schedule.class_weight == "balanced"
+    assert _with_class_weight(tmp_path, "{0: 1.0, 1: 7.5}").schedule.class_weight == {0: 1.0, 1: 7.5}
+
+
+@pytest.mark.parametrize("value, match", [
+    ("balance", r"field `schedule.class_weight`: unknown class_weight 'balance'.*Did you mean \"balanced\""),
+    ("{0: 1.0, 1: -3}", r"field `schedule.class_weight`: class_weight of class 1 is -3; weights must be finite"),
+    ("{a: 1.0}", r"field `schedule.class_weight`: class_weight key 'a' is not a class index"),
+    ("{0: 0, 1: 0}", r"field `schedule.class_weight`: .*every class weight 0"),
+    ("[1, 2]", r"field `schedule.class_weight`: class_weight \[1, 2\] is not usable"),
+])
+def test_bad_class_weight_is_named_with_the_field(tmp_path, value, match):
+    with pytest.raises(KerafineError, match=match):
+        _with_class_weight(tmp_path, value)

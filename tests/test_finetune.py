@@ -435,3 +435,114 @@ def test_a_single_class_training_split_warns_naming_the_split_and_the_counts():
     x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
     with pytest.warns(UserWarning, match=r"The training split holds a single class \(0: 32; 32 rows\)"):
         kerafine.fine_tune(model, (x, np.zeros(32, "float32")), head_epochs=1, finetune_epochs=0, verbose=0)
+
+
+# ---------------------------------------------------------------------------
+# dead-model alarms (issue 19) and class weights
+
+
+def _softmax_model(collapsed):
+    from tests._dead_models import bn_backbone
+
+    keras.utils.set_random_seed(0)
+    return build_transfer_model(bn_backbone(collapsed), keras.layers.Dense(3, activation="softmax", name="predictions"))
+
+
+def test_constant_backbone_features_are_flagged_before_training_with_the_batchnorm_hint():
+    from kerafine.callbacks.training_monitor import TrainingProblemWarning
+    from tests._dead_models import images
+
+    x = images(64)
+    y = np.arange(64) % 3
+    with pytest.warns(TrainingProblemWarning, match=r"near-constant features: 4 of 4 .*BatchNorm moving statistics"):
+        result = fine_tune(_softmax_model(True), (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=0,
+                           verbose=0)
+    kinds = [p.kind for p in result.problems]
+    assert kinds[0] == "constant_features" and result.problems[0].epoch == 0
+    assert result.problems[0].values["first_collapsing_batchnorm"] == "bn"
+    # The features are constant, so every validation row gets one class: flagged too, after training.
+    assert "one_class_predictions" in kinds
+    assert result.to_dict()["problems"][0]["kind"] == "constant_features"
+
+
+def test_a_healthy_backbone_gives_no_dead_model_alarm():
+    from kerafine.callbacks.training_monitor import TrainingProblemWarning
+    from tests._dead_models import images
+
+    x = images(64)
+    model = _softmax_model(False)
+    # Labels the frozen features separate by construction (terciles of one feature): a head that learns
+    # predicts more than one class, whatever the random backbone.
+    f = keras.ops.convert_to_numpy(backbone_of(model)(x, training=False))
+    score = f[:, 0] - f[:, 1]
+    y = np.searchsorted(np.quantile(score, [1 / 3, 2 / 3]), score)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingProblemWarning)
+        result = fine_tune(model, (x, y), validation_data=(x, y), head_epochs=30, finetune_epochs=0,
+                           head_lr=0.05, batch_size=16, verbose=0)
+    assert result.problems == ()
+    assert len(np.unique(model.predict(x, verbose=0).argmax(axis=1))) > 1
+
+
+def test_a_model_predicting_one_class_on_validation_is_flagged():
+    from kerafine.callbacks.training_monitor import TrainingProblemWarning
+
+    x, y = image_data(48)
+    keras.utils.set_random_seed(0)
+    model = build_transfer_model(conv_backbone(), head())
+    out = model.get_layer("head").get_layer("predictions")
+    out.kernel.assign(np.zeros_like(keras.ops.convert_to_numpy(out.kernel)))
+    out.bias.assign(np.full((1,), -20.0, "float32"))  # sigmoid(-20): class 0 for every row
+    with pytest.warns(TrainingProblemWarning, match=r"predicts class 0 for all 48 validation rows .*labels hold 2"):
+        result = fine_tune(model, (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=0,
+                           head_lr=1e-9, verbose=0)
+    (problem,) = result.problems
+    assert problem.kind == "one_class_predictions" and problem.values["rows"] == 48
+
+
+def test_class_weight_balanced_is_scikit_learns_and_reaches_both_phases():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    x, _ = image_data(48)
+    signal = x[:, :3, :, 0].mean(axis=(1, 2))
+    y = (signal > np.quantile(signal, 0.75)).astype("float32")  # 12 of 48 positive: "balanced" is not all ones
+
+    def run(**kwargs):
+        keras.utils.set_random_seed(0)
+        model = build_transfer_model(conv_backbone(), head())
+        result = fine_tune(model, kwargs.pop("data"), head_epochs=1, finetune_epochs=1, unfreeze_top=2,
+                           shuffle=False, verbose=0, **kwargs)
+        return result, model.get_weights()
+
+    result, weighted = run(data=(x, y), class_weight="balanced")
+    expected = compute_class_weight("balanced", classes=np.unique(y), y=y)
+    assert sorted(result.class_weight) == [0, 1]
+    np.testing.assert_allclose([result.class_weight[0], result.class_weight[1]], expected, rtol=1e-12)
+    # Keras turns class weights into per-sample weights: the same run with those sample weights
+    # gives the same weights after both phases, and an unweighted run does not.
+    w = np.where(y == 1, expected[1], expected[0]).astype("float32")
+    _, by_sample = run(data=(x, y, w))
+    _, plain = run(data=(x, y))
+    for a, b in zip(weighted, by_sample):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(weighted, plain))
+
+
+@pytest.mark.parametrize(
+    "class_weight, match",
+    [
+        ("balance", r"`class_weight`: received 'balance'; expected \"balanced\""),
+        ({0: 1.0, 1: -2.0}, r"`class_weight`.*finite weights >= 0 \(class 1 has -2.0\)"),
+        ({0: 1.0, 3: 2.0}, r"`class_weight`.*keys among the classes of the training labels \[0, 1\] \(got the key 3\)"),
+        ({0: float("nan")}, r"finite weights >= 0"),
+        ([1.0, 2.0], r"`class_weight`: received \[1.0, 2.0\]"),
+    ],
+)
+def test_bad_class_weight_is_refused_before_any_work(class_weight, match):
+    x, y = image_data(16)
+    model = build_transfer_model(conv_backbone(), head())
+    before = model.get_weights()
+    with pytest.raises(KerafineError, match=match):
+        fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, class_weight=class_weight, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert getattr(model, "optimizer", None) is None  # never compiled: no work started

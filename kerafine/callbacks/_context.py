@@ -43,6 +43,9 @@ class FitContext:
         data: the bound resumable data (``set_epoch(epoch)`` is called on it by
             ``CheckpointRestart``), or ``None``.
         predictions: the fit's :class:`PredictionCache`.
+        log_writers: ``{log key: writer}`` of the keys kerafine callbacks wrote
+            into ``logs`` during this fit (see ``KerafineCallback._write_logs``).
+        warned_keys: the log keys already reported as written twice.
     """
 
     def __init__(self, callback_list=None, callbacks=(), trained_model=None, watched_model=None, data=None):
@@ -52,6 +55,8 @@ class FitContext:
         self.watched_model = watched_model if watched_model is not None else trained_model
         self.data = data
         self.predictions = PredictionCache()
+        self.log_writers: dict = {}
+        self.warned_keys: set = set()
 
     @classmethod
     def create(cls, callback) -> "FitContext":

@@ -312,8 +312,7 @@ class AUCTracker(KerafineCallback):
         if (epoch + 1) % self.every_n_epochs != 0:
             return
         values, curves, pr_values = self._evaluate(epoch)
-        if logs is not None:
-            logs.update(values)
+        self._write_logs(logs, values)
         self._last = values
         tracked = values.get(self.monitor_key)
         if tracked is not None and math.isfinite(tracked) and (self._best is None or tracked > self._best):

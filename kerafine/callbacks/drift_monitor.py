@@ -359,9 +359,8 @@ class DriftMonitor(_AlertHistoryCallback):
             return
         report = self.check(epoch)
         self.last_report = report
-        if logs is not None:
-            logs[self._key("drift_share")] = float(report.drift_share)
-            logs[self._key("drift_detected")] = float(report.is_drift)
+        self._write_logs(logs, {self._key("drift_share"): float(report.drift_share),
+                                self._key("drift_detected"): float(report.is_drift)})
         self.history.append(
             {
                 "epoch": int(epoch),

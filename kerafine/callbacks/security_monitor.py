@@ -167,9 +167,7 @@ class SecurityMonitor(_AlertHistoryCallback):
         if (epoch + 1) % self.every_n_epochs:
             return
         clean, robust = self.check()
-        if logs is not None:
-            logs[self._key("clean_accuracy")] = clean
-            logs[self._key("robust_accuracy")] = robust
+        self._write_logs(logs, {self._key("clean_accuracy"): clean, self._key("robust_accuracy"): robust})
         alert = None
         if self.history:
             prev = self.history[-1]

@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "KerafineCallback",
+    "LogKeyConflictWarning",
     "STATE_VERSION",
     "is_stateful",
     "state_key",
@@ -49,6 +50,19 @@ def _keras_callback():
     import keras
 
     return keras.callbacks.Callback
+
+
+class LogKeyConflictWarning(UserWarning):
+    """Two writers (two callbacks, or a compiled metric and a callback) put the same key into ``logs``."""
+
+
+def _metric_log_names(model) -> set:
+    """The log keys Keras writes for ``model``'s compiled metrics and loss (``name`` and ``val_name``)."""
+    try:
+        names = set(model.get_metrics_result())
+    except Exception:  # an uncompiled model, or metrics that cannot report yet: none known
+        return set()
+    return names | {f"val_{n}" for n in names}
 
 
 class KerafineCallback(_keras_callback()):
@@ -69,6 +83,8 @@ class KerafineCallback(_keras_callback()):
 
     #: Version written into ``get_state()``; ``set_state`` accepts older ones.
     state_version = STATE_VERSION
+    #: Log keys this callback shares on purpose with Keras's own callbacks (not warned about; see _write_logs).
+    _shared_log_keys: tuple = ()
 
     def __init__(self):
         super().__init__()
@@ -95,6 +111,63 @@ class KerafineCallback(_keras_callback()):
     def watched_model(self):
         """The model this callback evaluates: the fit's model, or the one ``fine_tune`` bound."""
         return self.context.watched_model or self.model
+
+    def _writer_name(self) -> str:
+        name = getattr(self, "name", None)
+        return f"{type(self).__name__}" + (f"(name={name!r})" if isinstance(name, str) and name else "")
+
+    def _write_logs(self, logs, values: dict) -> None:
+        """Put ``values`` into ``logs``, warning (once per key and fit) when a key is already there.
+
+        Keras passes one ``logs`` dict through the callback list at each epoch
+        end, after it has put the compiled metrics' values (``val_auc`` from
+        ``keras.metrics.AUC(name="auc")``) into it. A key already present
+        when this callback writes was written by an earlier callback or by
+        Keras; the second write would hide the first value silently. The
+        warning names both writers: the kerafine callback that wrote the key
+        in this fit (from the fit context), else the compiled metric of that
+        name (``model.get_metrics_result()``), else "a callback earlier in the
+        list". Only key membership is compared, so the check costs nothing.
+        """
+        if logs is None:
+            return
+        ctx = self.context
+        me = self._writer_name()
+        clashes: dict[str, list] = {}  # other writer -> keys
+        for key in values:
+            if key not in logs or key in ctx.warned_keys:
+                continue
+            writer = ctx.log_writers.get(key)
+            if writer is not None and writer[0] is self:
+                continue
+            other = None if writer is None else writer[1]
+            if other is None and key in self._shared_log_keys:
+                continue
+            if other is None:
+                model = ctx.trained_model or self.model
+                names = _metric_log_names(model)
+                if key in names:
+                    base = key[4:] if key.startswith("val_") and key[4:] in names else key
+                    other = f"the compiled metric {base!r}"
+                else:
+                    other = "a callback earlier in the list (not a kerafine one)"
+            if other == me:
+                other = f"another {me}"
+            ctx.warned_keys.add(key)
+            clashes.setdefault(other, []).append(key)
+        for other, keys in clashes.items():
+            shown = ", ".join(repr(k) for k in keys)
+            changes = ", ".join(f"{logs[k]!r} -> {values[k]!r}" for k in keys)
+            warnings.warn(
+                f"Two writers of the log key(s) {shown}: {other} and {me}. {me} overwrites the earlier value(s) "
+                f"({changes}), so History, CSVLogger, EarlyStopping and TensorBoard see only its value. Rename "
+                "one of them (the metric's name=..., or the callback's name=...).",
+                LogKeyConflictWarning,
+                stacklevel=3,
+            )
+        logs.update(values)
+        for key in values:
+            ctx.log_writers[key] = (self, me)
 
     def _mark_restored(self) -> None:
         """Call at the end of ``set_state``: the next ``on_train_begin`` keeps the state."""

@@ -9,7 +9,7 @@ One callback in the ``model.fit`` list that
 * writes the same, plus per-layer-group weight norms and update-to-weight
   ratios every ``every_n_batches`` batches (and weight histograms if asked),
   to TensorBoard under ``<log_dir>/kerafine`` through :mod:`kerafine.tensorboard`;
-* names seven problems (:data:`PROBLEM_KINDS`) in a one-line warning with what
+* names nine problems (:data:`PROBLEM_KINDS`) in a one-line warning with what
   to try, a TensorBoard text event and a :class:`TrainingProblem` record.
 
 Everything is computed from what a callback can see: ``logs``, the optimizer and
@@ -45,7 +45,8 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
-from kerafine.callbacks import _probes
+from kerafine import _health
+from kerafine.callbacks import _probes, predictions
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
@@ -81,11 +82,15 @@ PROBLEM_KINDS = (
     "overfitting",
     "frozen_weights_changed",
     "weights_not_changing",
+    "constant_features",
+    "one_class_predictions",
 )
 
 _STATE_VERSION = 1
 _MIN_LOSSES_FOR_MEDIAN = MIN_HISTORY
 _PROBE_MAX_ROWS = 8192
+# Epochs in a row a model must predict one class before it is reported (or the fit's last epoch).
+_ONE_CLASS_EPOCHS = 2
 
 
 class TrainingProblemWarning(UserWarning):
@@ -183,6 +188,29 @@ class TrainingMonitor(KerafineCallback):
       bug: a layer unfrozen by mistake, BatchNorm statistics updating).
     * ``weights_not_changing``: a trainable group did not change at all over an
       epoch (dead units, zero gradients, or a layer wrongly left out).
+    * ``constant_features`` (with ``probe_data``, for a model with a backbone):
+      at the first epoch's start (and at every epoch end while the backbone has
+      trainable weights: a frozen one cannot change), the backbone runs in
+      inference mode on the first 256 rows of ``probe_data``; when at least 90%
+      of its features have a standard deviation at most ``1e-4`` x their RMS
+      (a scale-free rule, see :mod:`kerafine._health`) while the inputs
+      differ, the message names the likely cause (BatchNorm moving statistics
+      that do not fit the data, and the first BatchNorm layer whose output is
+      constant) and the fix.
+    * ``one_class_predictions`` (with ``validation_data``): every validation
+      row gets the same predicted class (arg-max, or 0.5 on a single output, 0
+      for a ``from_logits`` loss) while the labels hold several classes, at
+      the end of two epochs in a row (a model often starts with the majority
+      class), or at the end of the last epoch of the fit; the message says
+      whether the scores are all equal (a dead model) or only on one side of
+      the threshold.
+
+    Log keys: when a key this callback writes is already in ``logs`` (a
+    compiled metric or an earlier callback wrote it), a
+    ``LogKeyConflictWarning`` names both writers, once per key and fit.
+    ``learning_rate``, which Keras's ``ReduceLROnPlateau`` and
+    ``LearningRateScheduler`` also write, is overwritten on purpose with the
+    rate the epoch applied, without a warning.
 
     A problem is reported once when it appears, and again only after it has
     cleared and come back.
@@ -202,7 +230,13 @@ class TrainingMonitor(KerafineCallback):
             :class:`TrainingProblem` (no warning then). Defaults to ``"warn"``.
         probe_data: inputs to probe when the loss goes non-finite: an array,
             a dict of arrays, ``(x, y[, w])``, or a ``tf.data.Dataset``
-            (its first batches). Defaults to ``None`` (probe weights only).
+            (its first batches). Also the probe batch of the
+            ``constant_features`` check. Defaults to ``None`` (probe weights
+            only, no feature check).
+        validation_data: ``(x, y)`` (or ``(x, y, sample_weight)``, a
+            ``tf.data.Dataset``) to check for ``one_class_predictions`` at
+            each epoch end; the forward pass is shared with ``AUCTracker`` on
+            the same inputs. Defaults to ``None`` (no check).
         explode_factor: how many times the running median the smoothed loss
             must exceed to be called exploding. Defaults to 10.
         loss_smoothing: number of recent batch losses averaged into the
@@ -230,6 +264,8 @@ class TrainingMonitor(KerafineCallback):
     'kerafine.TrainingMonitor[]'
     """
 
+    _shared_log_keys = ("learning_rate",)
+
     def __init__(
         self,
         log_dir: str | os.PathLike | None = None,
@@ -244,6 +280,7 @@ class TrainingMonitor(KerafineCallback):
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
         loss_window: int = DEFAULT_WINDOW,
         name: Optional[str] = None,
+        validation_data: Any = None,
     ):
         super().__init__()
         for argument, value, minimum in (
@@ -293,6 +330,9 @@ class TrainingMonitor(KerafineCallback):
         if name is not None and (not isinstance(name, str) or not name):
             raise invalid_argument("name", name, "None or a non-empty str")
         self.name = name
+        self.validation_data = validation_data
+        # Checked now (empty, lengths), before fit starts.
+        self._val = None if validation_data is None else predictions.EvalData(validation_data)
         self._restored = False
         # Per instance, not per fit: "no learning rate" is said once.
         self._lr_missing_warned = False
@@ -307,6 +347,8 @@ class TrainingMonitor(KerafineCallback):
         self._best_epoch = None
         self._train_at_best = None
         self._active: set[str] = set()
+        self._one_class_epochs = 0
+        self._one_class_found = None
 
     @property
     def state_key(self) -> str:
@@ -327,6 +369,7 @@ class TrainingMonitor(KerafineCallback):
             "train_loss_at_best": self._train_at_best,
             "active": sorted(self._active),
             "lr_missing_warned": self._lr_missing_warned,
+            "one_class_epochs": self._one_class_epochs,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -344,6 +387,7 @@ class TrainingMonitor(KerafineCallback):
         self._train_at_best = state.get("train_loss_at_best")
         self._active = set(state.get("active", []))
         self._lr_missing_warned = bool(state.get("lr_missing_warned", False))
+        self._one_class_epochs = int(state.get("one_class_epochs", 0))
         self.problems = [TrainingProblem(**p) for p in state.get("problems", [])]
         self._restored = True
 
@@ -576,6 +620,7 @@ class TrainingMonitor(KerafineCallback):
         self._frozen_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if not g.trainable}
         self._global_batches = 0
         self._before = None
+        self._features_checked = False
         # A finite baseline, so that a loss that is NaN on the very first
         # batch can still be probed with weights from before the bad step.
         first = self._snapshot()
@@ -604,6 +649,9 @@ class TrainingMonitor(KerafineCallback):
         }
         if self._is_measure_point(self._spe - 1):
             self._before = (self._snapshot(), self._iterations())
+        if not self._features_checked:
+            self._features_checked = True
+            self._check_features(epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         self._t_last = time.perf_counter()
@@ -692,11 +740,14 @@ class TrainingMonitor(KerafineCallback):
                 epoch_values["gpu_memory_mb"] = tf.config.experimental.get_memory_info(self._gpu)["current"] / 2**20
             except Exception:  # the device does not report memory
                 epoch_values["gpu_memory_mb"] = math.nan
-        logs.update(epoch_values)
+        self._write_logs(logs, epoch_values)
         self._check_update_ratio(epoch, ratio, lr)
         self._check_overfitting(epoch, logs)
         self._check_frozen(epoch)
         self._check_unchanged(epoch)
+        if self._backbone_may_change():
+            self._check_features(epoch)
+        self._check_one_class(epoch)
         if self.log_dir is not None:
             tensorboard.scalars(self.log_dir, {f"epoch/{k}": v for k, v in epoch_values.items()}, step=epoch)
             h = self.histograms_every_n_epochs
@@ -813,6 +864,64 @@ class TrainingMonitor(KerafineCallback):
                 subject=g.name,
             )
 
+    def _backbone_may_change(self) -> bool:
+        """Whether the backbone has trainable weights: a frozen one gives the features found at the start."""
+        if self.probe_data is None:
+            return False
+        from kerafine import transfer
+        from kerafine.errors import KerafineError
+
+        try:
+            return bool(transfer.backbone_of(self.watched_model).trainable_weights)
+        except KerafineError:
+            return False
+
+    def _check_features(self, epoch) -> None:
+        if self.probe_data is None:
+            return
+        x = next(iter(self._probe_inputs()), None)
+        if x is None:
+            return
+        try:
+            found = _health.check_backbone(self.watched_model, x, "probe_data")
+        except Exception:  # noqa: BLE001 - a probe the model cannot take (e.g. string inputs) judges nothing
+            found = None
+        if found is None:
+            self._clear("constant_features")
+            return
+        values, text = found
+        self._report("constant_features", epoch, None, f"TrainingMonitor: at epoch {epoch + 1}, {text}", values)
+
+    def _check_one_class(self, epoch) -> None:
+        if self._val is None:
+            return
+        model = self.watched_model
+        if not _health.is_classification_loss(getattr(model, "loss", None)):
+            return
+        pred = predictions.predict(model, self._val, cache=self.context.predictions)
+        if isinstance(pred.y_pred, (list, tuple, dict)):
+            return  # several outputs: not judged
+        found = _health.one_class(np.asarray(pred.y_pred), pred.y_true,
+                                  from_logits=_health.from_logits_of(model.loss), where="validation")
+        if found is None:
+            self._one_class_epochs, self._one_class_found = 0, None
+            self._clear("one_class_predictions")
+            return
+        self._one_class_epochs += 1
+        self._one_class_found = (epoch, found)
+        if self._one_class_epochs >= _ONE_CLASS_EPOCHS:
+            self._report_one_class()
+
+    def _report_one_class(self) -> None:
+        epoch, (values, text) = self._one_class_found
+        values = dict(values, epochs_in_a_row=self._one_class_epochs)
+        self._report("one_class_predictions", epoch, None,
+                     f"TrainingMonitor: at epoch {epoch + 1} ({self._one_class_epochs} epoch(s) in a row), {text}",
+                     values)
+
     def on_train_end(self, logs=None):
+        if self._one_class_found is not None:
+            # The fit ends on a one-class model: said even if it held for a single epoch.
+            self._report_one_class()
         if self.log_dir is not None:
             tensorboard.flush(self.log_dir)

@@ -135,21 +135,23 @@ def _callbacks(*, x_train, x_val, y_val, log_dir: Path, ckpt_dir: Path | None, p
 
 
 def _train(model, train, val, *, head_epochs: int, finetune_epochs: int, head_lr: float, finetune_lr: float,
-           unfreeze="all", batch_size: int, callbacks: list, verbose: int = 2) -> dict:
+           unfreeze="all", batch_size: int, callbacks: list, verbose: int = 2, class_weight=None) -> dict:
     """Train ``model`` with :func:`kerafine.fine_tune`, the one training path of ``fit`` and ``demo``.
 
     Phase 1 trains the head on the frozen backbone, phase 2 the top
     ``unfreeze`` backbone layers; one callback list serves both, so
     TensorBoard and ``CheckpointRestart`` see one run whose phase-2 epochs
     continue phase 1's (a model trained from scratch is ``head_epochs=0`` with
-    ``unfreeze="all"``). Returns ``{phase: {"epoch": [...], metric: [...]}}``
+    ``unfreeze="all"``). ``class_weight`` (a resolved ``{class: weight}``)
+    weighs the loss in both phases. Returns ``{phase: {"epoch": [...], metric: [...]}}``
     for the phases that ran, epochs numbered as one run.
     """
     from kerafine.finetune import fine_tune
 
     result = fine_tune(model, train, validation_data=val, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
                        head_lr=head_lr, finetune_lr=finetune_lr, unfreeze_top=unfreeze, batch_size=batch_size,
-                       callbacks=callbacks, loss="binary_crossentropy", verbose=verbose)
+                       callbacks=callbacks, loss="binary_crossentropy", verbose=verbose,
+                       class_weight=class_weight)
     histories = {}
     for phase, h in (("head", result.head_history), ("finetune", result.finetune_history)):
         if h is not None and h.epoch:

@@ -110,7 +110,8 @@ def _lr_search(cfg, data, make_backbone, out: Path, con: "_Console") -> tuple[fl
             model = _transfer_model(make_backbone(), cfg.head.hidden, cfg.head.dropout)
             with _collect_warnings(con):
                 _train(model, data["train"], data["val"], head_epochs=s.lr_search.epochs, finetune_epochs=0,
-                       head_lr=lr, finetune_lr=lr, batch_size=s.batch_size, callbacks=[], verbose=0)
+                       head_lr=lr, finetune_lr=lr, batch_size=s.batch_size, callbacks=[], verbose=0,
+                       class_weight=data["class_weight"])
             score = _scores(data["val"][1], _predict(model, data["val"][0]))["roc_auc"]
             rows.append({"learning_rate": lr, "val_roc_auc": score})
             tensorboard.scalars(log_dir, {"lr_search/val_roc_auc": score, "lr_search/learning_rate": lr}, step=i)
@@ -150,6 +151,7 @@ def _fit(args) -> int:
     con.step(f"kerafine fit {args.config}: output in {out}" + (" (resuming)" if resuming else ""))
     t_start = time.monotonic()
     data = _fit_data(cfg, con)
+    data["class_weight"] = _class_weight(cfg, data, con)
 
     import keras
 
@@ -178,7 +180,8 @@ def _fit(args) -> int:
     with _collect_warnings(con):
         histories = _train(model, data["train"], data["val"], head_epochs=s.head_epochs,
                            finetune_epochs=s.finetune_epochs, head_lr=lr, finetune_lr=ft_lr, unfreeze=s.unfreeze,
-                           batch_size=s.batch_size, callbacks=cbs, verbose=verbose)
+                           batch_size=s.batch_size, callbacks=cbs, verbose=verbose,
+                           class_weight=data["class_weight"])
     from kerafine.transfer import backbone_of
 
     model_path = out / "model.keras"
@@ -196,6 +199,7 @@ def _fit(args) -> int:
         "config": cfg.model_dump(mode="json"),
         "data": {k: {"rows": int(len(data[k][1])), "positives": int(data[k][1].sum())} for k in ("train", "val", "test")},
         "learning_rate": lr, "finetune_learning_rate": ft_lr, "lr_search": search,
+        "class_weight": None if data["class_weight"] is None else {str(k): v for k, v in data["class_weight"].items()},
         "history": histories, "callbacks": sorted(used),
         # What `schedule.unfreeze` left trainable in the backbone for the fine-tuning phase.
         "trainable_backbone_layers": [layer.name for layer in backbone_of(model).layers if layer.trainable_weights],
@@ -210,6 +214,16 @@ def _fit(args) -> int:
     con.print(f"\nWrote {model_path}, {report_path}, {out / 'report.png'}")
     con.print(f"TensorBoard: tensorboard --logdir {out / 'logs'}")
     return 0
+
+
+def _class_weight(cfg, data: dict, con: "_Console"):
+    """``schedule.class_weight`` checked against the training labels (``balanced`` computed), before training."""
+    from kerafine.data.labels import resolve_class_weight
+
+    cw = resolve_class_weight(cfg.schedule.class_weight, data["train"][1], argument="schedule.class_weight")
+    if cw is not None:
+        con.step("Class weights: " + ", ".join(f"{k}: {v:.4g}" for k, v in sorted(cw.items())))
+    return cw
 
 
 def _print_table(report: dict, con) -> None:

@@ -110,3 +110,65 @@ def test_missing_states_are_reported():
     es = EarlyStopping("val_auc", mode="max")
     restored, missing = state.restore_states([es], {})
     assert restored == [] and missing == ["EarlyStopping[val_auc]"]
+
+
+# ------------------------------------------------ two writers of one log key (issue 19)
+
+
+def _auc_setup():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=64) > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    return model, x, y
+
+
+def _conflicts(record):
+    return [str(w.message) for w in record if issubclass(w.category, state.LogKeyConflictWarning)]
+
+
+def test_a_compiled_metric_and_a_callback_writing_one_key_warn_naming_both():
+    from kerafine.callbacks.auc_tracker import AUCTracker
+
+    model, x, y = _auc_setup()
+    model.compile("sgd", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    with pytest.warns(state.LogKeyConflictWarning) as record:
+        model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0,
+                  callbacks=[AUCTracker((x, y), name="val_auc")])
+    (message,) = _conflicts(record)  # once per fit, not every epoch
+    assert message.startswith("Two writers of the log key(s) 'val_auc'") and "the compiled metric 'auc'" in message and "AUCTracker(name='val_auc')" in message
+
+
+def test_two_callbacks_writing_one_key_warn_naming_both():
+    from kerafine.callbacks.auc_tracker import AUCTracker
+
+    model, x, y = _auc_setup()
+    model.compile("sgd", "binary_crossentropy")
+    half = (x[:32], y[:32])
+    with pytest.warns(state.LogKeyConflictWarning) as record:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[AUCTracker((x, y)), AUCTracker(half)])
+    (message,) = _conflicts(record)
+    assert "'val_auc'" in message and ": another AUCTracker(name='val_auc') and AUCTracker(name='val_auc')" in message
+
+
+def test_the_usual_callback_list_gives_no_log_key_warning():
+    import warnings
+
+    from kerafine.callbacks.auc_tracker import AUCTracker
+    from kerafine.callbacks.early_stopping import EarlyStopping
+    from kerafine.callbacks.training_monitor import TrainingMonitor
+
+    model, x, y = _auc_setup()
+    model.compile("sgd", "binary_crossentropy", metrics=[keras.metrics.AUC(name="keras_auc")])
+    callbacks = [
+        AUCTracker((x, y), name="val_auc"),
+        # ReduceLROnPlateau writes learning_rate too; TrainingMonitor overwrites it on purpose (documented).
+        keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", patience=1),
+        TrainingMonitor(on_problem=lambda p: None),
+        EarlyStopping(monitor="val_auc", mode="max", patience=3),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", state.LogKeyConflictWarning)
+        history = model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=callbacks)
+    assert {"val_auc", "val_keras_auc", "learning_rate"} <= set(history.history)

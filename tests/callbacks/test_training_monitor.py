@@ -450,3 +450,87 @@ def test_name_defaults_to_none_and_is_what_the_state_key_carries():
     assert TrainingMonitor().name is None
     assert TrainingMonitor().state_key == "kerafine.TrainingMonitor[]"
     assert TrainingMonitor(name="phase2").state_key == "kerafine.TrainingMonitor[phase2]"
+
+
+# ------------------------------------------------- dead-model alarms (issue 19)
+
+
+def _softmax_transfer(collapsed):
+    from kerafine.transfer import build_transfer_model
+    from tests._dead_models import bn_backbone
+
+    model = build_transfer_model(bn_backbone(collapsed), keras.layers.Dense(3, activation="softmax",
+                                                                            name="predictions"))
+    model.compile(keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_constant_backbone_features_on_probe_data_are_named_with_the_batchnorm_hint(seeded):
+    from tests._dead_models import images
+
+    x, y = images(64), np.arange(64) % 3
+    found = []
+    monitor = TrainingMonitor(on_problem=found.append, probe_data=x)
+    _softmax_transfer(True).fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[monitor])
+    constant = [p for p in found if p.kind == "constant_features"]
+    assert [p.epoch for p in constant] == [0]  # found at the first epoch's start, reported once
+    assert constant[0].values["first_collapsing_batchnorm"] == "bn"
+    assert "BatchNorm moving statistics" in constant[0].message and "'bn'" in constant[0].message
+
+
+def test_a_healthy_backbone_or_no_probe_data_gives_no_constant_features_problem(seeded):
+    from tests._dead_models import images
+
+    x, y = images(64), np.arange(64) % 3
+    for collapsed, probe in ((False, x), (True, None)):
+        found = []
+        monitor = TrainingMonitor(on_problem=found.append, probe_data=probe)
+        _softmax_transfer(collapsed).fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[monitor])
+        assert "constant_features" not in [p.kind for p in found]
+
+
+def _binary_classifier(bias):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid", name="out")])
+    out = model.get_layer("out")
+    out.kernel.assign(np.zeros((4, 1), "float32"))
+    out.bias.assign(np.full((1,), bias, "float32"))
+    return model
+
+
+def test_one_class_on_validation_is_reported_after_two_epochs_in_a_row_or_at_the_end_of_the_fit(seeded):
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = _binary_classifier(-20.0)  # sigmoid(-20): class 0 everywhere, and lr 1e-9 keeps it so
+    model.compile(keras.optimizers.SGD(1e-9), loss="binary_crossentropy")
+    found = []
+    monitor = TrainingMonitor(on_problem=found.append, validation_data=(x, y))
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[monitor])
+    found = [p for p in found if p.kind == "one_class_predictions"]  # lr_too_low is right too, and not the point
+    assert _kinds(found) == [("one_class_predictions", 1)]
+    values = found[0].values
+    assert values["predicted_class"] == 0 and values["rows"] == 64 and values["same_score"]
+    assert values["majority_baseline"] == pytest.approx(max(y.mean(), 1 - y.mean()))
+    # A one-epoch fit ending on a one-class model is still reported (at train end).
+    found.clear()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[TrainingMonitor(on_problem=found.append,
+                                                                                   validation_data=(x, y))])
+    assert [k for k in _kinds(found) if k[0] == "one_class_predictions"] == [("one_class_predictions", 0)]
+
+
+def test_a_model_that_separates_the_classes_is_not_one_class(seeded):
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    model = _binary_classifier(0.0)
+    model.get_layer("out").kernel.assign(np.array([[3.0], [0], [0], [0]], "float32"))
+    model.compile(keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
+    found = []
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0,
+              callbacks=[TrainingMonitor(on_problem=found.append, validation_data=(x, y))])
+    assert "one_class_predictions" not in [p.kind for p in found]
+
+
+def test_validation_data_is_checked_when_the_monitor_is_built():
+    from kerafine.errors import DataError
+
+    with pytest.raises(DataError, match="`validation_data`: the inputs have 4 rows but the labels have 3"):
+        TrainingMonitor(validation_data=(np.zeros((4, 2)), np.zeros(3)))
