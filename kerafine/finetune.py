@@ -70,6 +70,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -77,7 +78,8 @@ import numpy as np
 from kerafine import _batches, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine import _finite
+from kerafine.errors import DataError, KerafineError, check_choice, invalid_argument
 from kerafine._batches import n_rows as _n_rows
 
 __all__ = ["fine_tune", "FineTuneResult"]
@@ -261,6 +263,38 @@ def _check_data(data, argument: str, required: bool = True) -> Optional[_Data]:
                 f"{len(arr)}; they must have the same length."
             )
     return _Data(x=x, y=np.asarray(y), w=None if w is None else np.asarray(w))
+
+
+def _finite_rows(data: Optional[_Data], argument: str, non_finite: str) -> Optional[_Data]:
+    """``data`` without rows holding NaN/inf (``non_finite="drop"``), or a DataError naming them."""
+    if data is None or data.is_dataset:
+        return data
+    parts = {"inputs": data.x, "labels": data.y, "sample weights": data.w}
+    if non_finite == "raise":
+        _finite.check(
+            argument,
+            parts,
+            hint='Training on them would poison the weights (one NaN gradient spreads to every weight). '
+            'Clean the data (np.isfinite; tabular data: impute=) or pass non_finite="drop" to train without '
+            "these rows.",
+        )
+        return data
+    found = _finite.scan(parts)
+    if not found.count:
+        return data
+    if found.count == found.n_rows:
+        raise DataError(
+            f"Invalid value for argument `{argument}`: {_finite.describe(found)}; "
+            'non_finite="drop" would leave no row to train on. Clean the data.'
+        )
+    warnings.warn(
+        f'fine_tune(non_finite="drop"): dropped the rows of `{argument}` holding NaN or inf: '
+        f"{_finite.describe(found)}.",
+        UserWarning,
+        stacklevel=3,
+    )
+    keep = ~found.mask
+    return _Data(x=_finite.take(data.x, keep), y=data.y[keep], w=None if data.w is None else data.w[keep])
 
 
 # ---------------------------------------------------------------------------
@@ -620,6 +654,7 @@ def fine_tune(
     verbose="auto",
     shuffle: bool = True,
     class_weight=None,
+    non_finite: str = "raise",
 ) -> FineTuneResult:
     """Train a transfer model in two phases: the head on a frozen backbone, then the top of the backbone.
 
@@ -671,6 +706,14 @@ def fine_tune(
             feature progress bar and kerafine's messages. Defaults to ``"auto"``.
         shuffle: shuffle array data (and cached features) each epoch. Defaults to ``True``.
         class_weight: Keras's ``class_weight``, for both phases. Defaults to ``None``.
+        non_finite: what to do with rows of array data holding NaN or inf
+            (in the inputs, labels or sample weights): ``"raise"`` refuses
+            them with a ``DataError`` naming the data, the count and the
+            first rows, before any training; ``"drop"`` trains and validates
+            without them and says how many it dropped (a warning). A
+            ``tf.data.Dataset`` is not scanned (that would cost a pass over
+            it): add ``TrainingMonitor`` to see NaN weights at the first
+            poisoned batch. Defaults to ``"raise"``.
 
     Returns:
         A :class:`FineTuneResult`.
@@ -679,7 +722,8 @@ def fine_tune(
         KerafineError: before any training, for bad epochs, learning rates,
             ``unfreeze_top``, ``cache_features``, ``verbose``, ``batch_size``,
             optimizer or callbacks, or when ``loss=None`` cannot be inferred.
-        DataError: for unusable ``train_data`` / ``validation_data``.
+        DataError: for unusable ``train_data`` / ``validation_data``, and for
+            NaN/inf in their arrays unless ``non_finite="drop"``.
 
     Example:
 
@@ -729,8 +773,11 @@ def fine_tune(
     ):
         raise invalid_argument("callbacks", callbacks, "None or a list of keras.callbacks.Callback")
     callbacks = list(callbacks)
+    check_choice("non_finite", non_finite, ("raise", "drop"))
     train = _check_data(train_data, "train_data")
     val = _check_data(validation_data, "validation_data", required=False)
+    train = _finite_rows(train, "train_data", non_finite)
+    val = _finite_rows(val, "validation_data", non_finite)
     if loss is None:
         loss = _infer_loss(model, backbone, train)
     if train.y is not None and isinstance(loss, str) and "crossentropy" in loss:

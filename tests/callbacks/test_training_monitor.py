@@ -442,3 +442,85 @@ def test_name_defaults_to_none_and_is_what_the_state_key_carries():
     assert TrainingMonitor().name is None
     assert TrainingMonitor().state_key == "kerafine.TrainingMonitor[]"
     assert TrainingMonitor(name="phase2").state_key == "kerafine.TrainingMonitor[phase2]"
+
+
+# ------------------------------------------------- non-finite weights (issue 19)
+
+def _relu_cnn():
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _images_with_two_nan_rows(n=64, rows=(16, 17), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, size=n)
+    x[list(rows)] = np.nan
+    return x, y
+
+
+def test_two_nan_images_in_a_relu_cnn_are_flagged_at_the_first_poisoned_batch_whatever_the_loss(seeded):
+    # Issue 19: the loss may stay finite (a ReLU that maps NaN to 0) or not; the weights
+    # go NaN either way (the conv1 kernel's gradient multiplies the NaN inputs), so the
+    # problem is judged on the weights and must be flagged at batch 1, the poisoned one.
+    x, y = _images_with_two_nan_rows()
+    model = _relu_cnn()
+    found = []
+    monitor = TrainingMonitor(on_problem=found.append, every_n_batches=1, probe_data=x)
+    history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    weights = [p for p in found if p.kind == "nonfinite_weights"]
+    assert len(weights) == 1, _kinds(found)
+    problem = weights[0]
+    assert (problem.epoch, problem.batch) == (0, 1)
+    assert problem.values["first_nonfinite_weights"] == "conv1"
+    assert problem.values["nonfinite_input_rows"] == 2
+    assert problem.values["first_nonfinite_input_row"] == 16
+    assert "'conv1'" in problem.message and "2 row(s) with non-finite inputs (first row 16)" in problem.message
+    # Nothing was flagged before the poisoned batch.
+    assert all((p.epoch, p.batch) >= (0, 1) for p in found if p.batch is not None)
+    assert all(p.epoch >= 0 for p in found)
+    assert math.isnan(history.history["update_ratio"][-1])
+    assert not np.isfinite(model.get_layer("conv1").kernel.numpy()).all()
+
+
+def test_nan_weights_without_probe_data_are_a_problem_naming_the_first_layer(seeded):
+    x, y = _images_with_two_nan_rows(rows=(0, 1))
+    model = _relu_cnn()
+    monitor = TrainingMonitor(on_problem="warn", every_n_batches=2)
+    with pytest.warns(TrainingProblemWarning, match=r"weights became NaN/inf at epoch 1, batch 0.*'conv1'"):
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    assert [p.kind for p in monitor.problems].count("nonfinite_weights") == 1
+    assert monitor.problems != []
+
+
+def test_finite_training_reports_no_nonfinite_weights(seeded):
+    x, y = _images_with_two_nan_rows(rows=())
+    model = _relu_cnn()
+    found = []
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+              callbacks=[TrainingMonitor(on_problem=found.append, every_n_batches=1)])
+    assert "nonfinite_weights" not in [p.kind for p in found]
+
+
+def test_weights_poisoned_by_hand_with_inf_are_flagged_at_that_batch(seeded):
+    # A weight set to inf (not NaN): the check is on isfinite, not isnan.
+    x, y = _regression(n=64)
+    model = _linear_model()
+    found = []
+
+    class Poison(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                kernel = self.model.get_layer("out").kernel
+                kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+              callbacks=[Poison(), TrainingMonitor(on_problem=found.append)])
+    weights = [p for p in found if p.kind == "nonfinite_weights"]
+    assert [(p.epoch, p.batch) for p in weights] == [(0, 2)]
+    assert weights[0].values["first_nonfinite_weights"] == "out"
