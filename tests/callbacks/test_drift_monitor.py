@@ -155,3 +155,15 @@ def test_bad_arguments_raise_before_fit(tmp_path):
     with pytest.raises(KerafineError, match="`reference`: received 'a ReferenceProfile'; expected data the model can predict on"):
         DriftMonitor(profile, x, on="outputs")
     assert DriftMonitor(profile, x).reference is profile  # a profile is fine for inputs
+
+
+def test_nan_rows_of_the_current_inputs_are_warned_about_every_check():
+    # Issue 19: non-finite values are left out of the statistics, never silently.
+    x, y = _tabular()
+    current = _tabular(seed=2, n=200)[0]
+    current[[5, 6], 1] = np.nan
+    monitor = DriftMonitor(x, current, on_drift=lambda report: None)
+    with pytest.warns(DriftWarning, match=r"DriftMonitor\[inputs\] at epoch 1: 2 of 200 current rows of the inputs "
+                                          r"hold NaN or inf \(first rows \[5, 6\]\)"):
+        _dense_model().fit(x, y, epochs=1, verbose=0, callbacks=[monitor])
+    assert monitor.history[-1]["nonfinite_current_rows"] == 2
