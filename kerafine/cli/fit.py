@@ -55,6 +55,8 @@ def _fit_data(cfg, con: "_Console") -> dict:
         for w in {str(w.message) for w in caught}:
             con.print(f"    note: {w}")
         for name in ("train", "val", "test"):
+            parts[name] = _finite_windows(parts[name], name, d.non_finite, con)
+        for name in ("train", "val", "test"):
             check_label_classes(parts[name][1], {"train": "training", "val": "validation"}.get(name, name))
         spec = {"kind": "server_metrics", "features": list(m.features), "window": d.window, "stride": d.stride,
                 "freq": d.freq, "horizon": d.horizon, "max_gap": d.max_gap, "normalizer": norm.to_dict()}
@@ -62,6 +64,7 @@ def _fit_data(cfg, con: "_Console") -> dict:
     from kerafine.data import load_tabular
 
     t = load_tabular(d.csv, d.label, numeric=d.numeric, categorical=d.categorical)
+    t = _finite_table(t, d.csv, d.non_finite, con)
     rng = np.random.default_rng(sp.seed)
     order = rng.permutation(len(t))
     n_test, n_val = int(round(sp.test * len(t))), int(round(sp.val * len(t)))
@@ -76,6 +79,45 @@ def _fit_data(cfg, con: "_Console") -> dict:
              f"train {len(idx['train'])}, val {len(idx['val'])}, test {len(idx['test'])}")
     spec = {"kind": "tabular", "label": d.label, "numeric": list(t.numeric), "categorical": list(t.categorical)}
     return {**parts, "pretrain_x": None, "spec": spec, "shape": None}
+
+
+def _finite_table(t, csv, non_finite: str, con: "_Console"):
+    """The table without rows holding NaN/inf (``data.non_finite: drop``), or a DataError naming them."""
+    import numpy as np
+
+    from kerafine import _finite
+
+    found = _finite.scan({"columns": t.x})
+    if not found.count:
+        return t
+    # A CSV with a header: data row i is on line i + 2.
+    lines = [i + 2 for i in found.first_rows()]
+    text = f"{_finite.describe(found)}, CSV lines {lines}"
+    if non_finite == "raise" or found.count == found.n_rows:
+        raise DataError(
+            f"Invalid value for field `data.csv`: {os.fspath(csv)!r}: {text}. Training on them would poison the "
+            "model. Fix the cells, or set `data.non_finite: drop` to train without these rows."
+        )
+    con.step(f"data.non_finite: drop: left out {text}")
+    return t.take(np.flatnonzero(~found.mask))
+
+
+def _finite_windows(part, split: str, non_finite: str, con: "_Console"):
+    """``(x, y)`` windows of one split without those holding NaN/inf, or a DataError naming them."""
+    from kerafine import _finite
+
+    x, y = part
+    found = _finite.scan({"windows": x, "labels": y})
+    if not found.count:
+        return part
+    if non_finite == "raise" or found.count == found.n_rows:
+        raise DataError(
+            f"Invalid value for field `data`: the {split} split: {_finite.describe(found)}. Training or evaluating "
+            "on them would poison or mislead. Fix the data, or set `data.non_finite: drop` to leave these windows out."
+        )
+    con.step(f"data.non_finite: drop: left out of the {split} split {_finite.describe(found)}")
+    keep = ~found.mask
+    return x[keep], y[keep]
 
 
 def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
@@ -284,7 +326,7 @@ def _evaluate(args) -> int:
     from kerafine.evaluation import evaluate
 
     model = _load_model(model_path)
-    report = evaluate(model, (x, y), robustness=robustness, membership=membership)
+    report = evaluate(model, (x, y), robustness=robustness, membership=membership, non_finite=args.non_finite)
     print(report)
     if args.json:
         atomic_write_text(args.json, report.to_json() + "\n")
@@ -395,4 +437,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--membership-train", metavar="PATH",
                    help="add a membership-inference section: PATH holds the training rows (same format as DATA), "
                         "DATA the held-out rows")
+    p.add_argument("--non-finite", choices=("raise", "exclude"), default="raise",
+                   help="rows of DATA whose inputs hold NaN or inf: refuse them (raise, the default) or evaluate the "
+                        "other rows and say in the report how many were left out (exclude)")
     p.set_defaults(func=_evaluate)

@@ -193,7 +193,16 @@ def _split_new(spec: dict, new, seed: int) -> dict:
         for k, rows in idx.items():
             sub = new.take(np.sort(rows))
             parts[k] = (sub.x, sub.y)
+    from kerafine import _finite
+
     for k, (x, y) in parts.items():
+        found = _finite.scan({"inputs": x, "labels": y})
+        if found.count:
+            # Candidates train on the new data: a NaN row would poison them (and a finite loss may hide it).
+            raise DataError(
+                f"Invalid value for argument `NEW_DATA`: its {k} part: {_finite.describe(found)}. "
+                "Fix or remove these rows before updating the model."
+            )
         if len(y) == 0 or len(np.unique(y)) < 2:
             raise invalid_argument("NEW_DATA", f"a {k} part with {len(y)} rows and {len(np.unique(y))} class(es)",
                                    "new data with failures (positives) and normal rows in each of train, "
