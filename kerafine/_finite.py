@@ -38,53 +38,59 @@ __all__ = ["NonFinite", "row_mask", "scan", "check", "take", "describe", "SHOWN_
 SHOWN_ROWS = 5
 
 
-def _float_mask(a: np.ndarray) -> Optional[np.ndarray]:
+def _bad(values: np.ndarray, nan_ok: bool) -> np.ndarray:
+    return np.isinf(values) if nan_ok else ~np.isfinite(values)
+
+
+def _float_mask(a: np.ndarray, nan_ok: bool = False) -> Optional[np.ndarray]:
     """``(n,)`` True where a row of ``a`` (rows on axis 0) holds NaN/inf; ``None`` if it cannot."""
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.complexfloating)):
         return None
     if a.ndim == 0:
         return None
-    bad = ~np.isfinite(a)
+    bad = _bad(a, nan_ok)
     return bad.reshape(len(a), -1).any(axis=1) if a.ndim > 1 else bad
 
 
-def _frame_mask(frame) -> Optional[np.ndarray]:
+def _frame_mask(frame, nan_ok: bool = False) -> Optional[np.ndarray]:
     numeric = frame.select_dtypes(include=[np.number])
     if numeric.shape[1] == 0:
         return None
     values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    return ~np.isfinite(values).all(axis=1)
+    return _bad(values, nan_ok).any(axis=1)
 
 
-def row_mask(x: Any) -> Optional[np.ndarray]:
+def row_mask(x: Any, nan_ok: bool = False) -> Optional[np.ndarray]:
     """``(n,)`` bool, True for the rows of ``x`` holding NaN/inf; ``None`` when ``x`` cannot hold them.
 
     Args:
         x: an array (rows on axis 0), a dict or list/tuple of arrays (rows
             aligned), a pandas DataFrame (its numeric columns) or Series.
+        nan_ok: count only infinities (for a model that imputes NaN itself,
+            such as ``tabular_encoder(..., impute="median")``). Defaults to ``False``.
 
     Returns:
         The mask, or ``None`` for integer/boolean/text data.
     """
     if isinstance(x, dict):
-        masks = [m for m in (row_mask(v) for v in x.values()) if m is not None]
+        masks = [m for m in (row_mask(v, nan_ok) for v in x.values()) if m is not None]
         return np.logical_or.reduce(masks) if masks else None
     if isinstance(x, (list, tuple)):
-        masks = [m for m in (row_mask(v) for v in x) if m is not None]
+        masks = [m for m in (row_mask(v, nan_ok) for v in x) if m is not None]
         return np.logical_or.reduce(masks) if masks else None
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is a dependency
         pd = None
     if pd is not None and isinstance(x, pd.DataFrame):
-        return _frame_mask(x)
+        return _frame_mask(x, nan_ok)
     if pd is not None and isinstance(x, pd.Series):
         if not pd.api.types.is_numeric_dtype(x.dtype):
             return None
-        return ~np.isfinite(x.to_numpy(dtype=np.float64, na_value=np.nan))
+        return _bad(x.to_numpy(dtype=np.float64, na_value=np.nan), nan_ok)
     if hasattr(x, "numpy") and not isinstance(x, np.ndarray):  # a tensor
         x = x.numpy()
-    return _float_mask(np.asarray(x))
+    return _float_mask(np.asarray(x), nan_ok)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +125,7 @@ class NonFinite:
         return {"rows": self.count, "of": self.n_rows, "first_rows": self.first_rows(), "parts": dict(self.parts)}
 
 
-def scan(parts: dict) -> NonFinite:
+def scan(parts: dict, nan_ok: tuple = ()) -> NonFinite:
     """Find the rows with NaN/inf over named, row-aligned parts.
 
     A dict-valued part (named inputs) is reported per key as ``"part['key']"``.
@@ -127,6 +133,8 @@ def scan(parts: dict) -> NonFinite:
     Args:
         parts: ``{name: data}`` (``None`` values are skipped); all parts have
             the same number of rows.
+        nan_ok: names of the parts in which NaN is allowed (only infinities
+            count). Defaults to ``()``.
 
     Returns:
         A :class:`NonFinite`.
@@ -138,7 +146,7 @@ def scan(parts: dict) -> NonFinite:
             continue
         sub = {f"{name}[{k!r}]": v for k, v in data.items()} if isinstance(data, dict) else {name: data}
         for sub_name, value in sub.items():
-            m = row_mask(value)
+            m = row_mask(value, name in nan_ok)
             if m is None:
                 if n is None:
                     n = len(value)
@@ -163,12 +171,13 @@ def describe(found: NonFinite) -> str:
     )
 
 
-def check(argument: str, parts: dict, *, hint: str) -> NonFinite:
+def check(argument: str, parts: dict, *, hint: str, nan_ok: tuple = ()) -> NonFinite:
     """Raise a :class:`~kerafine.errors.DataError` if any row of ``parts`` holds NaN/inf.
 
     Args:
         argument: the argument the data came in (named in the message).
         parts: as :func:`scan`.
+        nan_ok: as :func:`scan`.
         hint: the sentence saying what to do (the option that handles them).
 
     Returns:
@@ -186,7 +195,7 @@ def check(argument: str, parts: dict, *, hint: str) -> NonFinite:
     ...
     kerafine.errors.DataError: Invalid value for argument `x`: 1 of 2 rows hold NaN or inf (inputs: 1; first rows [1]). Clean it.
     """
-    found = scan(parts)
+    found = scan(parts, nan_ok)
     if found.count:
         raise DataError(f"Invalid value for argument `{argument}`: {describe(found)}. {hint}")
     return found

@@ -59,7 +59,9 @@ def evaluate(
             (:func:`kerafine.security.membership_inference`). Defaults to ``None``.
         non_finite: rows whose inputs hold NaN or inf get outputs that mean
             nothing (a ReLU network may give them all the same finite score),
-            so they are never counted silently: ``"raise"`` refuses them with a
+            so they are never counted silently (a model that imputes NaN
+            itself, ``tabular_encoder(..., impute="median")``, may get NaN;
+            only infinities count then): ``"raise"`` refuses them with a
             ``DataError`` naming the count and the first rows (before
             predicting, for arrays); ``"exclude"`` evaluates the other rows
             and the report says how many were left out
@@ -95,7 +97,12 @@ def evaluate(
         from kerafine.security.report import check_options
 
         check_options(data, robustness, membership)
-    eval_data = predictions.EvalData(data, batch_size=batch_size, steps=steps, argument="data")
+    from kerafine.backbones.tabular import imputes_missing
+
+    # A model that fills NaN itself (tabular impute="median") is evaluated on NaN cells on purpose.
+    eval_data = predictions.EvalData(
+        data, batch_size=batch_size, steps=steps, argument="data", nan_ok=imputes_missing(model)
+    )
     if non_finite == "raise" and eval_data.is_arrays:
         _refuse_nonfinite(eval_data.nonfinite_inputs())  # before any prediction
     pred = predictions.predict(model, eval_data)  # no cache: always these weights

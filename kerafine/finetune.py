@@ -265,7 +265,7 @@ def _check_data(data, argument: str, required: bool = True) -> Optional[_Data]:
     return _Data(x=x, y=np.asarray(y), w=None if w is None else np.asarray(w))
 
 
-def _finite_rows(data: Optional[_Data], argument: str, non_finite: str) -> Optional[_Data]:
+def _finite_rows(data: Optional[_Data], argument: str, non_finite: str, nan_ok: tuple = ()) -> Optional[_Data]:
     """``data`` without rows holding NaN/inf (``non_finite="drop"``), or a DataError naming them."""
     if data is None or data.is_dataset:
         return data
@@ -274,12 +274,13 @@ def _finite_rows(data: Optional[_Data], argument: str, non_finite: str) -> Optio
         _finite.check(
             argument,
             parts,
+            nan_ok=nan_ok,
             hint='Training on them would poison the weights (one NaN gradient spreads to every weight). '
-            'Clean the data (np.isfinite; tabular data: impute=) or pass non_finite="drop" to train without '
+            'Clean the data (np.isfinite; tables: tabular_encoder(impute="median")) or pass non_finite="drop" to train without '
             "these rows.",
         )
         return data
-    found = _finite.scan(parts)
+    found = _finite.scan(parts, nan_ok)
     if not found.count:
         return data
     if found.count == found.n_rows:
@@ -707,7 +708,9 @@ def fine_tune(
         shuffle: shuffle array data (and cached features) each epoch. Defaults to ``True``.
         class_weight: Keras's ``class_weight``, for both phases. Defaults to ``None``.
         non_finite: what to do with rows of array data holding NaN or inf
-            (in the inputs, labels or sample weights): ``"raise"`` refuses
+            (in the inputs, labels or sample weights; a model that imputes
+            NaN itself, ``tabular_encoder(..., impute="median")``, may get
+            NaN inputs, and only infinities count): ``"raise"`` refuses
             them with a ``DataError`` naming the data, the count and the
             first rows, before any training; ``"drop"`` trains and validates
             without them and says how many it dropped (a warning). A
@@ -776,8 +779,12 @@ def fine_tune(
     check_choice("non_finite", non_finite, ("raise", "drop"))
     train = _check_data(train_data, "train_data")
     val = _check_data(validation_data, "validation_data", required=False)
-    train = _finite_rows(train, "train_data", non_finite)
-    val = _finite_rows(val, "validation_data", non_finite)
+    from kerafine.backbones.tabular import imputes_missing
+
+    # A model that fills NaN itself (tabular impute="median") trains on NaN cells on purpose.
+    nan_ok = ("inputs",) if imputes_missing(model) else ()
+    train = _finite_rows(train, "train_data", non_finite, nan_ok)
+    val = _finite_rows(val, "validation_data", non_finite, nan_ok)
     if loss is None:
         loss = _infer_loss(model, backbone, train)
     if train.y is not None and isinstance(loss, str) and "crossentropy" in loss:

@@ -506,3 +506,29 @@ def test_non_finite_drop_of_every_row_is_refused():
 def test_unknown_non_finite_option_is_refused():
     with pytest.raises(KerafineError, match=r"`non_finite`: received 'skip'; expected 'raise' or 'drop'"):
         fine_tune(_relu_cnn_transfer(), image_data(), head_epochs=1, verbose=0, non_finite="skip")
+
+
+def test_a_model_that_imputes_nan_trains_and_evaluates_on_nan_cells_but_inf_is_still_refused(seeded):
+    import pandas as pd
+
+    import kerafine
+    from kerafine.backbones import tabular_encoder
+
+    rng = np.random.default_rng(4)
+    n = 120
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.integers(0, 3, n)})
+    y = (frame["a"] + frame["c"] > 1).astype("float32").to_numpy()
+    frame.loc[[3, 50], "a"] = np.nan
+    encoder = tabular_encoder(["a", "b"], ["c"], hidden=(4,), data=frame, impute="median")
+    model = build_transfer_model(encoder, head())
+    feed = {c: frame[c].to_numpy() for c in ("a", "b", "c")}
+    fine_tune(model, (feed, y), head_epochs=1, finetune_epochs=1, verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    report = kerafine.evaluate(model, (feed, y), threshold=0.5)
+    assert (report.n_samples, report.nonfinite_excluded) == (n, 0)
+    feed["b"] = feed["b"].copy()
+    feed["b"][7] = np.inf
+    with pytest.raises(DataError, match=r"1 of 120 rows hold NaN or inf \(inputs\['b'\]: 1; first rows \[7\]\)"):
+        fine_tune(model, (feed, y), head_epochs=1, finetune_epochs=0, verbose=0)
+    with pytest.raises(DataError, match=r"1 of 120 rows hold NaN or inf"):
+        kerafine.evaluate(model, (feed, y), threshold=0.5)

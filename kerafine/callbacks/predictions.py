@@ -81,12 +81,21 @@ class EvalData:
         steps: number of batches to draw from a dataset or generator; needed
             when it repeats forever. Defaults to ``None`` (until exhausted).
         argument: the argument name used in error messages.
+        nan_ok: count only infinities in :attr:`Predictions.nonfinite` (for a
+            model that imputes NaN inputs itself). Defaults to ``False``.
 
     Raises:
         DataError: if the data is empty or not in a supported form.
     """
 
-    def __init__(self, data: Any, batch_size: int = 256, steps: int | None = None, argument: str = "validation_data"):
+    def __init__(
+        self,
+        data: Any,
+        batch_size: int = 256,
+        steps: int | None = None,
+        argument: str = "validation_data",
+        nan_ok: bool = False,
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise invalid_argument("batch_size", batch_size, "a positive int")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -94,6 +103,7 @@ class EvalData:
         self.batch_size = batch_size
         self.steps = steps
         self.argument = argument
+        self.nan_ok = nan_ok
         self._arrays = None  # (x, y, w) when array-like
         self._iterable = None
         self._source = data
@@ -181,7 +191,7 @@ class EvalData:
         for batch in _batches.iterate(self._iterable, self.steps):
             xb, yb, wb = _batches.split_batch(batch)
             outs.append(np.asarray(fn(xb, batch_size=None)))
-            mask = _finite.row_mask(xb)
+            mask = _finite.row_mask(xb, self.nan_ok)
             bad.append(np.zeros(len(outs[-1]), bool) if mask is None else mask)
             if yb is not None:
                 ys.append(np.asarray(yb))
@@ -200,7 +210,7 @@ class EvalData:
         """``(n,)`` bool mask of the array rows whose inputs hold NaN/inf (no pass needed); ``None`` for batches."""
         if self._arrays is None:
             return None
-        mask = _finite.row_mask(self._arrays[0])
+        mask = _finite.row_mask(self._arrays[0], self.nan_ok)
         return np.zeros(_n_rows(self._arrays[0]), bool) if mask is None else mask
 
 

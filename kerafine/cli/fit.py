@@ -87,7 +87,8 @@ def _finite_table(t, csv, non_finite: str, con: "_Console"):
 
     from kerafine import _finite
 
-    found = _finite.scan({"columns": t.x})
+    # Empty cells are load_tabular's business (refused, or kept for an imputing encoder); infinities are ours.
+    found = _finite.scan({"columns": t.x}, nan_ok=("columns",))
     if not found.count:
         return t
     # A CSV with a header: data row i is on line i + 2.
