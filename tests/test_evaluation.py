@@ -82,8 +82,11 @@ def _tabular_with_nan_rows(n=600, n_bad=149, seed=7):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 5)).astype("float32")
     y = (x[:, 0] - x[:, 2] + 0.5 * rng.normal(size=n) > 0).astype("float32")
+    # The hidden activation maps NaN to 0 by construction (NaN > 0 is False on every CPU), as
+    # the ReLU of the issue's CPU did: the NaN rows then get finite scores, the silent case.
     model = keras.Sequential([
-        keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid"),
+        keras.Input((5,)), keras.layers.Dense(8), keras.layers.Lambda(lambda h: keras.ops.where(h > 0, h, 0.0)),
+        keras.layers.Dense(1, activation="sigmoid"),
     ])
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
     model.fit(x, y, epochs=3, verbose=0)
@@ -96,6 +99,7 @@ def _tabular_with_nan_rows(n=600, n_bad=149, seed=7):
 def test_rows_with_a_nan_feature_are_refused_by_default_naming_count_and_first_rows():
     # Issue 19: 149 rows with a NaN feature were scored (all alike) and counted silently.
     model, x, y, bad = _tabular_with_nan_rows()
+    assert np.isfinite(model.predict(x[bad], verbose=0)).all()  # scored, finite: nothing else would object
     first = ", ".join(str(i) for i in bad[:5])
     with pytest.raises(DataError, match=rf"`data`: 149 of 600 rows hold NaN or inf \(inputs: 149; first rows \[{first}, \.\.\.\]\)"
                        r".*non_finite=\"exclude\""):

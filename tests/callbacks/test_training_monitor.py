@@ -488,6 +488,39 @@ def test_two_nan_images_in_a_relu_cnn_are_flagged_at_the_first_poisoned_batch_wh
     assert not np.isfinite(model.get_layer("conv1").kernel.numpy()).all()
 
 
+def _nan_to_zero_relu(h):
+    # max(h, 0) written as a comparison: NaN > 0 is False in IEEE arithmetic, so NaN maps
+    # to 0 on every CPU. This builds, by construction, the CPU quirk of the issue.
+    return keras.ops.where(h > 0, h, 0.0)
+
+
+def test_nan_images_poison_conv1_while_the_loss_stays_finite_and_are_flagged_at_that_batch(seeded):
+    # Issue 19's case exactly: the loss stays finite (here by construction), conv1's kernel
+    # goes NaN at the poisoned batch (its gradient multiplies the NaN inputs), update_ratio
+    # is NaN, and the monitor must not say problems == [].
+    x, y = _images_with_two_nan_rows()
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    h = keras.layers.Lambda(_nan_to_zero_relu, name="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(h))
+    model.compile(keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    losses = []
+    found = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: losses.append(logs["loss"]))
+    monitor = TrainingMonitor(on_problem=found.append, every_n_batches=1, probe_data=(x, y))
+    history = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[record, monitor])
+    assert np.isfinite(losses).all()  # the trap: nothing in the loss says the model died
+    assert not np.isfinite(model.get_layer("conv1").kernel.numpy()).all()
+    assert all(math.isnan(r) for r in history.history["update_ratio"][1:])  # epoch 0 had one good step
+    assert "nonfinite_loss" not in [p.kind for p in found]
+    weights = [p for p in found if p.kind == "nonfinite_weights"]
+    assert [(p.epoch, p.batch) for p in weights] == [(0, 1)]
+    assert weights[0].values["first_nonfinite_weights"] == "conv1"
+    assert weights[0].values["nonfinite_input_rows"] == 2 and weights[0].values["first_nonfinite_input_row"] == 16
+    assert "finite, yet the model is dead" in weights[0].message
+
+
 def test_nan_weights_without_probe_data_are_a_problem_naming_the_first_layer(seeded):
     x, y = _images_with_two_nan_rows(rows=(0, 1))
     model = _relu_cnn()
