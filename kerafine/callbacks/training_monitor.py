@@ -166,7 +166,8 @@ class TrainingMonitor(KerafineCallback):
       itself is not visible to a callback, and with shuffling its rows cannot
       be recovered, hence ``probe_data``.
     * ``nonfinite_weights``: a weight became NaN/inf, checked after every
-      batch (one compiled reduction) whatever the loss says: on CPUs whose
+      ``weight_check_freq`` batches (default every batch; one compiled
+      reduction) whatever the loss says: on CPUs whose
       ReLU maps NaN to 0 a network poisoned by NaN inputs keeps a finite loss.
       Also raised when an update-to-weight ratio is NaN/inf. Reported at the
       first poisoned batch with the first layer holding non-finite weights
@@ -221,6 +222,12 @@ class TrainingMonitor(KerafineCallback):
             state key is ``kerafine.TrainingMonitor[<name>]``; it does not
             depend on ``log_dir``, which may move between runs). Defaults to
             ``None``.
+        weight_check_freq: batches between two checks that every trained
+            weight (and trained BatchNorm statistic) is finite, for
+            ``nonfinite_weights``. 1 flags a NaN weight at the first poisoned
+            batch; a check is one compiled reduction (about one ``tf.function``
+            call, see ``benchmarks/RESULTS.md``), so on a very small model a
+            larger value trades how soon for speed. Defaults to 1.
 
     Raises:
         KerafineError: for an invalid argument (e.g. ``every_n_batches < 1``,
@@ -249,10 +256,12 @@ class TrainingMonitor(KerafineCallback):
         update_ratio_band: tuple[float, float] = (1e-4, 1e-2),
         loss_window: int = DEFAULT_WINDOW,
         name: Optional[str] = None,
+        weight_check_freq: int = 1,
     ):
         super().__init__()
         for argument, value, minimum in (
             ("every_n_batches", every_n_batches, 1),
+            ("weight_check_freq", weight_check_freq, 1),
             ("histograms_every_n_epochs", histograms_every_n_epochs, 0),
             ("overfit_patience", overfit_patience, 1),
             ("loss_window", loss_window, _MIN_LOSSES_FOR_MEDIAN),
@@ -295,6 +304,7 @@ class TrainingMonitor(KerafineCallback):
         self.loss_smoothing = loss_smoothing
         self.update_ratio_band = tuple(update_ratio_band)
         self.loss_window = loss_window
+        self.weight_check_freq = weight_check_freq
         if name is not None and (not isinstance(name, str) or not name):
             raise invalid_argument("name", name, "None or a non-empty str")
         self.name = name
@@ -582,7 +592,9 @@ class TrainingMonitor(KerafineCallback):
                 self._group_index.append([])
         self._tracked.extend(state_vars)
         self._frozen_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if not g.trainable}
-        self._finite_check = _probes.FiniteCheck(self.model.weights)
+        # What training can change: the trained weights and trained BatchNorm statistics
+        # (frozen ones cannot go NaN unnoticed: frozen_weights_changed watches them).
+        self._finite_check = _probes.FiniteCheck(self._tracked)
         self._global_batches = 0
         self._before = None
         # A finite baseline, so that a loss that is NaN on the very first
@@ -622,7 +634,8 @@ class TrainingMonitor(KerafineCallback):
         mean = None if logs is None else logs.get("loss")
         if mean is not None:
             self._check_loss(batch, float(mean))
-        self._check_weights(batch, mean)
+        if self._global_batches % self.weight_check_freq == 0:
+            self._check_weights(batch, mean)
         if self._steps is None or batch >= self._steps - 1:
             self._last_lr = self._read_lr()
         if self._is_measure_point(batch):

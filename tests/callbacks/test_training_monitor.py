@@ -43,6 +43,7 @@ def _kinds(problems):
     (dict(overfit_patience=0), "`overfit_patience`"),
     (dict(explode_factor=1.0), "`explode_factor`"),
     (dict(loss_smoothing=0), "`loss_smoothing`: received 0"),
+    (dict(weight_check_freq=0), "`weight_check_freq`: received 0; expected an int >= 1"),
     (dict(update_ratio_band=(1e-2, 1e-4)), "`update_ratio_band`"),
 ])
 def test_bad_arguments_are_rejected_before_training(kwargs, match):
@@ -540,7 +541,8 @@ def test_finite_training_reports_no_nonfinite_weights(seeded):
     assert "nonfinite_weights" not in [p.kind for p in found]
 
 
-def test_weights_poisoned_by_hand_with_inf_are_flagged_at_that_batch(seeded):
+@pytest.mark.parametrize("freq, flagged_at", [(1, 2), (4, 3)])
+def test_weights_poisoned_by_hand_with_inf_are_flagged_at_the_next_weight_check(seeded, freq, flagged_at):
     # A weight set to inf (not NaN): the check is on isfinite, not isnan.
     x, y = _regression(n=64)
     model = _linear_model()
@@ -553,7 +555,8 @@ def test_weights_poisoned_by_hand_with_inf_are_flagged_at_that_batch(seeded):
                 kernel.assign(np.full(kernel.shape, np.inf, "float32"))
 
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
-              callbacks=[Poison(), TrainingMonitor(on_problem=found.append)])
+              callbacks=[Poison(), TrainingMonitor(on_problem=found.append, weight_check_freq=freq)])
     weights = [p for p in found if p.kind == "nonfinite_weights"]
-    assert [(p.epoch, p.batch) for p in weights] == [(0, 2)]
+    # Checked after batches 0, 1, 2, 3 (freq 1) or after the 4th batch only (freq 4).
+    assert [(p.epoch, p.batch) for p in weights] == [(0, flagged_at)]
     assert weights[0].values["first_nonfinite_weights"] == "out"
