@@ -11,6 +11,8 @@ Configurations:
 
 * ``none``: no extra callback (Keras's History only);
 * ``monitor``: ``TrainingMonitor()`` with its defaults (no TensorBoard);
+* ``monitor-nocheck``: the same without the per-batch finite-weights check
+  (``weight_check_freq`` larger than the run), to isolate that check's cost;
 * ``monitor+tb``: ``TrainingMonitor(log_dir)`` (TensorBoard scalars every 50 batches);
 * ``monitor+tb+hist``: ``TrainingMonitor(log_dir, histograms_every_n_epochs=1)``;
 * ``keras_tb_hist``: ``keras.callbacks.TensorBoard(log_dir, histogram_freq=1)``.
@@ -141,6 +143,9 @@ def main() -> None:
             return []
         if name == "monitor":
             return [_timed_hooks(TrainingMonitor(on_problem=lambda p: None), self_time[name])]
+        if name == "monitor-nocheck":
+            monitor = TrainingMonitor(on_problem=lambda p: None, weight_check_freq=10**9)
+            return [_timed_hooks(monitor, self_time[name])]
         if name == "monitor+tb":
             return [_timed_hooks(TrainingMonitor(log_dir=os.path.join(tmp, "t"), on_problem=lambda p: None), self_time[name])]
         if name == "monitor+tb+hist":
@@ -150,7 +155,7 @@ def main() -> None:
             return [keras.callbacks.TensorBoard(log_dir=os.path.join(tmp, "k"), histogram_freq=1)]
         raise ValueError(name)
 
-    names = ["none", "monitor", "monitor+tb", "monitor+tb+hist", "keras_tb_hist"]
+    names = ["none", "monitor", "monitor-nocheck", "monitor+tb", "monitor+tb+hist", "keras_tb_hist"]
     self_time = {n: {"s": 0.0} for n in names}
     models = {n: builder(0) for n in names}
     cbs = {n: callbacks(n) for n in names}
@@ -177,7 +182,7 @@ def main() -> None:
     for n in names:
         hooks = self_time[n]["s"] / args.rounds if self_time[n]["s"] else float("nan")
         print(f"{n:<16} {wall[n]:8.3f} {wall[n] / base:11.3f} {cpu[n]:8.3f} {cpu[n] / cpu['none']:10.3f} {hooks:14.4f}")
-    for n in ("monitor", "monitor+tb", "monitor+tb+hist"):
+    for n in ("monitor", "monitor-nocheck", "monitor+tb", "monitor+tb+hist"):
         print(f"{n}: time inside TrainingMonitor's hooks = {100 * self_time[n]['s'] / args.rounds / base:.2f}% "
               "of a plain epoch")
     print(f"monitor+tb+hist / keras_tb_hist: wall {wall['monitor+tb+hist'] / wall['keras_tb_hist']:.3f}, "

@@ -52,6 +52,7 @@ import numpy as np
 
 import keras
 
+from kerafine import _finite
 from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["calibrate", "CalibrationResult", "TemperatureScaling", "IsotonicCalibration"]
@@ -295,7 +296,8 @@ def calibrate(
     Raises:
         KerafineError: an unknown ``method``, a model that is not a built
             single-output ``keras.Model``, bad ``batch_size`` / ``n_bins``.
-        DataError: data that is not ``(x, y)``, outputs that are not
+        DataError: data that is not ``(x, y)``, inputs or labels holding NaN/inf
+            (named with the count and first rows, before predicting), outputs that are not
             probabilities, labels outside the classes, NaN outputs, or
             calibration data with a single class.
 
@@ -327,6 +329,18 @@ def calibrate(
         raise invalid_argument("model", f"a model with {len(model.outputs)} outputs", "a model with one output")
     x_val, y_val = _split("validation_data", validation_data)
     test = None if test_data is None else _split("test_data", test_data)
+    from kerafine.backbones.tabular import imputes_missing
+
+    nan_ok = ("inputs",) if imputes_missing(model) else ()
+    for name, part in (("validation_data", (x_val, y_val)), ("test_data", test)):
+        if part is not None:
+            # Before any prediction: a NaN row's output means nothing (a ReLU may map NaN to 0).
+            _finite.check(
+                name,
+                {"inputs": part[0], "labels": part[1]},
+                nan_ok=nan_ok,
+                hint="A correction fitted or measured on them would be wrong. Clean the data or leave those rows out.",
+            )
 
     p_val = _predict(model, x_val, batch_size, "validation_data")
     activation = _activation(p_val)

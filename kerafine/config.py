@@ -75,6 +75,8 @@ class ServerMetricsData(_Strict):
     window: int = Field(32, ge=2)
     stride: int = Field(1, ge=1)
     split: SplitConfig = SplitConfig()
+    # Windows holding NaN/inf: "raise" refuses them (naming split, count, first windows), "drop" leaves them out.
+    non_finite: Literal["raise", "drop"] = "raise"
 
 
 class TabularDataConfig(_Strict):
@@ -86,6 +88,8 @@ class TabularDataConfig(_Strict):
     numeric: Optional[List[str]] = None
     categorical: Optional[List[str]] = None
     split: SplitConfig = SplitConfig(by="random")
+    # Rows holding NaN/inf in a numeric column: "raise" refuses them (naming rows and CSV lines), "drop" leaves them out.
+    non_finite: Literal["raise", "drop"] = "raise"
 
 
 class BackboneConfig(_Strict):

@@ -6,9 +6,13 @@ outside :mod:`kerafine.metrics`, whose numeric core never imports TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence
 
-from kerafine.errors import DataError
+import numpy as np
+
+from kerafine import _finite
+from kerafine.errors import DataError, check_choice
 
 __all__ = ["evaluate"]
 
@@ -25,6 +29,7 @@ def evaluate(
     labels: Sequence | None = None,
     robustness: Sequence[float] | None = None,
     membership=None,
+    non_finite: str = "raise",
 ):
     """Predict with ``model`` on ``data`` and return a :class:`~kerafine.metrics.ClassificationReport`.
 
@@ -52,12 +57,23 @@ def evaluate(
         membership: ``(train_data, holdout_data)``, each ``(x, y)``: adds a
             membership-inference section
             (:func:`kerafine.security.membership_inference`). Defaults to ``None``.
+        non_finite: rows whose inputs hold NaN or inf get outputs that mean
+            nothing (a ReLU network may give them all the same finite score),
+            so they are never counted silently (a model that imputes NaN
+            itself, ``tabular_encoder(..., impute="median")``, may get NaN;
+            only infinities count then): ``"raise"`` refuses them with a
+            ``DataError`` naming the count and the first rows (before
+            predicting, for arrays); ``"exclude"`` evaluates the other rows
+            and the report says how many were left out
+            (``report.nonfinite_excluded``, in its text, JSON and HTML).
+            Defaults to ``"raise"``.
 
     Returns:
         :class:`kerafine.metrics.ClassificationReport`.
 
     Raises:
-        DataError: empty data, data without labels, or any error of
+        DataError: empty data, data without labels, inputs with NaN/inf
+            (``non_finite="raise"``, or every row with ``"exclude"``), or any error of
             :func:`kerafine.metrics.classification_report` (NaN outputs, output
             columns that do not match the classes, ...).
         KerafineError: a bad ``threshold``, ``level``, ``n_bins`` or ``batch_size``.
@@ -76,26 +92,49 @@ def evaluate(
     from kerafine.metrics.report import _check_threshold, classification_report
 
     _check_threshold(threshold)
+    check_choice("non_finite", non_finite, ("raise", "exclude"))
     if robustness is not None or membership is not None:
         from kerafine.security.report import check_options
 
         check_options(data, robustness, membership)
-    eval_data = predictions.EvalData(data, batch_size=batch_size, steps=steps, argument="data")
+    from kerafine.backbones.tabular import imputes_missing
+
+    # A model that fills NaN itself (tabular impute="median") is evaluated on NaN cells on purpose.
+    eval_data = predictions.EvalData(
+        data, batch_size=batch_size, steps=steps, argument="data", nan_ok=imputes_missing(model)
+    )
+    if non_finite == "raise" and eval_data.is_arrays:
+        _refuse_nonfinite(eval_data.nonfinite_inputs())  # before any prediction
     pred = predictions.predict(model, eval_data)  # no cache: always these weights
     if pred.y_true is None:
         raise DataError(
             "Invalid value for argument `data`: received inputs without labels; "
             "expected (x, y), (x, y, sample_weight) or batches of them."
         )
+    y_true, y_pred, weight, excluded = pred.y_true, pred.y_pred, pred.sample_weight, 0
+    bad = pred.nonfinite
+    if bad is not None and bad.any():
+        if non_finite == "raise":
+            _refuse_nonfinite(bad)
+        if bad.all():
+            raise DataError(
+                f"Invalid value for argument `data`: every one of its {bad.size} rows has NaN or inf inputs; "
+                "there is nothing to evaluate. Clean the data."
+            )
+        keep = ~bad
+        excluded = int(bad.sum())
+        y_true, y_pred = np.asarray(y_true)[keep], np.asarray(y_pred)[keep]
+        weight = None if weight is None else np.asarray(weight)[keep]
     report = classification_report(
-        pred.y_true,
-        pred.y_pred,
+        y_true,
+        y_pred,
         threshold=threshold,
-        sample_weight=pred.sample_weight,
+        sample_weight=weight,
         level=level,
         n_bins=n_bins,
         labels=labels,
     )
+    report = dataclasses.replace(report, nonfinite_excluded=excluded)
     if robustness is not None or membership is not None:
         from kerafine.security.report import add_sections
 
@@ -103,3 +142,14 @@ def evaluate(
             report, model, data, robustness=robustness, membership=membership, batch_size=batch_size, level=level
         )
     return report
+
+
+def _refuse_nonfinite(mask) -> None:
+    if mask is None or not mask.any():
+        return
+    found = _finite.NonFinite(mask, {"inputs": int(mask.sum())})
+    raise DataError(
+        f"Invalid value for argument `data`: {_finite.describe(found)}. A model's output for such a row means "
+        'nothing (a ReLU may map NaN to 0 and give every one the same score). Pass non_finite="exclude" to '
+        "evaluate the other rows (the report says how many were left out), or clean the data."
+    )

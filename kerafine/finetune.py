@@ -70,6 +70,7 @@ import dataclasses
 import logging
 import math
 import time
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -77,7 +78,8 @@ import numpy as np
 from kerafine import _batches, _health, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine import _finite
+from kerafine.errors import DataError, KerafineError, check_choice, invalid_argument
 from kerafine._batches import n_rows as _n_rows
 
 __all__ = ["fine_tune", "FineTuneResult"]
@@ -273,6 +275,39 @@ def _check_data(data, argument: str, required: bool = True) -> Optional[_Data]:
                 f"{len(arr)}; they must have the same length."
             )
     return _Data(x=x, y=np.asarray(y), w=None if w is None else np.asarray(w))
+
+
+def _finite_rows(data: Optional[_Data], argument: str, non_finite: str, nan_ok: tuple = ()) -> Optional[_Data]:
+    """``data`` without rows holding NaN/inf (``non_finite="drop"``), or a DataError naming them."""
+    if data is None or data.is_dataset:
+        return data
+    parts = {"inputs": data.x, "labels": data.y, "sample weights": data.w}
+    if non_finite == "raise":
+        _finite.check(
+            argument,
+            parts,
+            nan_ok=nan_ok,
+            hint='Training on them would poison the weights (one NaN gradient spreads to every weight). '
+            'Clean the data (np.isfinite; tables: tabular_encoder(impute="median")) or pass non_finite="drop" to train without '
+            "these rows.",
+        )
+        return data
+    found = _finite.scan(parts, nan_ok)
+    if not found.count:
+        return data
+    if found.count == found.n_rows:
+        raise DataError(
+            f"Invalid value for argument `{argument}`: {_finite.describe(found)}; "
+            'non_finite="drop" would leave no row to train on. Clean the data.'
+        )
+    warnings.warn(
+        f'fine_tune(non_finite="drop"): dropped the rows of `{argument}` holding NaN or inf: '
+        f"{_finite.describe(found)}.",
+        UserWarning,
+        stacklevel=3,
+    )
+    keep = ~found.mask
+    return _Data(x=_finite.take(data.x, keep), y=data.y[keep], w=None if data.w is None else data.w[keep])
 
 
 # ---------------------------------------------------------------------------
@@ -632,6 +667,7 @@ def fine_tune(
     verbose="auto",
     shuffle: bool = True,
     class_weight=None,
+    non_finite: str = "raise",
 ) -> FineTuneResult:
     """Train a transfer model in two phases: the head on a frozen backbone, then the top of the backbone.
 
@@ -687,6 +723,16 @@ def fine_tune(
             ``class_weight``; classes left out weigh 1), or ``"balanced"``:
             ``n_samples / (n_classes * count)`` per class from the training
             labels, as scikit-learn's ``compute_class_weight``. Defaults to ``None``.
+        non_finite: what to do with rows of array data holding NaN or inf
+            (in the inputs, labels or sample weights; a model that imputes
+            NaN itself, ``tabular_encoder(..., impute="median")``, may get
+            NaN inputs, and only infinities count): ``"raise"`` refuses
+            them with a ``DataError`` naming the data, the count and the
+            first rows, before any training; ``"drop"`` trains and validates
+            without them and says how many it dropped (a warning). A
+            ``tf.data.Dataset`` is not scanned (that would cost a pass over
+            it): add ``TrainingMonitor`` to see NaN weights at the first
+            poisoned batch. Defaults to ``"raise"``.
 
     **Dead-model alarms.** Before phase 1, the backbone runs (inference mode)
     on a probe batch of at most 256 training rows; when at least 90% of its
@@ -707,7 +753,8 @@ def fine_tune(
             ``unfreeze_top``, ``cache_features``, ``verbose``, ``batch_size``,
             optimizer or callbacks, or when ``loss=None`` cannot be inferred.
         DataError: for unusable ``train_data`` / ``validation_data``, or a
-            ``class_weight`` key that is not a class of the training labels.
+            ``class_weight`` key that is not a class of the training labels,
+            and for NaN/inf in their arrays unless ``non_finite="drop"``.
 
     Example:
 
@@ -757,8 +804,15 @@ def fine_tune(
     ):
         raise invalid_argument("callbacks", callbacks, "None or a list of keras.callbacks.Callback")
     callbacks = list(callbacks)
+    check_choice("non_finite", non_finite, ("raise", "drop"))
     train = _check_data(train_data, "train_data")
     val = _check_data(validation_data, "validation_data", required=False)
+    from kerafine.backbones.tabular import imputes_missing
+
+    # A model that fills NaN itself (tabular impute="median") trains on NaN cells on purpose.
+    nan_ok = ("inputs",) if imputes_missing(model) else ()
+    train = _finite_rows(train, "train_data", non_finite, nan_ok)
+    val = _finite_rows(val, "validation_data", non_finite, nan_ok)
     class_weight = _check_class_weight(class_weight, train)
     if loss is None:
         loss = _infer_loss(model, backbone, train)

@@ -211,3 +211,16 @@ def test_a_tabular_model_fed_a_dict_is_calibrated_and_reloaded(tmp_path):
     result.model.save(path)
     loaded = kerafine.load_model(path)
     np.testing.assert_allclose(loaded.predict(feed, verbose=0), result.model.predict(feed, verbose=0), atol=1e-6)
+
+
+def test_nan_or_inf_rows_of_calibration_or_test_data_are_refused_before_predicting(weighted_binary):
+    # Issue 19: a NaN row's output means nothing (a ReLU may turn it into a finite score).
+    model, val, test = weighted_binary
+    x = val[0].copy()
+    x[[4, 11]] = np.nan
+    with pytest.raises(DataError, match=r"`validation_data`: 2 of \d+ rows hold NaN or inf \(inputs: 2; first rows \[4, 11\]\)"):
+        kerafine.calibrate(model, (x, val[1]))
+    xt = test[0].copy()
+    xt[0, 0] = np.inf
+    with pytest.raises(DataError, match=r"`test_data`: 1 of \d+ rows hold NaN or inf \(inputs: 1; first rows \[0\]\)"):
+        kerafine.calibrate(model, val, test_data=(xt, test[1]))

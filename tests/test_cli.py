@@ -626,3 +626,34 @@ def test_fit_refuses_a_class_weight_for_a_class_not_in_the_labels_before_trainin
     err = capsys.readouterr().err
     assert "`schedule.class_weight`" in err and "classes of the training labels [0, 1] (got the key 2)" in err
     assert calls == [] and not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_fit_refuses_inf_cells_naming_rows_and_lines_and_non_finite_drop_trains_and_evaluate_excludes(tmp_path, capsys):
+    # Issue 19: "inf" parses as a number, so no other check stops it before training.
+    frame = _clicks(tmp_path, n=200)
+    frame["price"] = frame["price"].astype(object)
+    frame.loc[[12, 40], "price"] = "inf"
+    frame.to_csv(tmp_path / "clicks.csv", index=False)
+    (tmp_path / "fit.yaml").write_text(TABULAR_CONFIG)
+    assert main(["fit", str(tmp_path / "fit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "field `data.csv`" in err and "2 of 200 rows hold NaN or inf" in err and "first rows [12, 40]" in err
+    assert "CSV lines [14, 42]" in err and "data.non_finite: drop" in err
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+    (tmp_path / "fit.yaml").write_text(TABULAR_CONFIG.replace("label: clicked}", "label: clicked, non_finite: drop}"))
+    # --fresh: the refused run above recorded its settings in output_dir.
+    assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit", "--fresh"]) == 0
+    assert "data.non_finite: drop: left out 2 of 200 rows" in capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert sum(report["data"][k]["rows"] for k in ("train", "val", "test")) == 198
+
+    model = str(tmp_path / "run" / "model.keras")
+    assert main(["evaluate", model, str(tmp_path / "clicks.csv")]) == 2
+    assert "2 of 200 rows hold NaN or inf" in capsys.readouterr().err
+    assert main(["evaluate", model, str(tmp_path / "clicks.csv"), "--non-finite", "exclude",
+                 "--json", str(tmp_path / "eval.json")]) == 0
+    out = capsys.readouterr().out
+    assert "samples" in out and "2 rows with NaN/inf inputs (not evaluated)" in out
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert (saved["n_samples"], saved["nonfinite_excluded"]) == (198, 2)

@@ -546,3 +546,100 @@ def test_bad_class_weight_is_refused_before_any_work(class_weight, match):
         fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, class_weight=class_weight, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert getattr(model, "optimizer", None) is None  # never compiled: no work started
+
+
+# ---------------------------------------------------------- non-finite data (issue 19)
+
+def _relu_cnn_transfer():
+    inputs = keras.Input((6, 6, 2), name="image")
+    x = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return build_transfer_model(keras.Model(inputs, x, name="convnet"), head())
+
+
+def test_two_nan_images_are_refused_before_training_naming_the_data_count_and_rows():
+    x, y = image_data()
+    x[[16, 17]] = np.nan
+    model = _relu_cnn_transfer()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(DataError, match=r"`train_data`: 2 of 48 rows hold NaN or inf \(inputs: 2; first rows \[16, 17\]\)"
+                       r".*non_finite=\"drop\""):
+        fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing trained
+
+
+@pytest.mark.parametrize("where, match", [
+    ("labels", r"`validation_data`: 1 of 48 rows hold NaN or inf \(labels: 1; first rows \[5\]\)"),
+    ("inf", r"`validation_data`: 1 of 48 rows hold NaN or inf \(inputs: 1; first rows \[7\]\)"),
+    ("weights", r"`validation_data`: 1 of 48 rows hold NaN or inf \(sample weights: 1; first rows \[3\]\)"),
+])
+def test_nan_or_inf_in_validation_labels_inputs_or_weights_is_refused(where, match):
+    x, y = image_data()
+    w = np.ones(len(y), "float32")
+    if where == "labels":
+        y = y.copy()
+        y[5] = np.nan
+    elif where == "inf":
+        x[7, 0, 0, 0] = -np.inf
+    else:
+        w[3] = np.nan
+    with pytest.raises(DataError, match=match):
+        fine_tune(_relu_cnn_transfer(), image_data(seed=1), validation_data=(x, y, w), head_epochs=1,
+                  finetune_epochs=0, verbose=0)
+
+
+def test_nan_in_one_named_input_is_named_by_its_key():
+    x, y = tabular_data()
+    x["num"][[2, 9, 11], 1] = np.nan
+    model = build_transfer_model(dict_backbone(), head())
+    with pytest.raises(DataError, match=r"3 of 40 rows hold NaN or inf \(inputs\['num'\]: 3; first rows \[2, 9, 11\]\)"):
+        fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, verbose=0)
+
+
+def test_non_finite_drop_trains_on_the_finite_rows_and_says_how_many_it_dropped(seeded):
+    x, y = image_data()
+    x[[16, 17]] = np.nan
+    model = _relu_cnn_transfer()
+    with pytest.warns(UserWarning, match=r"dropped the rows of `train_data` holding NaN or inf: 2 of 48 rows"):
+        result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0, non_finite="drop",
+                           cache_features=False)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert np.isfinite(result.history["loss"]).all()
+
+
+def test_non_finite_drop_of_every_row_is_refused():
+    x, y = image_data(n=8)
+    x[:] = np.nan
+    with pytest.raises(DataError, match="would leave no row to train on"):
+        fine_tune(_relu_cnn_transfer(), (x, y), head_epochs=1, finetune_epochs=0, verbose=0, non_finite="drop")
+
+
+def test_unknown_non_finite_option_is_refused():
+    with pytest.raises(KerafineError, match=r"`non_finite`: received 'skip'; expected 'raise' or 'drop'"):
+        fine_tune(_relu_cnn_transfer(), image_data(), head_epochs=1, verbose=0, non_finite="skip")
+
+
+def test_a_model_that_imputes_nan_trains_and_evaluates_on_nan_cells_but_inf_is_still_refused(seeded):
+    import pandas as pd
+
+    import kerafine
+    from kerafine.backbones import tabular_encoder
+
+    rng = np.random.default_rng(4)
+    n = 120
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.integers(0, 3, n)})
+    y = (frame["a"] + frame["c"] > 1).astype("float32").to_numpy()
+    frame.loc[[3, 50], "a"] = np.nan
+    encoder = tabular_encoder(["a", "b"], ["c"], hidden=(4,), data=frame, impute="median")
+    model = build_transfer_model(encoder, head())
+    feed = {c: frame[c].to_numpy() for c in ("a", "b", "c")}
+    fine_tune(model, (feed, y), head_epochs=1, finetune_epochs=1, verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    report = kerafine.evaluate(model, (feed, y), threshold=0.5)
+    assert (report.n_samples, report.nonfinite_excluded) == (n, 0)
+    feed["b"] = feed["b"].copy()
+    feed["b"][7] = np.inf
+    with pytest.raises(DataError, match=r"1 of 120 rows hold NaN or inf \(inputs\['b'\]: 1; first rows \[7\]\)"):
+        fine_tune(model, (feed, y), head_epochs=1, finetune_epochs=0, verbose=0)
+    with pytest.raises(DataError, match=r"1 of 120 rows hold NaN or inf"):
+        kerafine.evaluate(model, (feed, y), threshold=0.5)

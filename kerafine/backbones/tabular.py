@@ -160,6 +160,20 @@ def _columns(data: Any, wanted: list[str]) -> dict[str, np.ndarray]:
     return columns
 
 
+def imputes_missing(model) -> bool:
+    """True if ``model`` (or a model nested in it) fills NaN inputs itself (``impute="median"``).
+
+    Such a model is trained and evaluated on NaN cells on purpose, so kerafine's
+    NaN/inf input checks then refuse only infinities.
+    """
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, NumericPreparation) and any(v is not None for v in layer.fill_values):
+            return True
+        if isinstance(layer, keras.Model) and imputes_missing(layer):
+            return True
+    return False
+
+
 def _n_missing(array: np.ndarray) -> int:
     import pandas as pd
 

@@ -80,6 +80,11 @@ class DriftMonitor(_AlertHistoryCallback):
     epoch-0 embedding of the reference would report the training itself as
     drift. Keep the reference to a few thousand rows for that reason.
 
+    Current rows holding NaN or inf (in the inputs, or in the outputs of a
+    model whose weights went NaN) are left out of the statistics, never
+    silently: every check that meets them warns with a ``DriftWarning``
+    naming the count and the first rows, and the history entry records it.
+
     Args:
         reference: the reference data. For ``on="inputs"``: a DataFrame, an
             array ``(n_samples, n_features)``, an ``(x, y)`` tuple (``x`` is
@@ -367,10 +372,21 @@ class DriftMonitor(_AlertHistoryCallback):
                 "drift_share": float(report.drift_share),
                 "is_drift": bool(report.is_drift),
                 "drifted": report.drifted_features[:_TOP_LOGGED],
+                "nonfinite_current_rows": int(report.nonfinite_current_rows),
             }
         )
         if self.log_dir is not None:
             self._write_tensorboard(report, epoch)
+        if report.nonfinite_current_rows:
+            # Never silent: NaN/inf are left out of the statistics, and said here.
+            warnings.warn(
+                f"DriftMonitor[{self.on}] at epoch {epoch + 1}: {report.nonfinite_current_rows} of "
+                f"{report.n_current_rows} current rows of the {self.on} hold NaN or inf (first rows "
+                f"{list(report.nonfinite_first_rows)}); they are left out of the drift statistics (counted as "
+                "missing). Check the data (np.isfinite) and, for outputs/embeddings, the weights (TrainingMonitor).",
+                _drift_warning(),
+                stacklevel=2,
+            )
         if not report.is_drift:
             return
         self.n_alerts += 1

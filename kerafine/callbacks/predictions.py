@@ -40,7 +40,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerafine import _batches
+from kerafine import _batches, _finite
 from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["EvalData", "Predictions", "PredictionCache", "predict", "weights_digest"]
@@ -54,11 +54,15 @@ class Predictions:
         y_pred: model (or layer) outputs, ``(n_samples, ...)``, float.
         y_true: labels, ``(n_samples, ...)``, or ``None`` if the data had none.
         sample_weight: ``(n_samples,)`` or ``None``.
+        nonfinite: ``(n_samples,)`` bool, True for the rows whose inputs hold
+            NaN/inf (their outputs mean nothing: a ReLU may turn NaN into a
+            finite score), or ``None`` when not known.
     """
 
     y_pred: np.ndarray
     y_true: Optional[np.ndarray]
     sample_weight: Optional[np.ndarray]
+    nonfinite: Optional[np.ndarray] = None
 
 
 _n_rows = _batches.n_rows  # kept for importers
@@ -77,12 +81,21 @@ class EvalData:
         steps: number of batches to draw from a dataset or generator; needed
             when it repeats forever. Defaults to ``None`` (until exhausted).
         argument: the argument name used in error messages.
+        nan_ok: count only infinities in :attr:`Predictions.nonfinite` (for a
+            model that imputes NaN inputs itself). Defaults to ``False``.
 
     Raises:
         DataError: if the data is empty or not in a supported form.
     """
 
-    def __init__(self, data: Any, batch_size: int = 256, steps: int | None = None, argument: str = "validation_data"):
+    def __init__(
+        self,
+        data: Any,
+        batch_size: int = 256,
+        steps: int | None = None,
+        argument: str = "validation_data",
+        nan_ok: bool = False,
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise invalid_argument("batch_size", batch_size, "a positive int")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -90,6 +103,7 @@ class EvalData:
         self.batch_size = batch_size
         self.steps = steps
         self.argument = argument
+        self.nan_ok = nan_ok
         self._arrays = None  # (x, y, w) when array-like
         self._iterable = None
         self._source = data
@@ -171,12 +185,14 @@ class EvalData:
         if self._arrays is not None:
             x, y, w = self._arrays
             out = fn(x, batch_size=self.batch_size)
-            return Predictions(np.asarray(out), y, w)
+            return Predictions(np.asarray(out), y, w, self.nonfinite_inputs())
         self._materialise_generator()
-        outs, ys, ws = [], [], []
+        outs, ys, ws, bad = [], [], [], []
         for batch in _batches.iterate(self._iterable, self.steps):
             xb, yb, wb = _batches.split_batch(batch)
             outs.append(np.asarray(fn(xb, batch_size=None)))
+            mask = _finite.row_mask(xb, self.nan_ok)
+            bad.append(np.zeros(len(outs[-1]), bool) if mask is None else mask)
             if yb is not None:
                 ys.append(np.asarray(yb))
             if wb is not None:
@@ -188,7 +204,14 @@ class EvalData:
             )
         y = np.concatenate(ys) if ys else None
         w = np.concatenate(ws) if ws else None
-        return Predictions(np.concatenate(outs), y, w)
+        return Predictions(np.concatenate(outs), y, w, np.concatenate(bad))
+
+    def nonfinite_inputs(self) -> Optional[np.ndarray]:
+        """``(n,)`` bool mask of the array rows whose inputs hold NaN/inf (no pass needed); ``None`` for batches."""
+        if self._arrays is None:
+            return None
+        mask = _finite.row_mask(self._arrays[0], self.nan_ok)
+        return np.zeros(_n_rows(self._arrays[0]), bool) if mask is None else mask
 
 
 def weights_digest(model) -> bytes:
@@ -247,7 +270,7 @@ class PredictionCache:
     """
 
     def __init__(self):
-        self._entries: dict = {}  # (id(model), input token, layer) -> (digest, inputs, y_pred, y, w)
+        self._entries: dict = {}  # (id(model), input token, layer) -> (digest, inputs, y_pred, y, w, nonfinite)
         self._submodels: dict = {}  # (id(model), layer) -> (model, sub-model)
         self.passes = 0  # forward passes run (for tests and benchmarks)
 
@@ -257,7 +280,7 @@ class PredictionCache:
         key = (id(model), data.input_token, layer)
         hit = self._entries.get(key)
         if hit is not None and hit[0] == digest:
-            y_pred, y, w = hit[2], hit[3], hit[4]
+            y_pred, y, w, bad = hit[2], hit[3], hit[4], hit[5]
         else:
             target = model
             if layer is not None:
@@ -277,12 +300,14 @@ class PredictionCache:
             for k in [k for k, v in self._entries.items() if k[0] == id(model) and v[0] != digest]:
                 del self._entries[k]
             # The inputs are kept in the entry so that their id cannot be reused while it lives.
-            self._entries[key] = (digest, data.inputs, result.y_pred, result.y_true, result.sample_weight)
-            y_pred, y, w = result.y_pred, result.y_true, result.sample_weight
+            self._entries[key] = (
+                digest, data.inputs, result.y_pred, result.y_true, result.sample_weight, result.nonfinite
+            )
+            y_pred, y, w, bad = result.y_pred, result.y_true, result.sample_weight, result.nonfinite
         if data.is_arrays:
             # Labels and weights belong to the caller's data, not to whoever predicted first.
             y, w = data.labels, data.weights
-        return Predictions(y_pred, y, w)
+        return Predictions(y_pred, y, w, bad)
 
     def clear(self) -> None:
         """Forget every entry."""

@@ -9,7 +9,7 @@ One callback in the ``model.fit`` list that
 * writes the same, plus per-layer-group weight norms and update-to-weight
   ratios every ``every_n_batches`` batches (and weight histograms if asked),
   to TensorBoard under ``<log_dir>/kerafine`` through :mod:`kerafine.tensorboard`;
-* names nine problems (:data:`PROBLEM_KINDS`) in a one-line warning with what
+* names ten problems (:data:`PROBLEM_KINDS`) in a one-line warning with what
   to try, a TensorBoard text event and a :class:`TrainingProblem` record.
 
 Everything is computed from what a callback can see: ``logs``, the optimizer and
@@ -76,6 +76,7 @@ LOG_KEYS = (
 #: The problems TrainingMonitor names.
 PROBLEM_KINDS = (
     "nonfinite_loss",
+    "nonfinite_weights",
     "loss_exploding",
     "lr_too_high",
     "lr_too_low",
@@ -171,6 +172,13 @@ class TrainingMonitor(KerafineCallback):
       non-finite on finite inputs (run with the last finite weights). The batch
       itself is not visible to a callback, and with shuffling its rows cannot
       be recovered, hence ``probe_data``.
+    * ``nonfinite_weights``: a weight became NaN/inf, checked after every
+      ``weight_check_freq`` batches (default every batch; one compiled
+      reduction) whatever the loss says: on CPUs whose
+      ReLU maps NaN to 0 a network poisoned by NaN inputs keeps a finite loss.
+      Also raised when an update-to-weight ratio is NaN/inf. Reported at the
+      first poisoned batch with the first layer holding non-finite weights
+      and, with ``probe_data``, its rows with non-finite inputs.
     * ``loss_exploding``: the smoothed loss (mean of the last
       ``loss_smoothing`` batch losses) above ``explode_factor`` times the
       running median of the earlier smoothed losses: the one rule
@@ -250,6 +258,12 @@ class TrainingMonitor(KerafineCallback):
             state key is ``kerafine.TrainingMonitor[<name>]``; it does not
             depend on ``log_dir``, which may move between runs). Defaults to
             ``None``.
+        weight_check_freq: batches between two checks that every trained
+            weight (and trained BatchNorm statistic) is finite, for
+            ``nonfinite_weights``. 1 flags a NaN weight at the first poisoned
+            batch; a check is one compiled reduction (about one ``tf.function``
+            call, see ``benchmarks/RESULTS.md``), so on a very small model a
+            larger value trades how soon for speed. Defaults to 1.
 
     Raises:
         KerafineError: for an invalid argument (e.g. ``every_n_batches < 1``,
@@ -281,10 +295,12 @@ class TrainingMonitor(KerafineCallback):
         loss_window: int = DEFAULT_WINDOW,
         name: Optional[str] = None,
         validation_data: Any = None,
+        weight_check_freq: int = 1,
     ):
         super().__init__()
         for argument, value, minimum in (
             ("every_n_batches", every_n_batches, 1),
+            ("weight_check_freq", weight_check_freq, 1),
             ("histograms_every_n_epochs", histograms_every_n_epochs, 0),
             ("overfit_patience", overfit_patience, 1),
             ("loss_window", loss_window, _MIN_LOSSES_FOR_MEDIAN),
@@ -327,6 +343,7 @@ class TrainingMonitor(KerafineCallback):
         self.loss_smoothing = loss_smoothing
         self.update_ratio_band = tuple(update_ratio_band)
         self.loss_window = loss_window
+        self.weight_check_freq = weight_check_freq
         if name is not None and (not isinstance(name, str) or not name):
             raise invalid_argument("name", name, "None or a non-empty str")
         self.name = name
@@ -476,11 +493,14 @@ class TrainingMonitor(KerafineCallback):
                 ratio = math.sqrt(d2) / math.sqrt(w2) / d_iter if w2 > 0 else math.nan
                 values[f"update_ratio/{g.name}"] = ratio
                 values[f"weight_norm/{g.name}"] = math.sqrt(w2)
-            if tot_w2 > 0:
+            # NaN > 0 is False: test "not zero" so that NaN weights give a NaN ratio, not no ratio.
+            if not tot_w2 == 0:
                 ratio = math.sqrt(tot_d2) / math.sqrt(tot_w2) / d_iter
                 values["monitor/update_ratio"] = ratio
                 if math.isfinite(ratio):
                     self._epoch_ratios.append(ratio)
+                else:
+                    self._check_weights(batch, ratio=ratio)
         self._before = None
         if self.log_dir is not None:
             tensorboard.batch_scalars(self.log_dir, values, step=iters)
@@ -618,6 +638,9 @@ class TrainingMonitor(KerafineCallback):
                 self._group_index.append([])
         self._tracked.extend(state_vars)
         self._frozen_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if not g.trainable}
+        # What training can change: the trained weights and trained BatchNorm statistics
+        # (frozen ones cannot go NaN unnoticed: frozen_weights_changed watches them).
+        self._finite_check = _probes.FiniteCheck(self._tracked)
         self._global_batches = 0
         self._before = None
         self._features_checked = False
@@ -661,6 +684,8 @@ class TrainingMonitor(KerafineCallback):
         mean = None if logs is None else logs.get("loss")
         if mean is not None:
             self._check_loss(batch, float(mean))
+        if self._global_batches % self.weight_check_freq == 0:
+            self._check_weights(batch, mean)
         if self._steps is None or batch >= self._steps - 1:
             self._last_lr = self._read_lr()
         if self._is_measure_point(batch):
@@ -708,6 +733,36 @@ class TrainingMonitor(KerafineCallback):
             )
         elif med is not None and smoothed < 0.5 * self.explode_factor * med:
             self._clear("loss_exploding")
+
+    def _check_weights(self, batch: int, loss=None, ratio=None) -> None:
+        # Judged on the weights, not the loss: a NaN input gives a NaN gradient
+        # (NaN * 0 is NaN) and one step makes the weights NaN, while a ReLU that
+        # maps NaN to 0 (some CPUs) can keep the loss finite.
+        if ratio is None and self._weights_finite():
+            self._clear("nonfinite_weights")
+            return
+        if "nonfinite_weights" in self._active:
+            return
+        epoch = self._epoch_index()
+        values, probe_text = self._probe()
+        values["loss"] = None if loss is None else float(loss)
+        what = "weights became NaN/inf" if ratio is None else f"the update-to-weight ratio is {ratio}"
+        loss_text = "" if loss is None else f" (loss {float(loss):.4g}{': finite, yet the model is dead' if math.isfinite(float(loss)) else ''})"
+        if ratio is not None:
+            values["update_ratio"] = float(ratio)
+        self._report(
+            "nonfinite_weights",
+            epoch,
+            batch,
+            f"TrainingMonitor: {what} at epoch {epoch + 1}, batch {batch}{loss_text}; {probe_text}. "
+            "Try: check the training data for NaN/inf (np.isfinite; fine_tune refuses them), then lower the "
+            "learning rate or clip gradients (clipnorm=1.0); restore the last good checkpoint.",
+            values,
+        )
+
+    def _weights_finite(self) -> bool:
+        check = getattr(self, "_finite_check", None)
+        return True if check is None else check()
 
     def _epoch_index(self) -> int:
         return getattr(self, "_current_epoch", 0)

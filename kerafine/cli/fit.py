@@ -276,7 +276,7 @@ def _evaluate(args) -> int:
     from kerafine.evaluation import evaluate
 
     model = _load_model(model_path)
-    report = evaluate(model, (x, y), robustness=robustness, membership=membership)
+    report = evaluate(model, (x, y), robustness=robustness, membership=membership, non_finite=args.non_finite)
     print(report)
     if args.json:
         atomic_write_text(args.json, report.to_json() + "\n")
@@ -415,4 +415,7 @@ def add_parsers(sub) -> None:
                    help="add a membership-inference section: the training rows, in the same forms as DATA (a config "
                         "gives its training split), or with a config as DATA the name of one of its splits "
                         "(train, val, test); DATA's rows are the held-out ones")
+    p.add_argument("--non-finite", choices=("raise", "exclude"), default="raise",
+                   help="rows of DATA whose inputs hold NaN or inf: refuse them (raise, the default) or evaluate the "
+                        "other rows and say in the report how many were left out (exclude)")
     p.set_defaults(func=_evaluate)

@@ -63,6 +63,46 @@ def _split_source(d, source) -> dict:
     return {name: source.take(np.sort(idx[name])) for name in SPLITS}
 
 
+def _finite_table(t, csv, non_finite: str, say):
+    """The table without rows holding NaN/inf (``data.non_finite: drop``), or a DataError naming them."""
+    import numpy as np
+
+    from kerafine import _finite
+
+    # Empty cells are load_tabular's business (refused, or kept for an imputing encoder); infinities are ours.
+    found = _finite.scan({"columns": t.x}, nan_ok=("columns",))
+    if not found.count:
+        return t
+    # A CSV with a header: data row i is on line i + 2.
+    lines = [i + 2 for i in found.first_rows()]
+    text = f"{_finite.describe(found)}, CSV lines {lines}"
+    if non_finite == "raise" or found.count == found.n_rows:
+        raise DataError(
+            f"Invalid value for field `data.csv`: {os.fspath(csv)!r}: {text}. Training on them would poison the "
+            "model. Fix the cells, or set `data.non_finite: drop` to train without these rows."
+        )
+    say(f"data.non_finite: drop: left out {text}")
+    return t.take(np.flatnonzero(~found.mask))
+
+
+def _finite_windows(part, split: str, non_finite: str, say):
+    """``(x, y)`` windows of one split without those holding NaN/inf, or a DataError naming them."""
+    from kerafine import _finite
+
+    x, y = part
+    found = _finite.scan({"windows": x, "labels": y})
+    if not found.count:
+        return part
+    if non_finite == "raise" or found.count == found.n_rows:
+        raise DataError(
+            f"Invalid value for field `data`: the {split} split: {_finite.describe(found)}. Training or evaluating "
+            "on them would poison or mislead. Fix the data, or set `data.non_finite: drop` to leave these windows out."
+        )
+    say(f"data.non_finite: drop: left out of the {split} split {_finite.describe(found)}")
+    keep = ~found.mask
+    return x[keep], y[keep]
+
+
 def load_config_data(d, say=None) -> dict:
     """Load and split the data a fit config names, as ``kerafine fit`` trains on it.
 
@@ -81,6 +121,8 @@ def load_config_data(d, say=None) -> dict:
 
     say = say or (lambda message: None)
     source = _load_source(d)
+    if d.kind != "server_metrics":
+        source = _finite_table(source, d.csv, d.non_finite, say)
     parts = _split_source(d, source)
     if d.kind == "server_metrics":
         say(f"Loaded server metrics: {source.summary()}")
@@ -90,6 +132,8 @@ def load_config_data(d, say=None) -> dict:
             arrays = {name: getattr(splits, name).windows(d.window, stride=d.stride) for name in SPLITS}
             pretrain_x = splits.train.forecast_windows(d.window, stride=d.stride)[0]
         notes = sorted({str(w.message) for w in caught})
+        for name in SPLITS:
+            arrays[name] = _finite_windows(arrays[name], name, d.non_finite, say)
         for name in SPLITS:
             check_label_classes(arrays[name][1], {"train": "training", "val": "validation"}.get(name, name))
         spec = {"kind": "server_metrics", "features": list(source.features), "window": d.window, "stride": d.stride,

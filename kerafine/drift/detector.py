@@ -5,6 +5,7 @@ See :class:`DriftDetector` for the choice of defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Sequence
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _sstats
 
+from kerafine import _finite
 from kerafine.drift import stats as S
 from kerafine.drift.profile import MIN_ROWS, ReferenceProfile, Table
 from kerafine.drift.report import DriftReport, FeatureDrift
@@ -239,6 +241,8 @@ class DriftDetector:
         prof = self.profile
         table = self._align(current)
         m_rows = table.n_rows
+        # NaN/inf never enter a statistic (they count as missing); the report says how many rows held them.
+        bad = _finite.row_mask(current)
         needed = []
         if prof.continuous:
             needed.append("ks")
@@ -258,7 +262,14 @@ class DriftDetector:
         for name in prof.categorical:
             rows[name] = self._categorical(name, table, hist)
         self._missing_tests(m_rows, rows)
-        return self._finish(rows, hist, m_rows)
+        report = self._finish(rows, hist, m_rows)
+        if bad is not None and bad.any():
+            report = dataclasses.replace(
+                report,
+                nonfinite_current_rows=int(bad.sum()),
+                nonfinite_first_rows=tuple(int(i) for i in np.flatnonzero(bad)[: _finite.SHOWN_ROWS]),
+            )
+        return report
 
     def _continuous(self, table: Table, hist: dict) -> dict:
         prof = self.profile

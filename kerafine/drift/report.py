@@ -118,6 +118,11 @@ class DriftReport:
         method: the detector's ``method`` argument.
         n_reference_rows: rows of the reference data.
         n_current_rows: rows of the current data.
+        nonfinite_current_rows: rows of the current data holding NaN or inf in
+            a numeric feature. Those values never enter a value test or a
+            distance (they count as missing, in the missing-share test) and the
+            summary, text, JSON and HTML say how many rows held them.
+        nonfinite_first_rows: the first of those rows (at most 5).
     """
 
     features: tuple
@@ -134,6 +139,8 @@ class DriftReport:
     # name -> ("continuous", sorted reference sample, sorted current values, None)
     #      or ("categorical", levels, reference shares, current shares)
     histograms: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    nonfinite_current_rows: int = 0
+    nonfinite_first_rows: tuple = ()
 
     # ------------------------------------------------------------- access
     def __getitem__(self, name: str) -> FeatureDrift:
@@ -157,8 +164,24 @@ class DriftReport:
 
         return sorted(self.features, key=key)[:k]
 
+    def _nonfinite_note(self) -> str:
+        if not self.nonfinite_current_rows:
+            return ""
+        more = ", ..." if self.nonfinite_current_rows > len(self.nonfinite_first_rows) else ""
+        return (
+            f"; {self.nonfinite_current_rows} of {self.n_current_rows} current rows hold NaN or inf "
+            f"(first rows [{', '.join(str(i) for i in self.nonfinite_first_rows)}{more}]): left out of the value "
+            "tests, counted as missing"
+        )
+
     def summary(self, k: int = 3) -> str:
-        """One line for logs: the verdict and the top drifted features with their effect."""
+        """One line for logs: the verdict and the top drifted features with their effect.
+
+        Rows of the current data holding NaN/inf are counted at the end of the line.
+        """
+        return self._summary(k) + self._nonfinite_note()
+
+    def _summary(self, k: int) -> str:
         head = f"{self.n_drifted} of {len(self.features)} features drifted (share {self.drift_share:.2f})"
         if not self.n_drifted:
             return "No drift: " + head
@@ -208,6 +231,8 @@ class DriftReport:
             "method": self.method,
             "n_reference_rows": int(self.n_reference_rows),
             "n_current_rows": int(self.n_current_rows),
+            "nonfinite_current_rows": int(self.nonfinite_current_rows),
+            "nonfinite_first_rows": [int(i) for i in self.nonfinite_first_rows],
             "drifted_features": self.drifted_features,
             "features": [f.to_dict() for f in self.features],
         }
@@ -239,7 +264,7 @@ class DriftReport:
         return (
             f'<div><p><b style="color:{color}">{verdict}</b>: {self.n_drifted} of {len(self.features)} features '
             f"drifted (share {self.drift_share:.2f}, threshold {self.threshold:g}; p-value {self.p_value:g} with "
-            f"{self.correction} correction; effect floor {self.min_effect:g}).</p>"
+            f"{self.correction} correction; effect floor {self.min_effect:g}){html.escape(self._nonfinite_note())}.</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}</div>"
         )
 

@@ -106,6 +106,9 @@ class ClassificationReport:
             ``kerafine.evaluate(..., robustness=[...])``), else ``None``.
         membership: a membership-inference section (a
             :class:`kerafine.security.MembershipReport`), else ``None``.
+        nonfinite_excluded: rows left out because their inputs held NaN/inf
+            (``kerafine.evaluate(..., non_finite="exclude")``); not counted
+            in ``n_samples``. Shown in the text, JSON and HTML when non-zero.
     """
 
     kind: str
@@ -130,6 +133,7 @@ class ClassificationReport:
     # numpy-only module, by kerafine.security, so the metrics layer never imports Keras.
     robustness: Any = dataclasses.field(repr=False, default=None)
     membership: Any = dataclasses.field(repr=False, default=None)
+    nonfinite_excluded: int = 0
 
     def _sections(self) -> list:
         return [s for s in (self.robustness, self.membership) if s is not None]
@@ -146,6 +150,7 @@ class ClassificationReport:
             "kind": self.kind,
             "classes": [_plain(c) for c in self.classes],
             "n_samples": self.n_samples,
+            "nonfinite_excluded": int(self.nonfinite_excluded),
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "accuracy": self.accuracy,
@@ -197,6 +202,8 @@ class ClassificationReport:
     # ---------------------------------------------------------- display
     def _headline(self) -> list[tuple[str, str]]:
         rows = [("samples", str(self.n_samples))]
+        if self.nonfinite_excluded:
+            rows.append(("excluded", f"{self.nonfinite_excluded} rows with NaN/inf inputs (not evaluated)"))
         if self.threshold is not None:
             rows.append(("threshold", f"{self.threshold:.6g} ({self.threshold_rule})"))
         else:

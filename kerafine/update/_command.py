@@ -164,7 +164,17 @@ def _load_new(spec: dict, path: Path):
     if missing_cols:
         raise DataError(f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r} has other columns than the run "
                         f"was trained on (missing {missing_cols}); the model expects {want}, the data has {header}.")
-    return load_tabular(path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
+    table = load_tabular(path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
+    from kerafine import _finite
+
+    found = _finite.scan({"columns": table.x})
+    if found.count:
+        # The candidates train on these rows: one of them would poison a model (and a finite loss may hide it).
+        raise DataError(
+            f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r}: {_finite.describe(found)}, CSV lines "
+            f"{[i + 2 for i in found.first_rows()]}. Fix or remove these rows before updating the model."
+        )
+    return table
 
 
 def _split_new(spec: dict, new, seed: int) -> dict:
@@ -193,7 +203,16 @@ def _split_new(spec: dict, new, seed: int) -> dict:
         for k, rows in idx.items():
             sub = new.take(np.sort(rows))
             parts[k] = (sub.x, sub.y)
+    from kerafine import _finite
+
     for k, (x, y) in parts.items():
+        found = _finite.scan({"inputs": x, "labels": y})
+        if found.count:
+            # Candidates train on the new data: a NaN window would poison them (and a finite loss may hide it).
+            raise DataError(
+                f"Invalid value for argument `NEW_DATA`: its {k} part (windows): {_finite.describe(found)}. "
+                "Fix or remove the rows behind these windows before updating the model."
+            )
         if len(y) == 0 or len(np.unique(y)) < 2:
             raise invalid_argument("NEW_DATA", f"a {k} part with {len(y)} rows and {len(np.unique(y))} class(es)",
                                    "new data with failures (positives) and normal rows in each of train, "

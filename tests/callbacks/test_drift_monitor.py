@@ -243,3 +243,15 @@ def test_per_dimension_is_refused_where_it_does_not_apply(kwargs, message):
     x, _ = _tabular()
     with pytest.raises(KerafineError, match=message):
         DriftMonitor(x, x[:100], **kwargs)
+
+
+def test_nan_rows_of_the_current_inputs_are_warned_about_every_check():
+    # Issue 19: non-finite values are left out of the statistics, never silently.
+    x, y = _tabular()
+    current = _tabular(seed=2, n=200)[0]
+    current[[5, 6], 1] = np.nan
+    monitor = DriftMonitor(x, current, on_drift=lambda report: None)
+    with pytest.warns(DriftWarning, match=r"DriftMonitor\[inputs\] at epoch 1: 2 of 200 current rows of the inputs "
+                                          r"hold NaN or inf \(first rows \[5, 6\]\)"):
+        _dense_model().fit(x, y, epochs=1, verbose=0, callbacks=[monitor])
+    assert monitor.history[-1]["nonfinite_current_rows"] == 2

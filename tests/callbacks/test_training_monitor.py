@@ -43,6 +43,7 @@ def _kinds(problems):
     (dict(overfit_patience=0), "`overfit_patience`"),
     (dict(explode_factor=1.0), "`explode_factor`"),
     (dict(loss_smoothing=0), "`loss_smoothing`: received 0"),
+    (dict(weight_check_freq=0), "`weight_check_freq`: received 0; expected an int >= 1"),
     (dict(update_ratio_band=(1e-2, 1e-4)), "`update_ratio_band`"),
 ])
 def test_bad_arguments_are_rejected_before_training(kwargs, match):
@@ -534,3 +535,120 @@ def test_validation_data_is_checked_when_the_monitor_is_built():
 
     with pytest.raises(DataError, match="`validation_data`: the inputs have 4 rows but the labels have 3"):
         TrainingMonitor(validation_data=(np.zeros((4, 2)), np.zeros(3)))
+
+
+# ------------------------------------------------- non-finite weights (issue 19)
+
+def _relu_cnn():
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _images_with_two_nan_rows(n=64, rows=(16, 17), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, size=n)
+    x[list(rows)] = np.nan
+    return x, y
+
+
+def test_two_nan_images_in_a_relu_cnn_are_flagged_at_the_first_poisoned_batch_whatever_the_loss(seeded):
+    # Issue 19: the loss may stay finite (a ReLU that maps NaN to 0) or not; the weights
+    # go NaN either way (the conv1 kernel's gradient multiplies the NaN inputs), so the
+    # problem is judged on the weights and must be flagged at batch 1, the poisoned one.
+    x, y = _images_with_two_nan_rows()
+    model = _relu_cnn()
+    found = []
+    monitor = TrainingMonitor(on_problem=found.append, every_n_batches=1, probe_data=x)
+    history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    weights = [p for p in found if p.kind == "nonfinite_weights"]
+    assert len(weights) == 1, _kinds(found)
+    problem = weights[0]
+    assert (problem.epoch, problem.batch) == (0, 1)
+    assert problem.values["first_nonfinite_weights"] == "conv1"
+    assert problem.values["nonfinite_input_rows"] == 2
+    assert problem.values["first_nonfinite_input_row"] == 16
+    assert "'conv1'" in problem.message and "2 row(s) with non-finite inputs (first row 16)" in problem.message
+    # Nothing was flagged before the poisoned batch.
+    assert all((p.epoch, p.batch) >= (0, 1) for p in found if p.batch is not None)
+    assert all(p.epoch >= 0 for p in found)
+    assert math.isnan(history.history["update_ratio"][-1])
+    assert not np.isfinite(model.get_layer("conv1").kernel.numpy()).all()
+
+
+def _nan_to_zero_relu(h):
+    # max(h, 0) written as a comparison: NaN > 0 is False in IEEE arithmetic, so NaN maps
+    # to 0 on every CPU. This builds, by construction, the CPU quirk of the issue.
+    return keras.ops.where(h > 0, h, 0.0)
+
+
+def test_nan_images_poison_conv1_while_the_loss_stays_finite_and_are_flagged_at_that_batch(seeded):
+    # Issue 19's case exactly: the loss stays finite (here by construction), conv1's kernel
+    # goes NaN at the poisoned batch (its gradient multiplies the NaN inputs), update_ratio
+    # is NaN, and the monitor must not say problems == [].
+    x, y = _images_with_two_nan_rows()
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    h = keras.layers.Lambda(_nan_to_zero_relu, name="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="predictions")(h))
+    model.compile(keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    losses = []
+    found = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: losses.append(logs["loss"]))
+    monitor = TrainingMonitor(on_problem=found.append, every_n_batches=1, probe_data=(x, y))
+    history = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[record, monitor])
+    assert np.isfinite(losses).all()  # the trap: nothing in the loss says the model died
+    assert not np.isfinite(model.get_layer("conv1").kernel.numpy()).all()
+    assert all(math.isnan(r) for r in history.history["update_ratio"][1:])  # epoch 0 had one good step
+    assert "nonfinite_loss" not in [p.kind for p in found]
+    weights = [p for p in found if p.kind == "nonfinite_weights"]
+    assert [(p.epoch, p.batch) for p in weights] == [(0, 1)]
+    assert weights[0].values["first_nonfinite_weights"] == "conv1"
+    assert weights[0].values["nonfinite_input_rows"] == 2 and weights[0].values["first_nonfinite_input_row"] == 16
+    assert "finite, yet the model is dead" in weights[0].message
+
+
+def test_nan_weights_without_probe_data_are_a_problem_naming_the_first_layer(seeded):
+    x, y = _images_with_two_nan_rows(rows=(0, 1))
+    model = _relu_cnn()
+    monitor = TrainingMonitor(on_problem="warn", every_n_batches=2)
+    with pytest.warns(TrainingProblemWarning, match=r"weights became NaN/inf at epoch 1, batch 0.*'conv1'"):
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    assert [p.kind for p in monitor.problems].count("nonfinite_weights") == 1
+    assert monitor.problems != []
+
+
+def test_finite_training_reports_no_nonfinite_weights(seeded):
+    x, y = _images_with_two_nan_rows(rows=())
+    model = _relu_cnn()
+    found = []
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+              callbacks=[TrainingMonitor(on_problem=found.append, every_n_batches=1)])
+    assert "nonfinite_weights" not in [p.kind for p in found]
+
+
+@pytest.mark.parametrize("freq, flagged_at", [(1, 2), (4, 3)])
+def test_weights_poisoned_by_hand_with_inf_are_flagged_at_the_next_weight_check(seeded, freq, flagged_at):
+    # A weight set to inf (not NaN): the check is on isfinite, not isnan.
+    x, y = _regression(n=64)
+    model = _linear_model()
+    found = []
+
+    class Poison(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                kernel = self.model.get_layer("out").kernel
+                kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+              callbacks=[Poison(), TrainingMonitor(on_problem=found.append, weight_check_freq=freq)])
+    weights = [p for p in found if p.kind == "nonfinite_weights"]
+    # Checked after batches 0, 1, 2, 3 (freq 1) or after the 4th batch only (freq 4).
+    assert [(p.epoch, p.batch) for p in weights] == [(0, flagged_at)]
+    assert weights[0].values["first_nonfinite_weights"] == "out"

@@ -70,3 +70,14 @@ def test_bad_input_exits_2_with_a_message(csvs, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     status, _, err = _run(csvs["ref"], str(tmp_path / "empty.csv"))
     assert status == 2 and "a readable CSV file" in err
+
+
+def test_rows_with_nan_or_inf_are_counted_in_the_printed_summary_and_the_json(csvs, tmp_path):
+    cur = pd.read_csv(csvs["same"])
+    cur.loc[[4, 8], "cpu"] = np.inf
+    cur.loc[15, "mem"] = np.nan
+    path = tmp_path / "dirty.csv"
+    cur.to_csv(path, index=False)
+    status, out, _ = _run(csvs["ref"], str(path), categorical="region", json_path=str(tmp_path / "r.json"))
+    assert "3 of 800 current rows hold NaN or inf (first rows [4, 8, 15])" in out.splitlines()[0]
+    assert json.loads((tmp_path / "r.json").read_text())["nonfinite_current_rows"] == 3

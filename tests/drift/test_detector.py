@@ -285,3 +285,39 @@ def test_distance_rule_reports_are_reproducible_and_seeded():
     assert [f.p_value for f in a.features] == [f.p_value for f in b.features]
     with pytest.raises(KerafineError, match="`seed`.*-1"):
         DriftDetector(ref, method="psi", seed=-1)
+
+
+# ----------------------------------------------------------- non-finite values (issue 19)
+
+def test_nan_and_inf_rows_are_reported_and_never_enter_the_value_statistics():
+    rng = np.random.default_rng(11)
+    ref = rng.normal(size=(2000, 2))
+    cur = rng.normal(size=(400, 2))
+    dirty = cur.copy()
+    dirty[[3, 50, 51], 0] = np.nan
+    dirty[[7, 399], 1] = np.inf
+    dirty[9, 1] = -np.inf
+    det = DriftDetector(ref)
+    report = det.check(dirty)
+    assert report.nonfinite_current_rows == 6
+    assert report.nonfinite_first_rows == (3, 7, 9, 50, 51)
+    assert report.summary().endswith(
+        "; 6 of 400 current rows hold NaN or inf (first rows [3, 7, 9, 50, 51, ...]): left out of the value "
+        "tests, counted as missing"
+    )
+    assert report.to_dict()["nonfinite_current_rows"] == 6 and "6 of 400 current rows" in report._repr_html_()
+    # The value statistics equal those of the finite values alone (nothing non-finite was fed to them).
+    f0 = det.check(np.column_stack([np.delete(cur[:, 0], [3, 50, 51]), np.delete(cur[:, 1], [3, 50, 51])]))["f0"]
+    assert report["f0"].statistic == f0.statistic and report["f0"].n_current == 397
+    assert report["f1"].n_current == 397 and report["f1"].missing_current == pytest.approx(3 / 400)
+
+
+def test_nan_in_a_dataframe_column_is_reported_and_a_clean_check_says_nothing():
+    rng = np.random.default_rng(12)
+    ref = pd.DataFrame({"a": rng.normal(size=1000), "b": rng.normal(size=1000)})
+    cur = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    det = DriftDetector(ref)
+    clean = det.check(cur)
+    assert clean.nonfinite_current_rows == 0 and "NaN" not in clean.summary()
+    cur.loc[[10, 20], "b"] = np.nan
+    assert det.check(cur).nonfinite_current_rows == 2

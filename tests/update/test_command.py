@@ -171,3 +171,25 @@ def test_help_lists_update_and_explains_it(capsys):
     assert main(["update", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--rollback VERSION" in out and "--candidates" in out and "resume" in out
+
+
+def test_new_table_with_inf_cells_exits_2_naming_rows_and_lines_before_any_work(tmp_path, capsys):
+    # Issue 19: new data holding NaN/inf would train the candidates on poison.
+    import numpy as np
+    import pandas as pd
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"not read before the data is checked")
+    (run / "report.json").write_text("{}")
+    (run / "model.kerafine.json").write_text(json.dumps(
+        {"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]}))
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"price": rng.normal(size=60).astype(object), "country": rng.choice(["fr", "de"], 60),
+                          "clicked": rng.integers(0, 2, 60)})
+    frame.loc[[9, 30], "price"] = "-inf"
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["update", str(run), str(tmp_path / "new.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "`NEW_DATA`" in err and "2 of 60 rows hold NaN or inf (columns['price']: 2; first rows [9, 30])" in err
+    assert "CSV lines [11, 32]" in err and not (run / "updates").exists()
