@@ -24,6 +24,9 @@ from kerafine.errors import KerafineError
 
 __all__ = ["main"]
 
+# Commands that train or load a Keras model (``drift`` and ``init-config`` never load TensorFlow).
+_LOADS_TENSORFLOW = frozenset({"demo", "fit", "evaluate", "update"})
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -72,6 +75,11 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in _LOADS_TENSORFLOW:
+        # Before anything imports TensorFlow: its C++ start-up notices go, real errors stay.
+        from kerafine._startup import quiet_tensorflow
+
+        quiet_tensorflow()
     interrupted = _InterruptFlag()
     try:
         with interrupted:

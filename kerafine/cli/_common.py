@@ -26,9 +26,11 @@ class _Console:
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter drowns the demo's progress lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter drowns the demo's progress lines (main() already did this
+    # when the command came from the command line; a direct call of a command function needs it here).
+    from kerafine._startup import quiet_tensorflow
+
+    quiet_tensorflow()
 
 
 def _scores(y_true, y_score) -> dict:
