@@ -77,6 +77,7 @@ import numpy as np
 from kerafine import _batches, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
+from kerafine._display import human_duration
 from kerafine.errors import DataError, KerafineError, invalid_argument
 from kerafine._batches import n_rows as _n_rows
 
@@ -751,7 +752,13 @@ def fine_tune(
     transfer._pin_recorded_inference(model)
     transfer.check_batchnorm(model)
 
-    fit_common = dict(verbose=verbose, class_weight=class_weight)
+    if verbose != 0:
+        # kerafine's one-line-per-epoch console instead of Keras's dump of every logs key (appended last,
+        # so it prints what the other callbacks wrote into logs); Keras itself stays silent.
+        from kerafine.callbacks.console import ConsoleProgress
+
+        callbacks = callbacks + [ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
+    fit_common = dict(verbose=0, class_weight=class_weight)
     result = dict(
         head_history=None, finetune_history=None, head_lr=head_lr if head_epochs else None,
         finetune_lr=finetune_lr if finetune_epochs else None, unfreeze_top=unfreeze_top,
@@ -776,9 +783,9 @@ def fine_tune(
             result["feature_seconds"] = time.perf_counter() - t0
             result["features_cached"] = True
             cached = _Data(x=f_train, y=y_train, w=w_train)
-            _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples "
-                          + ("loaded from the checkpoint directory" if result["features_loaded"] else "")
-                          + f" in {result['feature_seconds']:.1f}s")
+            _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples"
+                          + (" loaded from the checkpoint directory" if result["features_loaded"] else "")
+                          + f" in {human_duration(result['feature_seconds'])}")
             lr = head_lr
             if lr == "find":
                 head_model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))

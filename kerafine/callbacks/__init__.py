@@ -18,6 +18,7 @@ _LAZY = {
     "TrainingProblem": "kerafine.callbacks.training_monitor",
     "SecurityMonitor": "kerafine.callbacks.security_monitor",
     "SecurityWarning": "kerafine.callbacks.security_monitor",
+    "ConsoleProgress": "kerafine.callbacks.console",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _LAZY)

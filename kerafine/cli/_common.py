@@ -215,8 +215,18 @@ def _pretrain(encoder, windows, epochs: int, batch_size: int, callbacks, verbose
     from kerafine.backbones import pretrain_sequence_encoder
 
     return pretrain_sequence_encoder(encoder, windows, objective="forecast", epochs=epochs, batch_size=batch_size,
-                                     optimizer=keras.optimizers.Adam(3e-3), callbacks=callbacks, verbose=verbose,
+                                     optimizer=keras.optimizers.Adam(3e-3), callbacks=_console(callbacks, verbose),
+                                     verbose=0,
                                      shuffle=True)
+
+
+def _console(callbacks, verbose) -> list:
+    """``callbacks`` plus kerafine's one-line-per-epoch console when ``verbose``; pass ``verbose=0`` to ``fit``."""
+    if not verbose:
+        return list(callbacks or [])
+    from kerafine.callbacks.console import ConsoleProgress
+
+    return [*(callbacks or []), ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
 
 
 def _sidecar(model_path: Path) -> Path:
