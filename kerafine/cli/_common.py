@@ -16,6 +16,7 @@ class _Console:
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.t0 = time.monotonic()
+        self._notes = set()
 
     def step(self, message: str) -> None:
         if not self.quiet:
@@ -23,6 +24,22 @@ class _Console:
 
     def print(self, message: str = "") -> None:
         print(message, file=self.stream, flush=True)
+
+    def note(self, text: str, kind: str = "", width: int = 110) -> bool:
+        """Print ``text`` whole (wrapped at words) unless a note of the same kind and wording was printed.
+
+        Numbers are ignored when comparing ("at epoch 1" and "at epoch 3" are one
+        note). Returns whether it printed.
+        """
+        from kerafine._display import wrap_note
+
+        text = " ".join(str(text).split())
+        key = (kind, re.sub(r"[\d.]+", "#", text))
+        if key in self._notes:
+            return False
+        self._notes.add(key)
+        self.print(wrap_note(text, width=width, first=f"note ({kind}): " if kind else "note: "))
+        return True
 
 
 def _quiet_tensorflow() -> None:
@@ -161,13 +178,15 @@ def _train(model, train, val, *, head_epochs: int, finetune_epochs: int, head_lr
 
 
 class _collect_warnings:
-    """Gather the warnings of a training phase and print each distinct one once, shortened.
+    """Gather the warnings of a training phase and print each distinct one once, whole.
 
     The monitors warn every epoch they see a problem; the full text is also in
-    TensorBoard (Text tab), so the console gets one line per kind.
+    TensorBoard (Text tab). The console prints each note once per command
+    (the console remembers them across phases and models), wrapped at word
+    boundaries and never cut.
     """
 
-    def __init__(self, con: "_Console", width: int = 150):
+    def __init__(self, con: "_Console", width: int = 110):
         import warnings
 
         self.con, self.width = con, width
@@ -184,14 +203,8 @@ class _collect_warnings:
 
     def __exit__(self, *exc):
         self._cm.__exit__(*exc)
-        seen = set()
         for w in self.records:
-            text = " ".join(str(w.message).split())
-            key = (w.category.__name__, re.sub(r"[\d.]+", "#", text)[:50])
-            if key in seen:
-                continue
-            seen.add(key)
-            self.con.print(f"    note ({w.category.__name__}): {text[: self.width]}{'...' if len(text) > self.width else ''}")
+            self.con.note(str(w.message), w.category.__name__, width=self.width)
         return False
 
 

@@ -52,8 +52,8 @@ def _fit_data(cfg, con: "_Console") -> dict:
             parts = {name: getattr(splits, name).windows(d.window, stride=d.stride)
                      for name in ("train", "val", "test")}
             pretrain_x = splits.train.forecast_windows(d.window, stride=d.stride)[0]
-        for w in {str(w.message) for w in caught}:
-            con.print(f"    note: {w}")
+        for w in caught:
+            con.note(str(w.message))
         for name in ("train", "val", "test"):
             check_label_classes(parts[name][1], {"train": "training", "val": "validation"}.get(name, name))
         spec = {"kind": "server_metrics", "features": list(m.features), "window": d.window, "stride": d.stride,
