@@ -95,10 +95,22 @@ def _repr_html_(self) -> str:
     return f"<div><strong>{html.escape(title)}</strong><table>{body}</table></div>"
 
 
-def displayable(cls):
-    """Class decorator: ``__repr__`` and ``_repr_html_`` from ``cls._display() -> (title, [(label, value)])``.
+def _str_repr(self) -> str:
+    return str(self)
 
-    Put it above ``@dataclass`` so that it replaces the generated field dump.
+
+def _pre_html(self) -> str:
+    return f"<pre>{html.escape(str(self))}</pre>"
+
+
+def displayable(cls):
+    """Class decorator: a short ``__repr__`` and a ``_repr_html_`` for Jupyter.
+
+    With a ``_display()`` method (returning ``(title, [(label, value), ...])``)
+    both are built from it. Without one, a class that defines a short
+    ``__str__`` gets it as its ``__repr__`` too, and a ``<pre>`` block of it as
+    HTML. A ``_repr_html_`` the class defines itself is kept. Put the decorator
+    above ``@dataclass`` so that it replaces the generated field dump.
 
     Example:
 
@@ -113,6 +125,15 @@ def displayable(cls):
     >>> Result()._repr_html_().startswith("<div><strong>Result</strong>")
     True
     """
-    cls.__repr__ = _repr
-    cls._repr_html_ = _repr_html_
+    own = cls.__dict__
+    if "_display" in own:
+        cls.__repr__ = _repr
+        if "_repr_html_" not in own:
+            cls._repr_html_ = _repr_html_
+    elif "__str__" in own:
+        cls.__repr__ = _str_repr
+        if "_repr_html_" not in own:
+            cls._repr_html_ = _pre_html
+    elif "_repr_html_" not in own:
+        cls._repr_html_ = _pre_html
     return cls

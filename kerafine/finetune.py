@@ -74,10 +74,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kerafine._display import displayable, fmt, human_duration
 from kerafine import _batches, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
-from kerafine._display import human_duration
 from kerafine.errors import DataError, KerafineError, invalid_argument
 from kerafine._batches import n_rows as _n_rows
 
@@ -88,6 +88,7 @@ logger = logging.getLogger(__name__)
 _VERBOSE = ("auto", 0, 1, 2)
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class FineTuneResult:
     """What :func:`fine_tune` did.
@@ -124,6 +125,23 @@ class FineTuneResult:
     finetune_seconds: float
     lr_found: dict = dataclasses.field(default_factory=dict)
     features_loaded: bool = False
+
+    def _display(self):
+        rows = []
+        for phase, lr, history, seconds in (("head", self.head_lr, self.head_history, self.head_seconds),
+                                            ("finetune", self.finetune_lr, self.finetune_history,
+                                             self.finetune_seconds)):
+            if history is None:
+                continue
+            h = history.history
+            last = {k: v[-1] for k, v in h.items() if v and k in ("loss", "val_loss", "val_auc")}
+            found = " (lr_find)" if phase in self.lr_found else ""
+            figures = "  ".join(f"{k} {fmt(float(v))}" for k, v in last.items())
+            rows.append((phase, f"{len(history.epoch)} epochs at lr {fmt(lr)}{found} in "
+                                f"{human_duration(seconds)}" + (f"; last {figures}" if figures else "")))
+        rows.append(("unfreeze_top", str(self.unfreeze_top)))
+        rows.append(("features cached", ("yes" if self.features_cached else "no") + f" ({self.cache_reason})"))
+        return "FineTuneResult", rows
 
     @property
     def history(self) -> dict[str, list[float]]:

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.errors import DataError, invalid_argument
 from kerafine.security import _common
 from kerafine.security.attacks import Attacker, check_attack, check_step_size
@@ -40,6 +41,7 @@ from kerafine.security.attacks import Attacker, check_attack, check_step_size
 __all__ = ["RobustnessCurve", "robustness_curve"]
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class RobustnessCurve:
     """Result of :func:`robustness_curve` (frozen).
