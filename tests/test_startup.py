@@ -1,6 +1,7 @@
 """kerafine._startup: TensorFlow's C++ start-up notices are dropped, real errors are not."""
 
 import os
+import re
 import subprocess
 import sys
 import pathlib
@@ -122,3 +123,40 @@ def test_version_prints_only_the_version():
     proc = subprocess.run([sys.executable, "-m", "kerafine", "--version"], capture_output=True, text=True,
                           timeout=120, env=_env(), cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.startswith("kerafine ") and proc.stderr == ""
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _first_code_cell(path):
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_quiets_tensorflow_before_loading_it(path):
+    source = _first_code_cell(path)
+    lines = [l.strip() for l in source.splitlines()]
+    loads_tf = [i for i, l in enumerate(lines) if re.match(r"(import|from) (keras|tensorflow)\b", l)]
+    if not loads_tf:  # this notebook never imports Keras in its first cell (drift only)
+        assert not any("keras" in l or "tensorflow" in l for l in lines if l.startswith(("import", "from")))
+        return
+    quiet = [i for i, l in enumerate(lines) if l.startswith("kerafine.quiet_tensorflow()")]
+    assert quiet and quiet[0] < loads_tf[0], source
+
+
+def test_a_notebooks_first_lines_run_without_start_up_noise():
+    # The preamble of the first notebook that loads TensorFlow, run as a notebook kernel would (fd 2 captured).
+    source = next(_first_code_cell(p) for p in NOTEBOOKS if "quiet_tensorflow" in _first_code_cell(p))
+    preamble = []
+    for line in source.splitlines():
+        if line.startswith("%"):
+            continue
+        preamble.append(line)
+        if line.strip() == "import keras":
+            break
+    proc = _run("\n".join(preamble) + "\nprint(keras.__version__)")
+    assert proc.returncode == 0, proc.stderr
+    assert not [m for m in NOISE_MARKERS if m in proc.stderr], proc.stderr
