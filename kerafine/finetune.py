@@ -472,7 +472,7 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
     if data.is_dataset:
         total = int(data.dataset.cardinality())
         bar = tqdm(total=total if total > 0 else None, unit="batch", desc=f"features ({what})", delay=1.0,
-                   disable=not progress, leave=False)
+                   disable=None if progress else True, leave=False)
         seen_batch = None
         for batch in _batches.iterate(data.dataset):
             xb, yb, wb = _batches.split_batch(batch)
@@ -487,7 +487,8 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
     import keras
 
     n_batches = -(-_n_rows(data.x) // batch_size)
-    bar = tqdm(total=n_batches, unit="batch", desc=f"features ({what})", delay=1.0, disable=not progress,
+    # disable=None: no bar when stderr is not a terminal (logs, CI, pytest); verbose=0 hides it everywhere.
+    bar = tqdm(total=n_batches, unit="batch", desc=f"features ({what})", delay=1.0, disable=None if progress else True,
                leave=False)
 
     class _Progress(keras.callbacks.Callback):
