@@ -687,8 +687,11 @@ def fine_tune(
             Defaults to 32.
         cache_features: ``"auto"``, ``True`` (force) or ``False`` (never).
             Defaults to ``"auto"``.
-        verbose: Keras's ``verbose`` (``"auto"``, 0, 1, 2); 0 also hides the
-            feature progress bar and kerafine's messages. Defaults to ``"auto"``.
+        verbose: ``"auto"``, 0, 1 or 2. Anything but 0 prints one line per
+            epoch of at most 120 characters (:class:`kerafine.callbacks.ConsoleProgress`;
+            1 and ``"auto"`` also count batches in place on a terminal) instead of
+            Keras's output; 0 prints nothing and also hides the feature progress
+            bar and kerafine's messages. Defaults to ``"auto"``.
         shuffle: shuffle array data (and cached features) each epoch. Defaults to ``True``.
         class_weight: Keras's ``class_weight``, for both phases. Defaults to ``None``.
 
