@@ -779,7 +779,8 @@ def fine_tune(
         # so it prints what the other callbacks wrote into logs); Keras itself stays silent.
         from kerafine.callbacks.console import ConsoleProgress
 
-        callbacks = callbacks + [ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
+        if not any(isinstance(cb, ConsoleProgress) for cb in callbacks):  # the user's own one wins
+            callbacks = callbacks + [ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
     fit_common = dict(verbose=0, class_weight=class_weight)
     result = dict(
         head_history=None, finetune_history=None, head_lr=head_lr if head_epochs else None,

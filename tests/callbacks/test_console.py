@@ -106,6 +106,15 @@ def test_fine_tune_prints_one_short_line_per_epoch(capsys):
     assert " days " not in out and "0:00:" not in out
 
 
+def test_fine_tune_keeps_the_users_own_console_progress(capsys):
+    x, y = _data()
+    stream = io.StringIO()
+    kerafine.fine_tune(_model(), (x, y), head_epochs=1, finetune_epochs=1, verbose=2,
+                       callbacks=[ConsoleProgress(keys=["loss"], stream=stream)])
+    assert not [l for l in capsys.readouterr().out.splitlines() if EPOCH_LINE.match(l)]
+    assert [l.split("  ")[0] for l in stream.getvalue().splitlines()] == ["epoch 1/1", "epoch 2/2"]
+
+
 def test_fine_tune_verbose_0_prints_nothing(capsys):
     x, y = _data()
     kerafine.fine_tune(_model(), (x, y), head_epochs=1, finetune_epochs=1, verbose=0)
