@@ -214,3 +214,20 @@ def test_kerafine_fit_prints_short_epoch_lines_and_whole_notes(tmp_path, capsys,
     assert main(["fit", "fit.yaml"]) == 0  # re-run of the finished run: said in a line, nothing trained
     again = capsys.readouterr().out
     assert "finished run of this config" in again and not [l for l in again.splitlines() if EPOCH_LINE.match(l)]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_verbose_1_counts_batches_in_place_on_a_terminal_then_prints_the_epoch_line():
+    stream = _Terminal()
+    x, y = _data(64)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[ConsoleProgress(verbose=1, stream=stream)])
+    text = stream.getvalue()
+    assert "\r  batch 1/4  loss " in text and "\r  batch 4/4  loss " in text
+    last = text.split("\r")[-1]  # what the terminal shows at the end: the epoch line on a cleared row
+    assert EPOCH_LINE.match(last) and last.endswith("\n") and last.count("\n") == 1
