@@ -31,6 +31,7 @@ _LAZY = {
     "load_model": "kerafine.saving",
     "lr_find": "kerafine.lr_finder",
     "KerafineError": "kerafine.errors",
+    "quiet_tensorflow": "kerafine._startup",
 }
 _SUBMODULES = (
     "backbones",

@@ -53,6 +53,7 @@ import numpy as np
 import keras
 
 from kerafine import _finite
+from kerafine._display import displayable, fmt
 from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["calibrate", "CalibrationResult", "TemperatureScaling", "IsotonicCalibration"]
@@ -199,6 +200,7 @@ class IsotonicCalibration(keras.layers.Layer):
         return {**super().get_config(), "x_knots": self.x_knots, "y_knots": self.y_knots}
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class CalibrationResult:
     """Result of :func:`calibrate`.
@@ -224,6 +226,14 @@ class CalibrationResult:
     before: Any
     after: Any
     evaluated_on: str
+
+
+    def _display(self):
+        rows = [("method", self.method)]
+        if self.temperature is not None:
+            rows.append(("temperature", fmt(self.temperature)))
+        rows.append(("ECE", f"{self.before.ece:.4f} -> {self.after.ece:.4f} on {self.evaluated_on}"))
+        return "CalibrationResult", rows
 
     def to_dict(self) -> dict:
         """Plain values: method, temperature, ECE before and after, where measured."""
@@ -256,12 +266,6 @@ class CalibrationResult:
         ax.legend(fontsize="small")
         return fig
 
-    def __repr__(self) -> str:
-        t = "" if self.temperature is None else f", temperature={self.temperature:.4g}"
-        return (
-            f"CalibrationResult(method={self.method!r}{t}, ece {self.before.ece:.4f} -> "
-            f"{self.after.ece:.4f} on {self.evaluated_on})"
-        )
 
 
 def calibrate(

@@ -75,6 +75,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kerafine._display import displayable, fmt, human_duration
 from kerafine import _batches, _health, _keras_compat
 from kerafine.callbacks import _context
 from kerafine import transfer
@@ -89,6 +90,7 @@ logger = logging.getLogger(__name__)
 _VERBOSE = ("auto", 0, 1, 2)
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class FineTuneResult:
     """What :func:`fine_tune` did.
@@ -135,6 +137,23 @@ class FineTuneResult:
     features_loaded: bool = False
     problems: tuple = ()
     class_weight: Optional[dict] = None
+
+    def _display(self):
+        rows = []
+        for phase, lr, history, seconds in (("head", self.head_lr, self.head_history, self.head_seconds),
+                                            ("finetune", self.finetune_lr, self.finetune_history,
+                                             self.finetune_seconds)):
+            if history is None:
+                continue
+            h = history.history
+            last = {k: v[-1] for k, v in h.items() if v and k in ("loss", "val_loss", "val_auc")}
+            found = " (lr_find)" if phase in self.lr_found else ""
+            figures = "  ".join(f"{k} {fmt(float(v))}" for k, v in last.items())
+            rows.append((phase, f"{len(history.epoch)} epochs at lr {fmt(lr)}{found} in "
+                                f"{human_duration(seconds)}" + (f"; last {figures}" if figures else "")))
+        rows.append(("unfreeze_top", str(self.unfreeze_top)))
+        rows.append(("features cached", ("yes" if self.features_cached else "no") + f" ({self.cache_reason})"))
+        return "FineTuneResult", rows
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -500,7 +519,7 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
     if data.is_dataset:
         total = int(data.dataset.cardinality())
         bar = tqdm(total=total if total > 0 else None, unit="batch", desc=f"features ({what})", delay=1.0,
-                   disable=not progress, leave=False)
+                   disable=None if progress else True, leave=False)
         seen_batch = None
         for batch in _batches.iterate(data.dataset):
             xb, yb, wb = _batches.split_batch(batch)
@@ -515,7 +534,8 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
     import keras
 
     n_batches = -(-_n_rows(data.x) // batch_size)
-    bar = tqdm(total=n_batches, unit="batch", desc=f"features ({what})", delay=1.0, disable=not progress,
+    # disable=None: no bar when stderr is not a terminal (logs, CI, pytest); verbose=0 hides it everywhere.
+    bar = tqdm(total=n_batches, unit="batch", desc=f"features ({what})", delay=1.0, disable=None if progress else True,
                leave=False)
 
     class _Progress(keras.callbacks.Callback):
@@ -715,8 +735,11 @@ def fine_tune(
             Defaults to 32.
         cache_features: ``"auto"``, ``True`` (force) or ``False`` (never).
             Defaults to ``"auto"``.
-        verbose: Keras's ``verbose`` (``"auto"``, 0, 1, 2); 0 also hides the
-            feature progress bar and kerafine's messages. Defaults to ``"auto"``.
+        verbose: ``"auto"``, 0, 1 or 2. Anything but 0 prints one line per
+            epoch of at most 120 characters (:class:`kerafine.callbacks.ConsoleProgress`;
+            1 and ``"auto"`` also count batches in place on a terminal) instead of
+            Keras's output; 0 prints nothing and also hides the feature progress
+            bar and kerafine's messages. Defaults to ``"auto"``.
         shuffle: shuffle array data (and cached features) each epoch. Defaults to ``True``.
         class_weight: weights of the classes in the loss, for both phases:
             ``None``, a mapping ``{class index: weight >= 0}`` (Keras's
@@ -834,7 +857,14 @@ def fine_tune(
     transfer._pin_recorded_inference(model)
     transfer.check_batchnorm(model)
 
-    fit_common = dict(verbose=verbose, class_weight=class_weight)
+    if verbose != 0:
+        # kerafine's one-line-per-epoch console instead of Keras's dump of every logs key (appended last,
+        # so it prints what the other callbacks wrote into logs); Keras itself stays silent.
+        from kerafine.callbacks.console import ConsoleProgress
+
+        if not any(isinstance(cb, ConsoleProgress) for cb in callbacks):  # the user's own one wins
+            callbacks = callbacks + [ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
+    fit_common = dict(verbose=0, class_weight=class_weight)
     result = dict(
         head_history=None, finetune_history=None, head_lr=head_lr if head_epochs else None,
         finetune_lr=finetune_lr if finetune_epochs else None, unfreeze_top=unfreeze_top,
@@ -868,9 +898,9 @@ def fine_tune(
             result["feature_seconds"] = time.perf_counter() - t0
             result["features_cached"] = True
             cached = _Data(x=f_train, y=y_train, w=w_train)
-            _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples "
-                          + ("loaded from the checkpoint directory" if result["features_loaded"] else "")
-                          + f" in {result['feature_seconds']:.1f}s")
+            _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples"
+                          + (" loaded from the checkpoint directory" if result["features_loaded"] else "")
+                          + f" in {human_duration(result['feature_seconds'])}")
             lr = head_lr
             if lr == "find":
                 head_model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))

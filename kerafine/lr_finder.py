@@ -57,6 +57,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine._keras_compat import flatten_layers
 from kerafine.errors import DataError, KerafineError, TrainingError, check_int, check_number, invalid_argument
 from kerafine import _batches as _batching  # (lr_finder's own `_batches` is the batch iterator below)
@@ -70,6 +71,7 @@ _MIN_DESCENT_POINTS = 4
 _MIN_RELATIVE_DROP = 0.05
 
 
+@displayable
 @dataclasses.dataclass(frozen=True, repr=False)
 class LRFindResult:
     """The outcome of :func:`lr_find`.
@@ -140,16 +142,22 @@ class LRFindResult:
     def plot(self, ax=None):
         """Plot loss against learning rate (log scale) with the suggestion marked.
 
+        Like every kerafine result's ``plot()``, it returns the figure (not
+        shown; ``fig.savefig(...)``, or it displays itself in Jupyter).
+
         Args:
-            ax: a matplotlib Axes to draw on. Defaults to a new figure.
+            ax: a matplotlib Axes to draw on. Defaults to ``None``: a new figure.
 
         Returns:
-            The matplotlib Axes.
+            The ``matplotlib.figure.Figure`` (``ax.figure`` when ``ax`` is given);
+            the chart is ``fig.axes[0]``.
         """
         if ax is None:
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
 
-            _, ax = plt.subplots(figsize=(6, 4))
+            # A Figure without pyplot: no global figure registry, no GUI backend needed.
+            fig = Figure(figsize=(6, 4), layout="tight")
+            ax = fig.add_subplot()
         ax.plot(self.learning_rates, self.losses, color="0.75", lw=1, label="loss")
         ax.plot(self.learning_rates, self.smoothed_losses, color="C0", lw=2, label="smoothed loss")
         ax.axvline(self.suggestion, color="C3", ls="--", label=f"suggestion {self.suggestion:.2g} ({self.rule})")
@@ -165,14 +173,16 @@ class LRFindResult:
             ax.set_ylim(lo - 0.1 * span, max(float(finite.max()), hi) + 0.1 * span)
         ax.set_title("learning-rate range test")
         ax.legend(loc="best", fontsize="small")
-        return ax
+        return ax.figure
 
     def _repr_html_(self) -> str:
+        import html
+
         return (
-            f"<b>lr_find</b>: suggestion <b>{self.suggestion:.3g}</b> (rule <code>{self.rule}</code>: "
-            f"{self.reason}); {len(self.learning_rates)} of {self.num_steps} steps"
+            f"<div><b>lr_find</b>: suggestion <b>{self.suggestion:.3g}</b> (rule <code>{html.escape(self.rule)}</code>: "
+            f"{html.escape(self.reason)}); {len(self.learning_rates)} of {self.num_steps} steps"
             f"{', stopped at divergence' if self.diverged else ''}"
-            f"{f'; data cycled ({self.epochs_of_data:.2f} epochs of data)' if self.cycled else ''}."
+            f"{f'; data cycled ({self.epochs_of_data:.2f} epochs of data)' if self.cycled else ''}.</div>"
         )
 
 

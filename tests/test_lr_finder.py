@@ -126,7 +126,11 @@ def test_dataset_input_and_result_outputs(seeded):
     assert len(frame) == len(result.learning_rates)
     assert np.all(np.diff(result.learning_rates) > 0)
     json.dumps(result.to_dict())
-    ax = result.plot()
+    fig = result.plot()
+    from matplotlib.figure import Figure
+
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert any(f"{result.suggestion:.2g}" in t.get_text() for t in ax.get_legend().get_texts())
     assert "suggestion" in result._repr_html_()

@@ -19,6 +19,7 @@ _LAZY = {
     "SecurityMonitor": "kerafine.callbacks.security_monitor",
     "SecurityWarning": "kerafine.callbacks.security_monitor",
     "LogKeyConflictWarning": "kerafine.callbacks.state",
+    "ConsoleProgress": "kerafine.callbacks.console",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _LAZY)

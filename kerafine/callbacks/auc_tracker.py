@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
+from kerafine import _warn
 from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
 from kerafine.callbacks import predictions
@@ -272,28 +273,28 @@ class AUCTracker(KerafineCallback):
             monitor = getattr(cb, "monitor", None)
             kind = type(cb).__name__
             if self._produces(monitor):
-                warnings.warn(
+                _warn.warn(
                     f"{kind}(monitor={monitor!r}) comes before AUCTracker in the callback list, so it runs "
                     f"before {monitor!r} is written and never sees it. Put AUCTracker first: "
                     f"callbacks=[AUCTracker(...), {kind}(...), ...].",
-                    stacklevel=3,
+                    depth=1, hook=True,
                 )
             elif isinstance(cb, loggers):
-                warnings.warn(
+                _warn.warn(
                     f"{kind} comes before AUCTracker in the callback list, so it will not record "
                     f"{self._base_keys()}. Put AUCTracker first: callbacks=[AUCTracker(...), {kind}(...), ...].",
-                    stacklevel=3,
+                    depth=1, hook=True,
                 )
         if self.every_n_epochs > 1:
             for cb in callbacks[position + 1 :]:
                 monitor = getattr(cb, "monitor", None)
                 if self._produces(monitor):
-                    warnings.warn(
+                    _warn.warn(
                         f"{type(cb).__name__} monitors {monitor!r}, which AUCTracker writes only every "
                         f"{self.every_n_epochs} epochs; on the other epochs the key is absent (Keras's monitors "
                         "skip those epochs with a warning; kerafine's EarlyStopping raises when fit() has "
                         "validation_data of its own). Use every_n_epochs=1 for a monitored key.",
-                        stacklevel=3,
+                        depth=1, hook=True,
                     )
 
     # ------------------------------------------------------------ hooks
@@ -386,11 +387,12 @@ class AUCTracker(KerafineCallback):
         if self._warned_single_class:
             return
         self._warned_single_class = True
-        warnings.warn(
+        _warn.warn(
             f"AUCTracker: the AUC is undefined because {detail}; writing NaN (this warning is shown once). "
             "Use a validation set that holds every class.",
             UndefinedMetricWarning,
-            stacklevel=3,
+            depth=2,  # on_epoch_end -> _evaluate -> _warn_single_class
+            hook=True,
         )
 
     # ------------------------------------------------------------ TensorBoard

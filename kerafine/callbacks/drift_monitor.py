@@ -19,6 +19,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from kerafine import _warn
 from kerafine.callbacks.state import _AlertHistoryCallback
 from kerafine.errors import DataError, invalid_argument
 
@@ -390,7 +391,7 @@ class DriftMonitor(_AlertHistoryCallback):
         if not report.is_drift:
             return
         self.n_alerts += 1
-        warnings.warn(f"DriftMonitor[{self.on}] at epoch {epoch + 1}: {report.summary(k=5)}", _drift_warning(), stacklevel=2)
+        _warn.warn(f"DriftMonitor[{self.on}] at epoch {epoch + 1}: {report.summary(k=5)}", _drift_warning(), hook=True)
         if callable(self.on_drift):
             self.on_drift(report)
         elif self.on_drift == "stop":

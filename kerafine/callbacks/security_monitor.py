@@ -17,6 +17,7 @@ import warnings
 
 import keras
 
+from kerafine import _warn
 from kerafine.callbacks.state import _AlertHistoryCallback
 from kerafine.errors import invalid_argument
 
@@ -180,7 +181,7 @@ class SecurityMonitor(_AlertHistoryCallback):
         self.history.append({"epoch": int(epoch), "clean_accuracy": clean, "robust_accuracy": robust})
         if alert:
             self.n_alerts += 1
-            warnings.warn(alert, SecurityWarning, stacklevel=2)
+            _warn.warn(alert, SecurityWarning, hook=True)
         if self.log_dir is not None:
             from kerafine import tensorboard
 

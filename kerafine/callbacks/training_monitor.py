@@ -45,7 +45,7 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
-from kerafine import _health
+from kerafine import _health, _warn
 from kerafine.callbacks import _probes, predictions
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine import _keras_compat
@@ -428,7 +428,7 @@ class TrainingMonitor(KerafineCallback):
         if callable(self.on_problem):
             self.on_problem(problem)
             return
-        warnings.warn(message, TrainingProblemWarning, stacklevel=3)
+        _warn.warn(message, TrainingProblemWarning, depth=2, hook=True)  # hook -> _check_* -> _report
         if self.on_problem == "stop":
             self.model.stop_training = True
 
@@ -650,11 +650,11 @@ class TrainingMonitor(KerafineCallback):
         self._last_good = (first, self._iterations()) if all(np.isfinite(a).all() for a in first) else None
         if self._read_lr() is None and not self._lr_missing_warned:
             self._lr_missing_warned = True
-            warnings.warn(
+            _warn.warn(
                 f"TrainingMonitor: the optimizer {type(getattr(self.model, 'optimizer', None)).__name__} exposes no "
                 "learning rate; `learning_rate` is logged as NaN and everything else is monitored.",
                 TrainingProblemWarning,
-                stacklevel=2,
+                hook=True,
             )
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -25,6 +25,9 @@ from kerafine.errors import KerafineError
 
 __all__ = ["main"]
 
+# Commands that train or load a Keras model (``drift`` and ``init-config`` never load TensorFlow).
+_LOADS_TENSORFLOW = frozenset({"demo", "fit", "evaluate", "update"})
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -73,6 +76,11 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in _LOADS_TENSORFLOW:
+        # Before anything imports TensorFlow: its C++ start-up notices go, real errors stay.
+        from kerafine._startup import quiet_tensorflow
+
+        quiet_tensorflow()
     interrupted = _InterruptFlag()
     try:
         with interrupted:

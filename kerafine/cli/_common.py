@@ -16,6 +16,7 @@ class _Console:
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.t0 = time.monotonic()
+        self._notes = set()
 
     def step(self, message: str) -> None:
         if not self.quiet:
@@ -24,11 +25,29 @@ class _Console:
     def print(self, message: str = "") -> None:
         print(message, file=self.stream, flush=True)
 
+    def note(self, text: str, kind: str = "", width: int = 110) -> bool:
+        """Print ``text`` whole (wrapped at words) unless a note of the same kind and wording was printed.
+
+        Numbers are ignored when comparing ("at epoch 1" and "at epoch 3" are one
+        note). Returns whether it printed.
+        """
+        from kerafine._display import wrap_note
+
+        text = " ".join(str(text).split())
+        key = (kind, re.sub(r"[\d.]+", "#", text))
+        if key in self._notes:
+            return False
+        self._notes.add(key)
+        self.print(wrap_note(text, width=width, first=f"note ({kind}): " if kind else "note: "))
+        return True
+
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter drowns the demo's progress lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ start-up chatter drowns the demo's progress lines (main() already did this
+    # when the command came from the command line; a direct call of a command function needs it here).
+    from kerafine._startup import quiet_tensorflow
+
+    quiet_tensorflow()
 
 
 def _scores(y_true, y_score) -> dict:
@@ -161,13 +180,15 @@ def _train(model, train, val, *, head_epochs: int, finetune_epochs: int, head_lr
 
 
 class _collect_warnings:
-    """Gather the warnings of a training phase and print each distinct one once, shortened.
+    """Gather the warnings of a training phase and print each distinct one once, whole.
 
     The monitors warn every epoch they see a problem; the full text is also in
-    TensorBoard (Text tab), so the console gets one line per kind.
+    TensorBoard (Text tab). The console prints each note once per command
+    (the console remembers them across phases and models), wrapped at word
+    boundaries and never cut.
     """
 
-    def __init__(self, con: "_Console", width: int = 150):
+    def __init__(self, con: "_Console", width: int = 110):
         import warnings
 
         self.con, self.width = con, width
@@ -184,14 +205,8 @@ class _collect_warnings:
 
     def __exit__(self, *exc):
         self._cm.__exit__(*exc)
-        seen = set()
         for w in self.records:
-            text = " ".join(str(w.message).split())
-            key = (w.category.__name__, re.sub(r"[\d.]+", "#", text)[:50])
-            if key in seen:
-                continue
-            seen.add(key)
-            self.con.print(f"    note ({w.category.__name__}): {text[: self.width]}{'...' if len(text) > self.width else ''}")
+            self.con.note(str(w.message), w.category.__name__, width=self.width)
         return False
 
 
@@ -215,8 +230,18 @@ def _pretrain(encoder, windows, epochs: int, batch_size: int, callbacks, verbose
     from kerafine.backbones import pretrain_sequence_encoder
 
     return pretrain_sequence_encoder(encoder, windows, objective="forecast", epochs=epochs, batch_size=batch_size,
-                                     optimizer=keras.optimizers.Adam(3e-3), callbacks=callbacks, verbose=verbose,
+                                     optimizer=keras.optimizers.Adam(3e-3), callbacks=_console(callbacks, verbose),
+                                     verbose=0,
                                      shuffle=True)
+
+
+def _console(callbacks, verbose) -> list:
+    """``callbacks`` plus kerafine's one-line-per-epoch console when ``verbose``; pass ``verbose=0`` to ``fit``."""
+    if not verbose:
+        return list(callbacks or [])
+    from kerafine.callbacks.console import ConsoleProgress
+
+    return [*(callbacks or []), ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
 
 
 def _sidecar(model_path: Path) -> Path:

@@ -33,7 +33,7 @@ def _fit_data(cfg, con: "_Console") -> dict:
 
     data = load_config_data(cfg.data, say=con.step)
     for note in data["notes"]:
-        con.print(f"    note: {note}")
+        con.note(note)
     return data
 
 

@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kerafine.data.splits import Normalizer, Splits, split_by_group, split_by_time
+from kerafine._display import human_duration
 from kerafine.errors import DataError, check_int, invalid_argument
 
 __all__ = [
@@ -191,7 +192,7 @@ class ServerMetrics:
         if "label" in f:
             pos = f", {int(np.nansum(f['label'].to_numpy()))} rows labelled 'fails within {self.horizon} steps'"
         return (
-            f"{f['server'].nunique()} servers, {len(f)} rows of {self.freq}{pos}, "
+            f"{f['server'].nunique()} servers, {len(f)} rows every {human_duration(self.freq.total_seconds())}{pos}, "
             f"{int(f['restart'].sum())} restarts, {len(self.gaps)} long gaps dropped"
         )
 

@@ -8,6 +8,7 @@ shifted features (:meth:`~DriftReport.plot`).
 """
 
 from __future__ import annotations
+from kerafine._display import displayable
 
 import dataclasses
 import html
@@ -100,6 +101,7 @@ def _json_value(v):
     return v
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class DriftReport:
     """Result of :meth:`kerafine.drift.DriftDetector.check`.
@@ -143,6 +145,17 @@ class DriftReport:
     nonfinite_first_rows: tuple = ()
 
     # ------------------------------------------------------------- access
+
+    def _display(self):
+        top = ", ".join(f.name for f in self.top(3) if f.drifted) or "none"
+        return f"DriftReport: {'DRIFT' if self.is_drift else 'no drift'}", [
+            ("drifted", f"{self.n_drifted} of {len(self.features)} features (share {self.drift_share:.2f}, "
+                        f"threshold {self.threshold:g})"),
+            ("most shifted", top),
+            ("test", f"{self.method}, p < {self.p_value:g} ({self.correction}), effect >= {self.min_effect:g}"),
+            ("rows", f"{self.n_reference_rows} reference, {self.n_current_rows} current"),
+        ]
+
     def __getitem__(self, name: str) -> FeatureDrift:
         for f in self.features:
             if f.name == name:

@@ -45,6 +45,7 @@ import math
 import numpy as np
 from scipy import special, stats
 
+from kerafine._display import displayable
 from kerafine.errors import DataError, check_int, check_number, invalid_argument
 
 __all__ = [
@@ -339,6 +340,7 @@ def js_distance(ref_counts, cur_counts):
     return float(out) if np.ndim(out) == 0 else out
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class MMDResult:
     """Result of :func:`mmd_test`.
@@ -356,6 +358,10 @@ class MMDResult:
     sigma: float
     n_ref: int
     n_cur: int
+
+    def _display(self):
+        return "MMDResult", [("statistic", f"{self.statistic:.4g}"), ("p-value", f"{self.p_value:.4g}"),
+                             ("sigma", f"{self.sigma:.4g}"), ("rows", f"{self.n_ref} reference, {self.n_cur} current")]
 
 
 def _as_2d(name, x):

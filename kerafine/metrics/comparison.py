@@ -29,12 +29,14 @@ import statistics
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.errors import DataError, invalid_argument
 from kerafine.metrics._validation import check_scores, check_targets, warn_undefined
 
 __all__ = ["AUCComparison", "roc_auc_compare"]
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class AUCComparison:
     """Result of :func:`roc_auc_compare`: model B against model A on the same rows.
@@ -68,6 +70,15 @@ class AUCComparison:
     alternative: str
     n_pos: int
     n_neg: int
+
+
+    def _display(self):
+        return "AUCComparison (paired DeLong)", [
+            ("ROC-AUC", f"a {self.auc_a:.4f}  b {self.auc_b:.4f}  difference {self.difference:+.4f}"),
+            (f"{self.level:.0%} interval", f"[{self.lower:.4f}, {self.upper:.4f}]"),
+            ("p-value", f"{self.p_value:.3g} ({self.alternative}), z {self.z:.3f}"),
+            ("samples", f"{self.n_pos} positive, {self.n_neg} negative"),
+        ]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -38,6 +38,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.errors import DataError, check_int, check_number, invalid_argument
 from kerafine.metrics._validation import Targets, check_targets, warn_undefined
 from kerafine.metrics.ranking import AUCInterval, _binary_summary, _check_level, _Groups
@@ -72,6 +73,7 @@ class Calibration:
     n_bins: int
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class ClassificationReport:
     """Result of :func:`classification_report` (frozen; see the module docstring).
@@ -134,6 +136,10 @@ class ClassificationReport:
     robustness: Any = dataclasses.field(repr=False, default=None)
     membership: Any = dataclasses.field(repr=False, default=None)
     nonfinite_excluded: int = 0
+
+
+    def _display(self):
+        return f"ClassificationReport ({self.kind})", self._headline()
 
     def _sections(self) -> list:
         return [s for s in (self.robustness, self.membership) if s is not None]

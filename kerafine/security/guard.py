@@ -35,6 +35,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from kerafine._display import displayable
 from kerafine.drift.profile import _level_key
 from kerafine.errors import DataError, invalid_argument
 
@@ -43,6 +44,7 @@ __all__ = ["InputGuard", "GuardReport", "FilterResult", "RULES"]
 RULES = ("out_of_range", "unseen_category", "missing", "dtype")
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class GuardReport:
     """Result of :meth:`InputGuard.check` (frozen).
@@ -97,6 +99,7 @@ class GuardReport:
         return head + (f" ({counts})" if counts else "")
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class FilterResult:
     """Result of :meth:`InputGuard.filter`.
@@ -112,6 +115,10 @@ class FilterResult:
     rejected: object
     reasons: pd.Series
     report: GuardReport
+
+    def _display(self):
+        return "FilterResult", [("accepted", f"{len(self.accepted)} rows"), ("rejected", f"{len(self.rejected)} rows"),
+                                ("report", str(self.report))]
 
 
 class InputGuard:

@@ -36,6 +36,7 @@ import warnings
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.errors import DataError, invalid_argument
 from kerafine.metrics import AUCInterval, roc_auc_ci, roc_curve
 from kerafine.security import _common
@@ -71,6 +72,7 @@ class MembershipAttack:
         return {"name": self.name, "auc": self.auc.to_dict(), "advantage": self.advantage}
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class MembershipReport:
     """Result of :func:`membership_inference` (frozen).

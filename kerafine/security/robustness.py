@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.errors import DataError, invalid_argument
 from kerafine.security import _common
 from kerafine.security.attacks import Attacker, check_attack, check_step_size
@@ -40,6 +41,7 @@ from kerafine.security.attacks import Attacker, check_attack, check_step_size
 __all__ = ["RobustnessCurve", "robustness_curve"]
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class RobustnessCurve:
     """Result of :func:`robustness_curve` (frozen).
@@ -225,6 +227,7 @@ def robustness_curve(
     clip="auto",
     loss=None,
     batch_size: int = 256,
+    progress: bool = True,
 ) -> RobustnessCurve:
     """Accuracy and exact ROC-AUC (DeLong interval) of ``model`` against the attack radius.
 
@@ -245,6 +248,10 @@ def robustness_curve(
         clip: as :func:`kerafine.security.fgsm`.
         loss: as :func:`kerafine.security.fgsm`.
         batch_size: rows per pass. Defaults to 256.
+        progress: a ``tqdm`` bar over the radii, shown only on an interactive
+            terminal and only if the curve takes more than a second
+            (``TQDM_DISABLE=1`` in the environment also hides it). Defaults to
+            ``True``; ``False`` never shows it.
 
     Returns:
         :class:`RobustnessCurve` (``to_frame()`` for a DataFrame, ``plot()`` for a Figure).
@@ -273,12 +280,15 @@ def robustness_curve(
         raise invalid_argument("threshold", threshold, "None or a finite number")
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
+    if not isinstance(progress, bool):
+        raise invalid_argument("progress", progress, "True or False")
     x, y = split_data(data)
     attacker = Attacker(model, loss, batch_size)
     inputs, y = attacker.prepare(x, y, perturb, clip)
 
     rows, clean, threshold = _curve(
-        model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, float(level), batch_size
+        model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, float(level), batch_size,
+        progress,
     )
     acc, auc, lo, hi = (np.array(c, dtype=np.float64) for c in zip(*rows))
     return RobustnessCurve(
@@ -296,7 +306,8 @@ def robustness_curve(
     )
 
 
-def _curve(model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, level, batch_size):
+def _curve(model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, level, batch_size,
+           progress=False):
     """Rows ``(accuracy, auc, lower, upper)`` at 0 and each radius; also the clean scores and the threshold used."""
     clean = _scores(model.predict(inputs.rebuild({k: inputs.arrays[k] for k in inputs.moving}), batch_size=batch_size, verbose=0))
     labels = _labels(y, clean)
@@ -304,7 +315,11 @@ def _curve(model, attacker, inputs, y, eps, attack, steps, step_size, random_sta
         threshold = 0.5 if clean.min() >= 0 and clean.max() <= 1 else 0.0
     worst, worst_bad = clean.copy(), _badness(clean, labels)
     rows = [_point(worst, labels, threshold, float(level))]
-    for e in eps:
+    from tqdm.auto import tqdm
+
+    # disable=None: tqdm stays silent when stderr is not a terminal (logs, CI, pytest).
+    for e in tqdm(eps, desc=f"robustness ({attack})", unit="radius", delay=1.0, leave=False,
+                  disable=None if progress else True):
         # PGD's curve also folds in the FGSM point (one more gradient pass): a random start can
         # leave PGD a hair short of FGSM's corner on a near-linear model, and the adversary has both.
         tries = ["fgsm"] if attack == "fgsm" else ["pgd", "fgsm"]

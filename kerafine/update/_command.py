@@ -351,6 +351,7 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
         raise invalid_argument("NEW_DATA", os.fspath(new_path), "an existing directory or CSV file", error=DataError)
 
     from kerafine._io import atomic_write_json, read_json
+    from kerafine.cli._common import _console
 
     spec = read_json(run / "model.kerafine.json")
     report = read_json(run / "report.json")
@@ -443,8 +444,8 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
             y = np.concatenate([old["train"][1], y_tr])
             m.compile(optimizer=keras.optimizers.Adam(float(report.get("learning_rate") or 1e-3)),
                       loss="binary_crossentropy")
-            m.fit(x, y, epochs=2 * epochs, batch_size=64, validation_data=val, callbacks=callbacks("retrain"),
-                  verbose=verbose)
+            m.fit(x, y, epochs=2 * epochs, batch_size=64, validation_data=val,
+                  callbacks=_console(callbacks("retrain"), verbose), verbose=0)
             return m
         trained["retrain"] = saved("retrain", build_retrain)
     if "distil" in names:
@@ -459,7 +460,7 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
                 x, y, _ = replay_mix((x_tr, y_tr), old["train"], 0.3, seed)
                 return distill(teacher, student, (x, y), temperature=3.0, alpha=0.5, validation_data=val,
                                epochs=2 * epochs, learning_rate=3e-3, batch_size=64,
-                               callbacks=callbacks("distil"), verbose=verbose)
+                               callbacks=_console(callbacks("distil"), verbose), verbose=0)
             trained["distil"] = saved("distil", build_distil)
     if "ensemble" in names:
         members = [current] + [trained[k] for k in ("refresh", "retrain") if k in trained]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.errors import invalid_argument
 from kerafine.update._checks import check_model, check_xy, input_signature
 
@@ -20,6 +21,7 @@ _COLUMNS = ["candidate", "test_set", "roc_auc", "roc_auc_lower", "roc_auc_upper"
             "positives"]
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """The champion/challenger table of :func:`compare`.
@@ -39,6 +41,15 @@ class Comparison:
     table: Any
     current: str
     level: float
+
+    def _display(self):
+        t = self.table
+        best = t.loc[t["roc_auc"].idxmax()] if len(t) else None
+        rows = [("current", self.current), ("candidates", ", ".join(dict.fromkeys(map(str, t["candidate"])))),
+                ("test sets", ", ".join(dict.fromkeys(map(str, t["test_set"]))))]
+        if best is not None:
+            rows.append(("best ROC-AUC", f"{best['candidate']} on {best['test_set']}: {best['roc_auc']:.4f}"))
+        return "Comparison (print() shows the table)", rows
 
     @property
     def candidates(self) -> list:
@@ -217,6 +228,7 @@ def compare(candidates, test_sets, current: str | None = None, *, level: float =
     return Comparison(pd.DataFrame(rows, columns=_COLUMNS), current, float(level))
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """The outcome of :func:`decide`.
@@ -230,6 +242,10 @@ class Decision:
     promote: bool
     champion: str
     reasons: list
+
+    def _display(self):
+        return "Decision", [("promote", str(self.promote)), ("champion", self.champion),
+                            *((f"reason {i + 1}", r) for i, r in enumerate(self.reasons[:4]))]
 
     @property
     def text(self) -> str:

@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from kerafine._display import displayable
 from kerafine.update._checks import check_fraction, check_model, check_positive_int, check_xy, input_signature
 
 __all__ = ["refresh", "replay_mix", "RefreshResult"]
 
 
+@displayable
 @dataclasses.dataclass(frozen=True)
 class RefreshResult:
     """What :func:`refresh` did.
@@ -27,6 +29,10 @@ class RefreshResult:
     fine_tune: Any
     n_new: int
     n_replayed: int
+
+    def _display(self):
+        name = getattr(self.model, "name", type(self.model).__name__)
+        return "RefreshResult", [("model", str(name)), ("rows", f"{self.n_new} new + {self.n_replayed} replayed")]
 
 
 def replay_mix(new_data, replay=None, replay_fraction: float = 0.3, seed: int = 0):

@@ -1,0 +1,47 @@
+"""tqdm bars for long non-fit work stay silent when stderr is not a terminal, and when asked."""
+
+import keras
+import numpy as np
+import pytest
+
+import kerafine
+from kerafine.errors import KerafineError
+from kerafine.security import robustness_curve
+
+
+def _model_xy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    return model, x, y
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_robustness_curve_prints_no_bar_when_not_a_terminal(capfd, progress):
+    model, x, y = _model_xy()
+    curve = robustness_curve(model, (x, y), [0.1, 0.2, 0.3], attack="pgd", steps=3, progress=progress)
+    out, err = capfd.readouterr()
+    assert len(curve.epsilon) == 4
+    assert "robustness" not in err and "radius" not in err and out == ""
+
+
+def test_robustness_curve_refuses_a_non_bool_progress():
+    model, x, y = _model_xy()
+    with pytest.raises(KerafineError, match=r"progress.*received 'yes'.*True or False"):
+        robustness_curve(model, (x, y), [0.1], progress="yes")
+
+
+def test_fine_tune_featurising_prints_no_bar_when_not_a_terminal(capfd):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    inputs = keras.Input((3,))
+    enc = keras.Model(inputs, keras.layers.Dense(4, name="enc")(inputs), name="encoder")
+    model = kerafine.build_transfer_model(enc, keras.layers.Dense(1, activation="sigmoid", name="predictions"))
+    result = kerafine.fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, batch_size=8, verbose=2)
+    assert result.features_cached
+    err = capfd.readouterr().err
+    assert "features (" not in err and "batch/s" not in err
