@@ -614,7 +614,10 @@ class CheckpointRestart(KerafineCallback):
             try:
                 _keras_compat.symbolic_build(model, data)
             except Exception as exc:  # pragma: no cover - depends on exotic models
-                warnings.warn(f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.")
+                warnings.warn(
+                    f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.",
+                    stacklevel=2,
+                )
                 return
         if len(model.metrics_variables) != len(values):
             warnings.warn(

@@ -389,7 +389,7 @@ def load_server_metrics(
 
     # Name clashes between files are resolved by prefixing with the argument name.
     seen: dict[str, int] = {}
-    for name, df in tables.items():
+    for df in tables.values():
         for c in df.columns:
             if c not in (server_col, time_col):
                 seen[c] = seen.get(c, 0) + 1

@@ -431,7 +431,6 @@ class DriftDetector:
 
     def _finish(self, rows: dict, hist: dict, m_rows: int) -> DriftReport:
         names = list(self.profile.feature_names)
-        test_based = self.method not in DEFAULT_THRESHOLDS
         # The family of tests: every performed value test and missing-share test.
         family = []
         for name in names:

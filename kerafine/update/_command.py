@@ -95,7 +95,7 @@ def _main(args) -> int:
 # --------------------------------------------------------------------------- validation
 
 
-def _say(message: str, t0=[time.monotonic()]) -> None:  # noqa: B006 (start time of the process)
+def _say(message: str, t0=[time.monotonic()]) -> None:  # noqa: B006, B008 (start time of the process)
     print(f"[{time.monotonic() - t0[0]:6.1f}s] {message}", flush=True)
 
 
@@ -193,7 +193,7 @@ def _split_new(spec: dict, new, seed: int) -> dict:
         for k, rows in idx.items():
             sub = new.take(np.sort(rows))
             parts[k] = (sub.x, sub.y)
-    for k, (x, y) in parts.items():
+    for k, (_x, y) in parts.items():
         if len(y) == 0 or len(np.unique(y)) < 2:
             raise invalid_argument("NEW_DATA", f"a {k} part with {len(y)} rows and {len(np.unique(y))} class(es)",
                                    "new data with failures (positives) and normal rows in each of train, "
