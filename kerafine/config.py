@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, List, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -81,8 +81,8 @@ class TabularDataConfig(_Strict):
     kind: Literal["tabular"]
     csv: Path
     label: str
-    numeric: Optional[List[str]] = None
-    categorical: Optional[List[str]] = None
+    numeric: Optional[list[str]] = None
+    categorical: Optional[list[str]] = None
     split: SplitConfig = SplitConfig(by="random")
 
 
@@ -99,7 +99,7 @@ class BackboneConfig(_Strict):
     """
 
     name: str
-    units: List[Annotated[int, Field(ge=1)]] = [32]
+    units: list[Annotated[int, Field(ge=1)]] = [32]
     weights: Optional[Path] = None
     pretrain_epochs: int = Field(3, ge=0)
 
@@ -122,14 +122,14 @@ class BackboneConfig(_Strict):
 class HeadConfig(_Strict):
     """The trainable head (see :func:`kerafine.heads.classification`)."""
 
-    hidden: List[Annotated[int, Field(ge=1)]] = [16]
+    hidden: list[Annotated[int, Field(ge=1)]] = [16]
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class LRSearchConfig(_Strict):
     """A short search for the head's learning rate, scored by validation ROC-AUC."""
 
-    candidates: List[Annotated[float, Field(gt=0)]] = [3e-4, 1e-3, 3e-3, 1e-2]
+    candidates: list[Annotated[float, Field(gt=0)]] = [3e-4, 1e-3, 3e-3, 1e-2]
     epochs: int = Field(1, ge=1)
 
 

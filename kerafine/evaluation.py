@@ -6,7 +6,8 @@ outside :mod:`kerafine.metrics`, whose numeric core never imports TensorFlow.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from kerafine.errors import DataError
 

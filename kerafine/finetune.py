@@ -74,11 +74,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerafine import _batches, _keras_compat
-from kerafine.callbacks import _context
-from kerafine import transfer
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine import _batches, _keras_compat, transfer
 from kerafine._batches import n_rows as _n_rows
+from kerafine.callbacks import _context
+from kerafine.errors import DataError, KerafineError, invalid_argument
 
 __all__ = ["fine_tune", "FineTuneResult"]
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 from kerafine import _keras_compat as _compat
 from kerafine.errors import KerafineError, did_you_mean, invalid_argument

@@ -15,8 +15,6 @@ import numbers
 import re
 import warnings
 
-import keras
-
 from kerafine.callbacks.state import _AlertHistoryCallback
 from kerafine.errors import invalid_argument
 

@@ -40,16 +40,16 @@ import math
 import os
 import time
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import keras
 import numpy as np
 
+from kerafine import _keras_compat, tensorboard
 from kerafine.callbacks import _probes
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
-from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
-from kerafine import tensorboard
 from kerafine.errors import check_int, did_you_mean, invalid_argument
 
 __all__ = [

@@ -165,7 +165,7 @@ class _collect_warnings:
     TensorBoard (Text tab), so the console gets one line per kind.
     """
 
-    def __init__(self, con: "_Console", width: int = 150):
+    def __init__(self, con: _Console, width: int = 150):
         import warnings
 
         self.con, self.width = con, width

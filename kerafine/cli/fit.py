@@ -8,11 +8,25 @@ import textwrap
 import time
 from pathlib import Path
 
-from kerafine.cli._common import (_callbacks, _check_run_dir, _collect_warnings, _Console, _load_model, _predict,
-                                  _pretrain, _quiet_tensorflow, _save_model_atomically, _scores, _sequence_encoder,
-                                  _sidecar, _train, _transfer_model)
+from kerafine.cli._common import (
+    _callbacks,
+    _check_run_dir,
+    _collect_warnings,
+    _Console,
+    _load_model,
+    _predict,
+    _pretrain,
+    _quiet_tensorflow,
+    _save_model_atomically,
+    _scores,
+    _sequence_encoder,
+    _sidecar,
+    _train,
+    _transfer_model,
+)
 from kerafine.data.labels import check_label_classes
 from kerafine.errors import DataError, invalid_argument
+
 
 def _init_config(args) -> int:
     from kerafine._io import atomic_write_text
@@ -28,7 +42,7 @@ def _init_config(args) -> int:
     return 0
 
 
-def _fit_data(cfg, con: "_Console") -> dict:
+def _fit_data(cfg, con: _Console) -> dict:
     """Load and split the data a config names; returns arrays and the spec evaluate needs later."""
     import numpy as np
 
@@ -78,9 +92,8 @@ def _fit_data(cfg, con: "_Console") -> dict:
     return {**parts, "pretrain_x": None, "spec": spec, "shape": None}
 
 
-def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
+def _fit_backbone(cfg, data: dict, out: Path, con: _Console, verbose: int):
     """The backbone, pretrained when asked; a sequence encoder is saved to ``encoder.keras`` for resumes."""
-    import keras
 
     b = cfg.backbone
     if b.name == "tabular":
@@ -127,7 +140,7 @@ def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
     return load
 
 
-def _lr_search(cfg, data, make_backbone, out: Path, con: "_Console") -> tuple[float, list]:
+def _lr_search(cfg, data, make_backbone, out: Path, con: _Console) -> tuple[float, list]:
     """Train the head briefly at each candidate rate; keep the best validation ROC-AUC."""
     import keras
 

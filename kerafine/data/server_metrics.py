@@ -30,7 +30,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,7 @@ class ServerMetrics:
         f = self.frame
         return f.loc[f["restart"] == 1, ["server", "timestamp"]].reset_index(drop=True)
 
-    def subset(self, mask) -> "ServerMetrics":
+    def subset(self, mask) -> ServerMetrics:
         """The same grid restricted to the rows where ``mask`` is true."""
         return dataclasses.replace(self, frame=self.frame.loc[np.asarray(mask)].reset_index(drop=True))
 

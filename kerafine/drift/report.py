@@ -14,7 +14,7 @@ import html
 import json
 import math
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 

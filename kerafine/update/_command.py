@@ -486,11 +486,10 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
 
 def _old_data(report: dict) -> dict:
     """The run's train / val / test arrays, rebuilt from the config in its report.json."""
-    from kerafine.config import FitConfig
-
     # The CLI's own loader (the same code `kerafine fit` ran), so the split and scaling match the run.
     from kerafine.cli._common import _Console
     from kerafine.cli.fit import _fit_data
+    from kerafine.config import FitConfig
 
     cfg = FitConfig.model_validate(report["config"])
     return _fit_data(cfg, _Console(quiet=True))

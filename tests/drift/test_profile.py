@@ -1,6 +1,5 @@
 """ReferenceProfile: what it keeps, its bounded sample, and crash-safe save/load."""
 
-import json
 import os
 import warnings
 
