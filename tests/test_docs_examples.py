@@ -153,9 +153,14 @@ def _matches_approximately(printed: str, shown: str) -> bool:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("group", _params())
 def test_code_block_runs_as_written(group, tmp_path):
+    _run_and_compare(group, tmp_path)
+
+
+def _run_and_compare(group: list[Block], tmp_path: Path) -> None:
     for block in group:
         unknown = block.directives - DIRECTIVES
         assert not unknown, f"{block.where}: unknown directive(s) {sorted(unknown)}; known: {sorted(DIRECTIVES)}"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     spec = tmp_path / ".blocks.json"
     spec.write_text(json.dumps([[str(b.page), b.line, b.code] for b in group]))
     workdir = tmp_path / "work"
@@ -278,3 +283,20 @@ def test_approximate_output_allows_last_digits_only():
     assert not _matches_approximately("Robustness (PGD-10, 300 rows)\n  4    0.9000   0.9955\n", shown)
     assert not _matches_approximately("Robustness (PGD-10, 301 rows)\n  4    0.9333   0.9955\n", shown)
     assert not _matches_approximately("Robustness (FGSM, 300 rows)\n  4    0.9333   0.9955\n", shown)
+
+
+def test_a_wrong_output_a_failing_block_and_continued_namespaces_are_caught(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nx = 2\nprint(x)\n```\n\n```\n2\n```\n\n"
+        "<!-- continue -->\n```python\nprint(x + 1)\n```\n\n```\n3\n```\n\n"
+        "```python\nprint(x)\n```\n"
+    )
+    first, second, alone = (b for b in parse(page) if b.language == "python")
+    _run_and_compare([first, second], tmp_path / "a")  # same namespace: x is defined
+    with pytest.raises(AssertionError, match="NameError"):
+        _run_and_compare([alone], tmp_path / "b")  # a fresh process: x is not
+    second.output = "4\n"
+    with pytest.raises(AssertionError, match="printed"):
+        _run_and_compare([first, second], tmp_path / "c")
