@@ -17,9 +17,9 @@ import hashlib
 import io
 import re
 import subprocess
-import tempfile
 import sys
 import tarfile
+import tempfile
 import urllib.request
 from pathlib import Path
 

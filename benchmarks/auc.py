@@ -122,7 +122,7 @@ def bench_tracker(n_train=100_000, n_val=50_000, epochs=4):
 
     p = model.predict(xv, batch_size=2048, verbose=0).ravel()
     metric_time, _ = _time(ranking._binary_summary, yv.astype(bool), p, None, 0.95)
-    print("\n== AUCTracker per-epoch overhead (median of epochs 2..{}) ==".format(epochs))
+    print(f"\n== AUCTracker per-epoch overhead (median of epochs 2..{epochs}) ==")
     print(f"train rows {n_train}, validation rows {n_val}, model Dense(32)-Dense(1), fit(validation_data=...)")
     print(f"epoch without AUCTracker:            {base:.3f} s")
     print(f"epoch with AUCTracker:               {tracked:.3f} s (ratio {tracked / base:.2f}; noisy on a shared machine)")

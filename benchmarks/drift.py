@@ -268,7 +268,6 @@ def main():
         )
         if probe.returncode == 0:
             extra_versions = json.loads(probe.stdout)
-    import scipy
 
     import kerafine
 

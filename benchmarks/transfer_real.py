@@ -211,6 +211,7 @@ def _class_weight(y: np.ndarray, mode: str):
 
 def pretrain(args, windows: np.ndarray, seed: int):
     import keras
+
     from kerafine import backbones
 
     keras.utils.set_random_seed(seed)
@@ -227,6 +228,7 @@ def pretrain(args, windows: np.ndarray, seed: int):
 
 def train_pretrained(args, weights, x, y, seed: int):
     import keras
+
     import kerafine
 
     keras.utils.set_random_seed(seed)
@@ -259,7 +261,6 @@ def train_classical(x, y, seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
     from threadpoolctl import threadpool_limits
 
     f = window_statistics(x)

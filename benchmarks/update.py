@@ -229,7 +229,7 @@ def main(argv=None):
         base.save(path)
     both = (np.concatenate([old["train"][0], new["train"][0]]), np.concatenate([old["train"][1], new["train"][1]]))
     if "1" in sections:
-        base_old, base_new = auc(base, old["test"]), auc(base, new["test"])
+        base_old = auc(base, old["test"])
         refreshed = refresh(kerafine.load_model(path), new["train"], replay=old["train"], replay_fraction=0.3,
                             epochs=ep, learning_rate=1e-3, batch_size=64, verbose=0).model
         alone = refresh(kerafine.load_model(path), new["train"], replay=None, epochs=ep, learning_rate=1e-3,

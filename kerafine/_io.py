@@ -25,8 +25,9 @@ import shutil
 import tempfile
 import uuid
 import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, raising :class:`CheckpointError` naming the file if unreadable."""
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"Cannot read JSON file {os.fspath(path)!r}: {exc}") from exc

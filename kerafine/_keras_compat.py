@@ -28,7 +28,8 @@ import gc
 import inspect
 import os
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 __all__ = [
     "flatten_layers",

@@ -48,9 +48,8 @@ import dataclasses
 import warnings
 from typing import Any, Optional
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from kerafine import _finite
 from kerafine._display import displayable, fmt

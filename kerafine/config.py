@@ -28,7 +28,7 @@ import numbers
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Dict, List, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -85,8 +85,8 @@ class TabularDataConfig(_Strict):
     kind: Literal["tabular"]
     csv: Path
     label: str
-    numeric: Optional[List[str]] = None
-    categorical: Optional[List[str]] = None
+    numeric: Optional[list[str]] = None
+    categorical: Optional[list[str]] = None
     split: SplitConfig = SplitConfig(by="random")
     # Rows holding NaN/inf in a numeric column: "raise" refuses them (naming rows and CSV lines), "drop" leaves them out.
     non_finite: Literal["raise", "drop"] = "raise"
@@ -105,7 +105,7 @@ class BackboneConfig(_Strict):
     """
 
     name: str
-    units: List[Annotated[int, Field(ge=1)]] = [32]
+    units: list[Annotated[int, Field(ge=1)]] = [32]
     weights: Optional[Path] = None
     pretrain_epochs: int = Field(3, ge=0)
 
@@ -128,14 +128,14 @@ class BackboneConfig(_Strict):
 class HeadConfig(_Strict):
     """The trainable head (see :func:`kerafine.heads.classification`)."""
 
-    hidden: List[Annotated[int, Field(ge=1)]] = [16]
+    hidden: list[Annotated[int, Field(ge=1)]] = [16]
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class LRSearchConfig(_Strict):
     """A short search for the head's learning rate, scored by validation ROC-AUC."""
 
-    candidates: List[Annotated[float, Field(gt=0)]] = [3e-4, 1e-3, 3e-3, 1e-2]
+    candidates: list[Annotated[float, Field(gt=0)]] = [3e-4, 1e-3, 3e-3, 1e-2]
     epochs: int = Field(1, ge=1)
 
 
@@ -150,7 +150,7 @@ class ScheduleConfig(_Strict):
     unfreeze: Union[Literal["all"], Annotated[int, Field(ge=1)]] = "all"
     lr_search: LRSearchConfig = LRSearchConfig()
     # null, "balanced" or {class: weight}; checked against the training labels once they are read.
-    class_weight: Union[None, Literal["balanced"], Dict[int, float]] = None
+    class_weight: Union[None, Literal["balanced"], dict[int, float]] = None
 
     @field_validator("class_weight", mode="before")
     @classmethod

@@ -11,7 +11,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
 __all__ = [
     "KerafineError",

@@ -7,7 +7,8 @@ outside :mod:`kerafine.metrics`, whose numeric core never imports TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 

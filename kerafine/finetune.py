@@ -75,13 +75,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerafine._display import displayable, fmt, human_duration
-from kerafine import _batches, _health, _keras_compat
-from kerafine.callbacks import _context
-from kerafine import transfer
-from kerafine import _finite
-from kerafine.errors import DataError, KerafineError, check_choice, invalid_argument
+from kerafine import _batches, _finite, _health, _keras_compat, transfer
 from kerafine._batches import n_rows as _n_rows
+from kerafine._display import displayable, fmt, human_duration
+from kerafine.callbacks import _context
+from kerafine.errors import DataError, KerafineError, check_choice, invalid_argument
 
 __all__ = ["fine_tune", "FineTuneResult"]
 

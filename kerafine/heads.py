@@ -8,7 +8,6 @@ by ``Dropout`` when ``dropout > 0``) come before it.
 
 from __future__ import annotations
 
-
 import keras
 
 from kerafine.backbones._checks import check_choice, check_positive_int, check_rate, check_units

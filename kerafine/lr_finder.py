@@ -53,14 +53,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
+from kerafine import _batches as _batching  # (lr_finder's own `_batches` is the batch iterator below)
 from kerafine._display import displayable
 from kerafine._keras_compat import flatten_layers
 from kerafine.errors import DataError, KerafineError, TrainingError, check_int, check_number, invalid_argument
-from kerafine import _batches as _batching  # (lr_finder's own `_batches` is the batch iterator below)
 
 _n_rows, _take, _is_array_like = _batching.n_rows, _batching.take, _batching.is_array_like
 

@@ -296,8 +296,8 @@ def _event_files(log_dir, subdir: str | None):
 
 
 def _iter_values(log_dir, subdir):
-    from tensorboard.compat.proto import event_pb2  # noqa: F401  (ensures protos load)
     from tensorboard.backend.event_processing import event_file_loader
+    from tensorboard.compat.proto import event_pb2  # noqa: F401  (ensures protos load)
 
     for path in _event_files(log_dir, subdir):
         for event in event_file_loader.EventFileLoader(path).Load():

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 from kerafine import _keras_compat as _compat
 from kerafine.errors import KerafineError, did_you_mean, invalid_argument
@@ -681,7 +681,7 @@ class TrainableSummary:
         header = ("layer", "type", "trainable", "params")
         body = [(r.name, r.type, "yes" if r.trainable else "no", f"{r.params:,}") for r in self.rows]
         widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
-        fmt = "  ".join("{:<%d}" % w for w in widths[:3]) + "  {:>%d}" % widths[3]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths[:3]) + f"  {{:>{widths[3]}}}"
         lines = [fmt.format(*header), "-" * (sum(widths) + 6)]
         lines += [fmt.format(*row) for row in body]
         lines.append("-" * (sum(widths) + 6))

@@ -214,8 +214,8 @@ output_dir: run
 
 @pytest.mark.slow
 def test_fit_on_a_small_config_writes_every_artifact_and_evaluate_reads_them(tmp_path, capsys):
-    from kerafine.data.demo import generate_fleet
     from kerafine import tensorboard
+    from kerafine.data.demo import generate_fleet
 
     generate_fleet(tmp_path / "fleet", "B", n_servers=8, n_steps=720, seed=3)
     cfg = tmp_path / "fit.yaml"

@@ -6,7 +6,6 @@ function in _keras_compat.py that uses it.
 
 import keras
 import numpy as np
-import pytest
 
 from kerafine import _keras_compat as kc
 

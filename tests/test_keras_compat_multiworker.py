@@ -133,7 +133,6 @@ def test_fixes_change_nothing_outside_multi_worker_collectives():
 
 def test_reduce_per_replica_replacement_delegates_for_other_strategies(fixes):
     import tensorflow as tf
-
     from keras.src.backend.tensorflow import trainer
 
     strategy = tf.distribute.get_strategy()

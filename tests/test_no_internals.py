@@ -51,8 +51,8 @@ and checked against four rules. A failure names ``file:line`` and the construct.
 from __future__ import annotations
 
 import ast
-import re
 import pathlib
+import re
 
 import pytest
 

@@ -1,10 +1,10 @@
 """kerafine._startup: TensorFlow's C++ start-up notices are dropped, real errors are not."""
 
 import os
+import pathlib
 import re
 import subprocess
 import sys
-import pathlib
 
 import pytest
 

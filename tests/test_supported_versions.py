@@ -3,7 +3,6 @@
 import configparser
 import pathlib
 import re
-
 from importlib import metadata
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

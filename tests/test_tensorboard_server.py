@@ -22,9 +22,9 @@ def _write_run(log_dir):
     """A tiny fit with Keras's TensorBoard callback and kerafine's AUCTracker and DriftMonitor."""
     import keras
 
+    from kerafine import tensorboard
     from kerafine.callbacks.auc_tracker import AUCTracker
     from kerafine.callbacks.drift_monitor import DriftMonitor
-    from kerafine import tensorboard
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

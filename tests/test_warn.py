@@ -7,7 +7,6 @@ import warnings
 
 import keras
 import numpy as np
-import pytest
 
 import kerafine
 from kerafine import _warn

@@ -16,7 +16,7 @@ import functools
 import importlib
 import re
 import types
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from kerafine.errors import did_you_mean, invalid_argument
 

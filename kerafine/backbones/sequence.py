@@ -14,8 +14,7 @@ import keras
 import numpy as np
 
 from kerafine.backbones._checks import check_choice, check_positive_int, check_rate, check_units
-from kerafine.errors import check_number
-from kerafine.errors import DataError, KerafineError, invalid_argument
+from kerafine.errors import DataError, KerafineError, check_number, invalid_argument
 
 __all__ = ["sequence_encoder", "pretrain_sequence_encoder"]
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from kerafine.backbones._checks import check_positive_int, check_rate, check_units
-from kerafine.errors import DataError, KerafineError, did_you_mean, invalid_argument
+from kerafine.errors import DataError, did_you_mean, invalid_argument
 
 __all__ = ["tabular_encoder", "NumericPreparation", "MissingIndicator"]
 

@@ -25,7 +25,6 @@ others find it already set.
 
 from __future__ import annotations
 
-
 from kerafine.callbacks.predictions import PredictionCache
 
 __all__ = ["FitContext", "bind", "unbind"]
@@ -59,7 +58,7 @@ class FitContext:
         self.warned_keys: set = set()
 
     @classmethod
-    def create(cls, callback) -> "FitContext":
+    def create(cls, callback) -> FitContext:
         """Build the context of the ``fit`` that is calling ``callback`` and give it to its kerafine siblings."""
         from kerafine import _keras_compat
         from kerafine.callbacks.state import KerafineCallback

@@ -23,17 +23,15 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import keras
 import numpy as np
 
-from kerafine import _warn
-from kerafine import _keras_compat
-from kerafine.callbacks.state import KerafineCallback
+from kerafine import _keras_compat, _warn
 from kerafine.callbacks import predictions
-from kerafine.callbacks.state import STATE_VERSION
+from kerafine.callbacks.state import STATE_VERSION, KerafineCallback
 from kerafine.errors import DataError, invalid_argument
 from kerafine.metrics import ranking
 from kerafine.metrics._validation import UndefinedMetricWarning, check_targets

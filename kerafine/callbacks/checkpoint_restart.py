@@ -74,8 +74,8 @@ import random
 import shutil
 import threading
 import time
-import zlib
 import warnings
+import zlib
 from pathlib import Path
 
 import keras
@@ -83,8 +83,8 @@ import numpy as np
 
 from kerafine import _io, _keras_compat
 from kerafine.callbacks import _probes
-from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine.callbacks import state as _state
+from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
 from kerafine.callbacks.state import KerafineCallback
 from kerafine.errors import CheckpointError, TrainingError, check_int, check_number, invalid_argument
 
@@ -616,7 +616,10 @@ class CheckpointRestart(KerafineCallback):
             try:
                 _keras_compat.symbolic_build(model, data)
             except Exception as exc:  # pragma: no cover - depends on exotic models
-                warnings.warn(f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.")
+                warnings.warn(
+                    f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.",
+                    stacklevel=2,
+                )
                 return
         if len(model.metrics_variables) != len(values):
             warnings.warn(
@@ -681,7 +684,7 @@ class CheckpointRestart(KerafineCallback):
             return False
         if not self.rollback_on_divergence:
             raise TrainingError(
-                f"Refusing to save a checkpoint "
+                "Refusing to save a checkpoint "
                 + (f"at epoch {epoch + 1}, batch {batch}" if batch > 0 else f"after epoch {epoch}")
                 + f": {reason}. "
                 f"Training diverged; the last good checkpoints are in {os.fspath(self._path)!r}."

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -316,7 +317,6 @@ class DriftMonitor(_AlertHistoryCallback):
 
     def _features(self, epoch: int):
         """(reference features, current features, names) for embeddings/outputs."""
-        from kerafine.callbacks import predictions
 
         layer = self.layer if self.on == "embeddings" else None
         cache = self.context.predictions

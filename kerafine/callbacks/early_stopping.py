@@ -18,8 +18,7 @@ import keras
 import numpy as np
 
 from kerafine import _keras_compat
-from kerafine.callbacks.state import KerafineCallback
-from kerafine.callbacks.state import STATE_VERSION
+from kerafine.callbacks.state import STATE_VERSION, KerafineCallback
 from kerafine.errors import KerafineError, did_you_mean, invalid_argument
 
 __all__ = ["EarlyStopping"]

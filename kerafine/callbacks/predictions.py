@@ -274,7 +274,7 @@ class PredictionCache:
         self._submodels: dict = {}  # (id(model), layer) -> (model, sub-model)
         self.passes = 0  # forward passes run (for tests and benchmarks)
 
-    def predict(self, model, data: "EvalData", layer: str | None = None) -> Predictions:
+    def predict(self, model, data: EvalData, layer: str | None = None) -> Predictions:
         """Outputs of ``model`` (or of its layer ``layer``) on ``data``: cached while the weights are unchanged."""
         digest = weights_digest(model)
         key = (id(model), data.input_token, layer)

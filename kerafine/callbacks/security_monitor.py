@@ -13,9 +13,6 @@ from __future__ import annotations
 import math
 import numbers
 import re
-import warnings
-
-import keras
 
 from kerafine import _warn
 from kerafine.callbacks.state import _AlertHistoryCallback

@@ -39,18 +39,16 @@ import dataclasses
 import math
 import os
 import time
-import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import keras
 import numpy as np
 
-from kerafine import _health, _warn
+from kerafine import _health, _keras_compat, _warn, tensorboard
 from kerafine.callbacks import _probes, predictions
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
-from kerafine import _keras_compat
 from kerafine.callbacks.state import KerafineCallback
-from kerafine import tensorboard
 from kerafine.errors import check_int, did_you_mean, invalid_argument
 
 __all__ = [

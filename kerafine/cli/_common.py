@@ -188,7 +188,7 @@ class _collect_warnings:
     boundaries and never cut.
     """
 
-    def __init__(self, con: "_Console", width: int = 110):
+    def __init__(self, con: _Console, width: int = 110):
         import warnings
 
         self.con, self.width = con, width

@@ -6,9 +6,21 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from kerafine.cli._common import (_callbacks, _check_run_dir, _collect_warnings, _Console, _load_model, _predict,
-                                  _quiet_tensorflow, _save_model_atomically, _scores, _sequence_encoder, _sidecar,
-                                  _train, _transfer_model)
+from kerafine.cli._common import (
+    _callbacks,
+    _check_run_dir,
+    _collect_warnings,
+    _Console,
+    _load_model,
+    _predict,
+    _quiet_tensorflow,
+    _save_model_atomically,
+    _scores,
+    _sequence_encoder,
+    _sidecar,
+    _train,
+    _transfer_model,
+)
 
 DEFAULT_DEMO_DIR = "kerafine-demo"
 # What a demo run writes in --out (deleted by --fresh).
@@ -78,7 +90,6 @@ def _demo(args) -> int:
     horizon, window, stride = 30, size["window"], size["stride"]
     import warnings
 
-    import numpy as np
 
     with warnings.catch_warnings():
         # Stretches between long outages shorter than a window are expected in the simulation.
@@ -171,7 +182,7 @@ def _demo(args) -> int:
     with warnings.catch_warnings():
         # An LSTM unit that stays saturated on the reference windows is expected, not news.
         warnings.filterwarnings("ignore", message=".*are constant in the reference.*")
-        con.step(f"Fine-tuning on fleet B: the head with the encoder frozen, then the whole model")
+        con.step("Fine-tuning on fleet B: the head with the encoder frozen, then the whole model")
         finetuned = train_model("finetuned", _transfer_model(encoder, (), dropout=0.2),
                                 head_epochs=size["head_epochs"], head_lr=1e-2,
                                 finetune_epochs=size["finetune_epochs"], finetune_lr=3e-4, unfreeze="all")

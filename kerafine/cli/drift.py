@@ -15,12 +15,12 @@ Exit status returned by :func:`run`:
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
-import argparse
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 from kerafine.errors import KerafineError, check_int, invalid_argument
 

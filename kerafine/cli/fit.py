@@ -8,10 +8,24 @@ import textwrap
 import time
 from pathlib import Path
 
-from kerafine.cli._common import (_callbacks, _check_run_dir, _collect_warnings, _Console, _load_model, _predict,
-                                  _pretrain, _quiet_tensorflow, _save_model_atomically, _scores, _sequence_encoder,
-                                  _sidecar, _train, _transfer_model)
+from kerafine.cli._common import (
+    _callbacks,
+    _check_run_dir,
+    _collect_warnings,
+    _Console,
+    _load_model,
+    _predict,
+    _pretrain,
+    _quiet_tensorflow,
+    _save_model_atomically,
+    _scores,
+    _sequence_encoder,
+    _sidecar,
+    _train,
+    _transfer_model,
+)
 from kerafine.errors import DataError, invalid_argument
+
 
 def _init_config(args) -> int:
     from kerafine._io import atomic_write_text
@@ -27,7 +41,7 @@ def _init_config(args) -> int:
     return 0
 
 
-def _fit_data(cfg, con: "_Console") -> dict:
+def _fit_data(cfg, con: _Console) -> dict:
     """Load and split the data a config names (:func:`kerafine.data._spec.load_config_data`), with progress lines."""
     from kerafine.data._spec import load_config_data
 
@@ -37,9 +51,8 @@ def _fit_data(cfg, con: "_Console") -> dict:
     return data
 
 
-def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
+def _fit_backbone(cfg, data: dict, out: Path, con: _Console, verbose: int):
     """The backbone, pretrained when asked; a sequence encoder is saved to ``encoder.keras`` for resumes."""
-    import keras
 
     b = cfg.backbone
     if b.name == "tabular":
@@ -86,7 +99,7 @@ def _fit_backbone(cfg, data: dict, out: Path, con: "_Console", verbose: int):
     return load
 
 
-def _lr_search(cfg, data, make_backbone, out: Path, con: "_Console") -> tuple[float, list]:
+def _lr_search(cfg, data, make_backbone, out: Path, con: _Console) -> tuple[float, list]:
     """Train the head briefly at each candidate rate; keep the best validation ROC-AUC."""
     import keras
 
@@ -216,7 +229,7 @@ def _fit(args) -> int:
     return 0
 
 
-def _class_weight(cfg, data: dict, con: "_Console"):
+def _class_weight(cfg, data: dict, con: _Console):
     """``schedule.class_weight`` checked against the training labels (``balanced`` computed), before training."""
     from kerafine.data.labels import resolve_class_weight
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 
 import numpy as np
-
-import math
-import numbers
 
 from kerafine.errors import DataError, invalid_argument
 

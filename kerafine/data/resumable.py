@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np

@@ -30,12 +30,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from kerafine.data.splits import Normalizer, Splits, split_by_group, split_by_time
 from kerafine._display import human_duration
+from kerafine.data.splits import Normalizer, Splits, split_by_group, split_by_time
 from kerafine.errors import DataError, check_int, invalid_argument
 
 __all__ = [
@@ -181,7 +182,7 @@ class ServerMetrics:
         f = self.frame
         return f.loc[f["restart"] == 1, ["server", "timestamp"]].reset_index(drop=True)
 
-    def subset(self, mask) -> "ServerMetrics":
+    def subset(self, mask) -> ServerMetrics:
         """The same grid restricted to the rows where ``mask`` is true."""
         return dataclasses.replace(self, frame=self.frame.loc[np.asarray(mask)].reset_index(drop=True))
 
@@ -390,7 +391,7 @@ def load_server_metrics(
 
     # Name clashes between files are resolved by prefixing with the argument name.
     seen: dict[str, int] = {}
-    for name, df in tables.items():
+    for df in tables.values():
         for c in df.columns:
             if c not in (server_col, time_col):
                 seen[c] = seen.get(c, 0) + 1

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class Splits:
     def __iter__(self) -> Iterator[Any]:
         return iter((self.train, self.val, self.test))
 
-    def normalized(self, columns: Sequence[str] | None = None) -> tuple["Splits", "Normalizer"]:
+    def normalized(self, columns: Sequence[str] | None = None) -> tuple[Splits, Normalizer]:
         """Standardise every part with statistics computed on ``train`` only.
 
         No column a model may read is left raw: by default the columns are, for
@@ -263,7 +264,7 @@ class Normalizer:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, data, columns: Sequence[str] | None = None) -> "Normalizer":
+    def fit(cls, data, columns: Sequence[str] | None = None) -> Normalizer:
         """Statistics of ``columns`` of ``data`` (a DataFrame or :class:`~kerafine.data.ServerMetrics`).
 
         ``columns`` defaults to the features of a ServerMetrics, or every
@@ -303,7 +304,7 @@ class Normalizer:
         return {"columns": list(self.columns), "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normalizer":
+    def from_dict(cls, d: dict) -> Normalizer:
         """Inverse of :meth:`to_dict`."""
         try:
             return cls(tuple(d["columns"]), np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class TabularData:
     def __len__(self) -> int:
         return len(next(iter(self.x.values())))
 
-    def take(self, index) -> "TabularData":
+    def take(self, index) -> TabularData:
         """The rows at ``index`` (an int array or boolean mask)."""
         index = np.asarray(index)
         return TabularData(

@@ -11,7 +11,6 @@ where all of its rows, and its target rows, belong to one group.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from kerafine.errors import DataError, check_int, invalid_argument

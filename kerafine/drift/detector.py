@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -442,7 +442,6 @@ class DriftDetector:
 
     def _finish(self, rows: dict, hist: dict, m_rows: int) -> DriftReport:
         names = list(self.profile.feature_names)
-        test_based = self.method not in DEFAULT_THRESHOLDS
         # The family of tests: every performed value test and missing-share test.
         family = []
         for name in names:

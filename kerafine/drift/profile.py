@@ -34,8 +34,9 @@ import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,7 @@ class Table:
         self._index = {n: i for i, n in enumerate(self.names)}
 
     @classmethod
-    def of(cls, x, feature_names=None, argument: str = "x") -> "Table":
+    def of(cls, x, feature_names=None, argument: str = "x") -> Table:
         """Wrap a DataFrame, a Series, a dict of columns or a 1-d/2-d array."""
         if isinstance(x, (pd.DataFrame, pd.Series, dict)):
             if feature_names is not None and isinstance(x, pd.DataFrame):
@@ -159,7 +160,7 @@ class Table:
             raise invalid_argument(argument, "no columns", "at least one feature", error=DataError)
         return table
 
-    def renamed(self, names) -> "Table":
+    def renamed(self, names) -> Table:
         """The same columns under new names (positional), for arrays matched to a reference."""
         if self._array is not None:
             return Table(names, self.n_rows, array=self._array)
@@ -248,7 +249,7 @@ class ReferenceProfile:
         max_samples: int = 50_000,
         n_bins: int = 20,
         seed: int | None = 0,
-    ) -> "ReferenceProfile":
+    ) -> ReferenceProfile:
         """Profile reference data.
 
         Args:
@@ -375,7 +376,7 @@ class ReferenceProfile:
         max_samples: int = 50_000,
         n_bins: int = 20,
         seed: int | None = 0,
-    ) -> "ReferenceProfile":
+    ) -> ReferenceProfile:
         """Profile reference data too large for memory, one batch at a time.
 
         Counts, missing values, means, standard deviations, ranges and
@@ -525,7 +526,7 @@ class ReferenceProfile:
         )
 
     @classmethod
-    def merge(cls, profiles, max_samples: int | None = None, seed: int | None = 0) -> "ReferenceProfile":
+    def merge(cls, profiles, max_samples: int | None = None, seed: int | None = 0) -> ReferenceProfile:
         """Combine profiles of disjoint shards of the reference data into one.
 
         What a fleet (or each worker of a multi-worker job) profiles shard by
@@ -742,7 +743,7 @@ class ReferenceProfile:
         _io.fsync_dir(path.parent)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ReferenceProfile":
+    def load(cls, path: str | os.PathLike) -> ReferenceProfile:
         """Read a profile written by :meth:`save`.
 
         Raises:
@@ -831,7 +832,7 @@ class ReferenceProfile:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ReferenceProfile":
+    def from_bytes(cls, data: bytes) -> ReferenceProfile:
         """Read a profile written by :meth:`to_bytes`.
 
         Raises:

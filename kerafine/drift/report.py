@@ -8,16 +8,17 @@ shifted features (:meth:`~DriftReport.plot`).
 """
 
 from __future__ import annotations
-from kerafine._display import displayable
 
 import dataclasses
 import html
 import json
 import math
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
+
+from kerafine._display import displayable
 
 __all__ = ["FeatureDrift", "DriftReport", "DriftWarning"]
 

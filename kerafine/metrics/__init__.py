@@ -15,7 +15,6 @@ Example:
 
 from kerafine.metrics._validation import UndefinedMetricWarning
 from kerafine.metrics.comparison import AUCComparison, roc_auc_compare
-from kerafine.metrics.report import Calibration, ClassificationReport, classification_report
 from kerafine.metrics.ranking import (
     AUCInterval,
     pr_auc,
@@ -24,6 +23,7 @@ from kerafine.metrics.ranking import (
     roc_auc_ci,
     roc_curve,
 )
+from kerafine.metrics.report import Calibration, ClassificationReport, classification_report
 
 __all__ = [
     "AUCComparison",

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -32,9 +32,9 @@ import dataclasses
 import html
 import json
 import math
-import numbers
 import warnings
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+
 import numpy as np
 
 from kerafine.errors import DataError, invalid_argument

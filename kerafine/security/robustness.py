@@ -29,7 +29,8 @@ import dataclasses
 import html
 import math
 import numbers
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -196,9 +197,9 @@ def _badness(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _point(scores, labels, threshold, level):
-    from kerafine.metrics import roc_auc, roc_auc_ci
-
     import warnings
+
+    from kerafine.metrics import roc_auc, roc_auc_ci
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a single class gives nan; the clean report already warned

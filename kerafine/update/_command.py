@@ -95,7 +95,7 @@ def _main(args) -> int:
 # --------------------------------------------------------------------------- validation
 
 
-def _say(message: str, t0=[time.monotonic()]) -> None:  # noqa: B006 (start time of the process)
+def _say(message: str, t0=[time.monotonic()]) -> None:  # noqa: B006, B008 (start time of the process)
     print(f"[{time.monotonic() - t0[0]:6.1f}s] {message}", flush=True)
 
 

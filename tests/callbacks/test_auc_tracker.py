@@ -7,7 +7,6 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from kerafine import tensorboard
-from kerafine.callbacks import predictions
 from kerafine.callbacks.auc_tracker import AUCTracker
 from kerafine.callbacks.state import collect_states, restore_states
 from kerafine.errors import DataError, KerafineError

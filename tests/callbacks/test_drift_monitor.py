@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from kerafine import tensorboard
-from kerafine.callbacks import predictions
 from kerafine.callbacks.drift_monitor import DriftMonitor
 from kerafine.callbacks.state import collect_states, restore_states
 from kerafine.drift import DriftReport, DriftWarning, ReferenceProfile

@@ -4,11 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from kerafine.errors import KerafineError
-
 from kerafine import _io
 from kerafine.callbacks import state
 from kerafine.callbacks.early_stopping import EarlyStopping
+from kerafine.errors import KerafineError
 
 
 class _Model:

@@ -15,8 +15,12 @@ from kerafine.drift import StreamDriftDetector
 from kerafine.metrics import (
     UndefinedMetricWarning,
     pr_auc,
-    precision_recall_curve as _precision_recall_curve,
     roc_auc,
+)
+from kerafine.metrics import (
+    precision_recall_curve as _precision_recall_curve,
+)
+from kerafine.metrics import (
     roc_curve as _roc_curve,
 )
 from tests.conformance._anchors import OptionNotOffered

@@ -22,6 +22,7 @@ import dataclasses
 import fnmatch
 
 import pytest
+
 from kerafine.errors import KerafineError
 from tests.conformance._anchors import OptionNotOffered
 

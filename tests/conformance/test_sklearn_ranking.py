@@ -24,7 +24,7 @@ pytestmark = pytest.mark.conformance
 
 _upstream = _anchors.sklearn_ranking_tests()
 # CURVE_FUNCS is the file's list of curve functions, parametrizing several tests.
-_REBOUND = re.compile(r"\b(%s)\b" % "|".join([*adapters.SKLEARN, "CURVE_FUNCS"]))
+_REBOUND = re.compile(r"\b({})\b".format("|".join([*adapters.SKLEARN, "CURVE_FUNCS"])))
 
 
 def _reaches_kerafine(function) -> bool:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kerafine.drift import ReferenceProfile
 from kerafine.cli.drift import run
+from kerafine.drift import ReferenceProfile
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from kerafine.metrics import (
     UndefinedMetricWarning,
     pr_auc,
     precision_recall_curve,
+    ranking,
     roc_auc,
     roc_auc_ci,
     roc_curve,
 )
-from kerafine.metrics import ranking
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

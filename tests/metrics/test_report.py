@@ -1,7 +1,6 @@
 import dataclasses
 import io
 import json
-
 import warnings
 
 import numpy as np

@@ -7,7 +7,6 @@ import pytest
 from kerafine.errors import DataError, KerafineError
 from kerafine.security import membership_inference
 
-
 _CACHE = {}
 
 

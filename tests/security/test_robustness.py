@@ -1,6 +1,5 @@
 """robustness_curve on a small image model and on the server-metric LSTM: monotone, PGD never weaker than FGSM."""
 
-import math
 import warnings
 
 import keras
