@@ -33,9 +33,22 @@ def _sdist_url() -> str:
     """The sdist's URL as pip's own finder reports it (pip's index configuration, no host named here)."""
     with tempfile.TemporaryDirectory() as tmp:
         log = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-vv", "-d", tmp,
-             f"{PACKAGE}=={VERSION}"],
-            capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-vv",
+                "-d",
+                tmp,
+                f"{PACKAGE}=={VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     found = re.findall(r"(https?://\S+/" + re.escape(SDIST) + r")", log.stdout + log.stderr)
     if not found:

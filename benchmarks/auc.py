@@ -125,8 +125,12 @@ def bench_tracker(n_train=100_000, n_val=50_000, epochs=4):
     print(f"\n== AUCTracker per-epoch overhead (median of epochs 2..{epochs}) ==")
     print(f"train rows {n_train}, validation rows {n_val}, model Dense(32)-Dense(1), fit(validation_data=...)")
     print(f"epoch without AUCTracker:            {base:.3f} s")
-    print(f"epoch with AUCTracker:               {tracked:.3f} s (ratio {tracked / base:.2f}; noisy on a shared machine)")
-    print(f"AUCTracker.on_epoch_end itself:      {tracker_time:.3f} s = {tracker_time / base:.1%} of the epoch without it")
+    print(
+        f"epoch with AUCTracker:               {tracked:.3f} s (ratio {tracked / base:.2f}; noisy on a shared machine)"
+    )
+    print(
+        f"AUCTracker.on_epoch_end itself:      {tracker_time:.3f} s = {tracker_time / base:.1%} of the epoch without it"
+    )
     print(f"  of which exact AUC + PR + DeLong:  {metric_time:.4f} s (the rest is the prediction pass)")
     return base, tracked, tracker_time, metric_time
 

@@ -110,7 +110,9 @@ def main(epochs=8, rounds=6):
             fresh.set_model(model)
             newest = fresh.checkpoints()[0]
             # What on_train_begin does: verify every CRC32, then load.
-            ours_restores.append(timed(lambda: (_io.verify_manifest(newest), fresh._restore(newest, begun=[], resume=True))))
+            ours_restores.append(
+                timed(lambda: (_io.verify_manifest(newest), fresh._restore(newest, begun=[], resume=True)))
+            )
             keras_restores.append(timed(bar._load_model))
         model._initial_epoch = initial
 
@@ -126,7 +128,9 @@ def main(epochs=8, rounds=6):
             shutil.rmtree(ours_dir)
             ours_epoch = run([CheckpointRestart(ours_dir, keep=2, rollback_on_divergence=False)])
             shutil.rmtree(ours_dir)
-            ours_sync_epoch = run([CheckpointRestart(ours_dir, keep=2, rollback_on_divergence=False, background_save=False)])
+            ours_sync_epoch = run(
+                [CheckpointRestart(ours_dir, keep=2, rollback_on_divergence=False, background_save=False)]
+            )
             shutil.rmtree(keras_dir)
             keras_epoch = run([keras.callbacks.BackupAndRestore(keras_dir)])
         results = {
@@ -146,7 +150,9 @@ def main(epochs=8, rounds=6):
 
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; nproc: {os.cpu_count()}; {uptime}")
-    print(f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}")
+    print(
+        f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}"
+    )
     print(f"checkpoint size: kerafine {size / 1e6:.0f} MB (directory), keras {keras_size / 1e6:.0f} MB (.weights.h5)")
     print(
         f"all saves (s)   : kerafine {[round(t, 2) for t in ours_saves]}, keras {[round(t, 2) for t in keras_saves]}, "
@@ -161,7 +167,9 @@ def main(epochs=8, rounds=6):
         f"save    : CheckpointRestart(background_save=True, default) pauses training {r['bg_pause']:.3f} s "
         f"(ratio {r['bg_pause'] / r['save_keras']:.2f}x), durable after {r['bg_total']:.3f} s"
     )
-    print(f"restore : CheckpointRestart {r['restore_ours']:.3f} s, BackupAndRestore {r['restore_keras']:.3f} s, ratio {r['restore_ours'] / r['restore_keras']:.2f}x")
+    print(
+        f"restore : CheckpointRestart {r['restore_ours']:.3f} s, BackupAndRestore {r['restore_keras']:.3f} s, ratio {r['restore_ours'] / r['restore_keras']:.2f}x"
+    )
     print(
         f"epoch   : no callback {r['epoch_base']:.3f} s; CheckpointRestart {r['epoch_ours']:.3f} s "
         f"(+{r['epoch_ours'] - r['epoch_base']:.3f} s, {r['epoch_ours'] / r['epoch_base']:.2f}x); "

@@ -77,14 +77,20 @@ def main() -> None:
             times["one_class"].append(t3 - t2)
             times["validation"].append(t4 - t3)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"keras {keras.__version__}, {args.samples} training rows, {args.val} validation rows, "
-          f"{args.rounds} rounds (medians)")
+    print(
+        f"keras {keras.__version__}, {args.samples} training rows, {args.val} validation rows, "
+        f"{args.rounds} rounds (medians)"
+    )
     print(f"one epoch of fit:            {med['epoch']:.3f} s")
-    print(f"constant-feature check:      {med['constant_features']:.4f} s = "
-          f"{100 * med['constant_features'] / med['epoch']:.2f}% of an epoch")
-    print(f"one-class check ({args.val} rows): {med['one_class']:.4f} s = "
-          f"{100 * med['one_class'] / med['epoch']:.2f}% of an epoch, "
-          f"{med['one_class'] / med['validation']:.2f}x Keras's validation pass ({med['validation']:.4f} s)")
+    print(
+        f"constant-feature check:      {med['constant_features']:.4f} s = "
+        f"{100 * med['constant_features'] / med['epoch']:.2f}% of an epoch"
+    )
+    print(
+        f"one-class check ({args.val} rows): {med['one_class']:.4f} s = "
+        f"{100 * med['one_class'] / med['epoch']:.2f}% of an epoch, "
+        f"{med['one_class'] / med['validation']:.2f}x Keras's validation pass ({med['validation']:.4f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ def worker(out_dir: str) -> None:
         )
         model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
     model.fit(train, epochs=1, verbose=0)  # trace
+
     def callbacks(tag, only=None):
         made = {
             "CheckpointRestart": lambda: CheckpointRestart(os.path.join(out_dir, f"ckpt-{tag}")),
@@ -81,7 +82,7 @@ def worker(out_dir: str) -> None:
             "TrainingMonitor": lambda: TrainingMonitor(os.path.join(out_dir, f"tb-{tag}"), on_problem="warn"),
             # Each worker profiles its share of 4 096 training rows; the profiles are exchanged and merged.
             "DriftMonitor": lambda: DriftMonitor(
-                x[: 4096][info.rank :: info.num_workers], xv, reference_is_shard=True, on_drift=lambda report: None
+                x[:4096][info.rank :: info.num_workers], xv, reference_is_shard=True, on_drift=lambda report: None
             ),
         }
         return [f() for name, f in made.items() if only in (None, name)]
@@ -132,8 +133,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"kerafine-bench-{workers}w-") as d:
             results[workers] = run(workers, d)
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}"
+    )
     print(f"versions: TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}")
     print(f"model: MLP {FEATURES}-256-256-1, {ROWS} rows, global batch {BATCH}, {EPOCHS} epochs x {REPEATS} repeats")
     rate = {}

@@ -105,7 +105,9 @@ class AlibiTabular:
         from alibi_detect.cd import TabularDrift
 
         cats = {N_CONT + j: None for j in range(N_CAT)}
-        self.cd = TabularDrift(ref.to_numpy(dtype=np.float64), p_val=ALPHA, categories_per_feature=cats, correction="bonferroni")
+        self.cd = TabularDrift(
+            ref.to_numpy(dtype=np.float64), p_val=ALPHA, categories_per_feature=cats, correction="bonferroni"
+        )
 
     def check(self, cur):
         pred = self.cd.predict(cur.to_numpy(dtype=np.float64), drift_type="batch")["data"]
@@ -151,7 +153,13 @@ class Evidently:
         return bool(share is not None and share >= 0.5), count
 
 
-TOOLS = {"scipy": Scipy, "kerafine": Kerafine, "alibi_tabular": AlibiTabular, "alibi_ks": AlibiKS, "evidently": Evidently}
+TOOLS = {
+    "scipy": Scipy,
+    "kerafine": Kerafine,
+    "alibi_tabular": AlibiTabular,
+    "alibi_ks": AlibiKS,
+    "evidently": Evidently,
+}
 
 
 # ------------------------------------------------------------------ measures
@@ -249,7 +257,16 @@ def main():
         for key, draws in (("alibi_ks", None), ("alibi_tabular", None), ("evidently", args.slow_draws)):
             n_null = args.null if draws is None else draws
             n_power = args.power if draws is None else draws
-            cmd = [args.bench_python, os.path.abspath(__file__), "--worker", key, "--null", str(n_null), "--power", str(n_power)]
+            cmd = [
+                args.bench_python,
+                os.path.abspath(__file__),
+                "--worker",
+                key,
+                "--null",
+                str(n_null),
+                "--power",
+                str(n_power),
+            ]
             if key == "evidently" and not args.evidently_large:
                 cmd.append("--no-large")
             proc = subprocess.run(
@@ -262,7 +279,11 @@ def main():
                 continue
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         probe = subprocess.run(
-            [args.bench_python, "-c", "import json,importlib.metadata as m;print(json.dumps({p: m.version(p) for p in ('alibi-detect','evidently','scipy','pandas','numpy')}))"],
+            [
+                args.bench_python,
+                "-c",
+                "import json,importlib.metadata as m;print(json.dumps({p: m.version(p) for p in ('alibi-detect','evidently','scipy','pandas','numpy')}))",
+            ],
             capture_output=True,
             text=True,
         )
@@ -278,7 +299,9 @@ def main():
         + ", ".join(f"{k} {v}" for k, v in _versions(["numpy", "scipy", "pandas"]).items())
         + (f"; bench venv: {extra_versions}" if extra_versions else "")
     )
-    print("| tool | check 20k x 55 (s) | same-moment scipy check (s) | tool / scipy | false alarms (no shift) | power (0.2 sigma, 1 of 50) | 200k/100k, 0.01 sigma everywhere |")
+    print(
+        "| tool | check 20k x 55 (s) | same-moment scipy check (s) | tool / scipy | false alarms (no shift) | power (0.2 sigma, 1 of 50) | 200k/100k, 0.01 sigma everywhere |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(_row(r))
@@ -287,9 +310,15 @@ def main():
     k_rel = k["check_s"] / k["scipy_check_s"]
     for r in results[1:]:
         rel = r["check_s"] / r["scipy_check_s"]
-        print(f"# {r['tool']}: check time / kerafine's = {r['check_s'] / k['check_s']:.1f}x as measured, "
-              f"{rel / k_rel:.1f}x normalised by the scipy check timed beside each"
-              + (f"; large case {r['large_check_s'] / k['large_check_s']:.1f}x as measured" if "large_check_s" in r else ""))
+        print(
+            f"# {r['tool']}: check time / kerafine's = {r['check_s'] / k['check_s']:.1f}x as measured, "
+            f"{rel / k_rel:.1f}x normalised by the scipy check timed beside each"
+            + (
+                f"; large case {r['large_check_s'] / k['large_check_s']:.1f}x as measured"
+                if "large_check_s" in r
+                else ""
+            )
+        )
     print(f"# kerafine profile build (one-off): {k['fit_s']:.2f} s at 20k rows, {k['large_fit_s']:.2f} s at 200k rows")
     if args.json:
         with open(args.json, "w") as f:

@@ -75,7 +75,9 @@ def run(n_ref: int, n_cur: int, p: int, checks: int) -> None:
         k = statistics.median(times)
         if bare_times:
             b = statistics.median(bare_times)
-            print(f"{method:<14} {k:>11.4f} {alarms / checks:>7.0%} {b:>11.4f} {bare_alarms / checks:>7.0%} {k / b:>6.1f}x")
+            print(
+                f"{method:<14} {k:>11.4f} {alarms / checks:>7.0%} {b:>11.4f} {bare_alarms / checks:>7.0%} {k / b:>6.1f}x"
+            )
         else:
             print(f"{method:<14} {k:>11.4f} {alarms / checks:>7.0%} {'':>11} {'':>7} {'':>7}")
 
@@ -84,7 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checks", type=int, default=30)
     args = parser.parse_args()
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, {platform.machine()}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, {platform.machine()}"
+    )
     run(300, 300, 10, args.checks)
     run(20_000, 5_000, 50, max(3, args.checks // 6))
 

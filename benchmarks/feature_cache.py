@@ -30,8 +30,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds of (reference, kerafine), alternating which goes first; medians reported")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds of (reference, kerafine), alternating which goes first; medians reported",
+    )
     args = parser.parse_args()
 
     import keras
@@ -74,8 +78,14 @@ def main() -> None:
         model = kerafine.build_transfer_model(vgg(), head(), freeze="all")
         t0 = time.perf_counter()
         result = kerafine.fine_tune(
-            model, (x, y), head_epochs=args.epochs, finetune_epochs=0, head_lr=1e-3,
-            batch_size=args.batch_size, cache_features=True, verbose=0,
+            model,
+            (x, y),
+            head_epochs=args.epochs,
+            finetune_epochs=0,
+            head_lr=1e-3,
+            batch_size=args.batch_size,
+            cache_features=True,
+            verbose=0,
         )
         assert result.features_cached
         return time.perf_counter() - t0, result
@@ -107,17 +117,25 @@ def main() -> None:
     loads["plain"] = os.getloadavg()[0]
     print(f"  (plain keras done: {t_plain:.1f} s)", flush=True)
 
-    print(f"feature_cache: VGG16 weights=None {shape}, {args.images} images, {args.epochs} head epochs, "
-          f"batch {args.batch_size}; reference and kerafine: median of {args.repeats} rounds, plain: 1 run")
-    print(f"  python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
-          f"nproc {os.cpu_count()}, 1-min load average after each part: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in loads.items()))
-    print(f"  kerafine cached phase 1 : {t_kerafine:8.2f} s  (features {result.feature_seconds:.2f} s + "
-          f"head fit {result.head_seconds:.2f} s); all rounds: {[round(k[0], 1) for k in kfs]}")
+    print(
+        f"feature_cache: VGG16 weights=None {shape}, {args.images} images, {args.epochs} head epochs, "
+        f"batch {args.batch_size}; reference and kerafine: median of {args.repeats} rounds, plain: 1 run"
+    )
+    print(
+        f"  python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
+        f"nproc {os.cpu_count()}, 1-min load average after each part: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in loads.items())
+    )
+    print(
+        f"  kerafine cached phase 1 : {t_kerafine:8.2f} s  (features {result.feature_seconds:.2f} s + "
+        f"head fit {result.head_seconds:.2f} s); all rounds: {[round(k[0], 1) for k in kfs]}"
+    )
     print(f"  plain keras fit         : {t_plain:8.2f} s")
     print(f"  speed-up plain/kerafine : {t_plain / t_kerafine:8.2f} x")
-    print(f"  reference (1 forward pass {t_forward:.2f} s + head epochs {t_head:.2f} s): {t_reference:.2f} s; "
-          f"all rounds: {[round(sum(r), 1) for r in refs]}")
+    print(
+        f"  reference (1 forward pass {t_forward:.2f} s + head epochs {t_head:.2f} s): {t_reference:.2f} s; "
+        f"all rounds: {[round(sum(r), 1) for r in refs]}"
+    )
     print(f"  kerafine / reference    : {t_kerafine / t_reference:8.2f} x  (goal <= 1.2)")
     print(f"  plain / reference       : {t_plain / t_reference:8.2f} x")
 

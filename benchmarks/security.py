@@ -74,12 +74,17 @@ def main() -> None:
     x = np.concatenate([task["pretrain"][0], task["transfer_train"][0], task["transfer_test"][0]])[: args.rows]
     y = np.concatenate([task["pretrain"][1], task["transfer_train"][1], task["transfer_test"][1]])[: args.rows]
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(5, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5, activation="softmax"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     eps = 8.0
@@ -101,7 +106,9 @@ def main() -> None:
 
     first = {
         "kerafine fgsm()": first_call(lambda: fgsm(model, x, y, eps)),
-        "kerafine pgd(steps=10)": first_call(lambda: pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False)),
+        "kerafine pgd(steps=10)": first_call(
+            lambda: pgd(model, x, y, eps, steps=10, step_size=2.0, random_start=False)
+        ),
     }
     fns = {
         "model.predict": lambda: model.predict(x, batch_size=256, verbose=0),
@@ -118,12 +125,18 @@ def main() -> None:
         from art.estimators.classification import TensorFlowV2Classifier
 
         art_version = art.__version__
-        clf = TensorFlowV2Classifier(model, nb_classes=5, input_shape=(32, 32, 3),
-                                     loss_object=keras.losses.SparseCategoricalCrossentropy(), clip_values=(0, 255))
+        clf = TensorFlowV2Classifier(
+            model,
+            nb_classes=5,
+            input_shape=(32, 32, 3),
+            loss_object=keras.losses.SparseCategoricalCrossentropy(),
+            clip_values=(0, 255),
+        )
         onehot = np.eye(5)[y]
         fgm = FastGradientMethod(clf, eps=eps, batch_size=256)
-        pgd_art = ProjectedGradientDescent(clf, eps=eps, eps_step=2.0, max_iter=10, num_random_init=0,
-                                           batch_size=256, verbose=False)
+        pgd_art = ProjectedGradientDescent(
+            clf, eps=eps, eps_step=2.0, max_iter=10, num_random_init=0, batch_size=256, verbose=False
+        )
         fns["ART FastGradientMethod"] = lambda: fgm.generate(x, onehot)
         fns["ART ProjectedGradientDescent (10 iter)"] = lambda: pgd_art.generate(x, onehot)
         a = pgd_art.generate(x, onehot)
@@ -135,9 +148,11 @@ def main() -> None:
     rows = timed_all(fns, args.repeats)
 
     print(f"security attacks, {len(x)} rows of 32x32x3, eps={eps} pixels; best of {args.repeats} after a warm-up")
-    print(f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
-          f"numpy {np.__version__}, ART {art_version}; {os.cpu_count()} CPUs, "
-          f"load average {load_before:.1f} before timing, {os.getloadavg()[0]:.1f} after")
+    print(
+        f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
+        f"numpy {np.__version__}, ART {art_version}; {os.cpu_count()} CPUs, "
+        f"load average {load_before:.1f} before timing, {os.getloadavg()[0]:.1f} after"
+    )
     for name, t in rows.items():
         print(f"  {name:<42} {t:8.3f} s")
     for name, t in first.items():
@@ -149,7 +164,9 @@ def main() -> None:
     print(f"pgd() public call / one gradient pass         = {rows['kerafine pgd(steps=10)'] / g:.2f}")
     if "ART FastGradientMethod" in rows:
         print(f"ART FGSM / kerafine fgsm()  = {rows['ART FastGradientMethod'] / rows['kerafine fgsm()']:.2f}x")
-        print(f"ART PGD / kerafine pgd()    = {rows['ART ProjectedGradientDescent (10 iter)'] / rows['kerafine pgd(steps=10)']:.2f}x")
+        print(
+            f"ART PGD / kerafine pgd()    = {rows['ART ProjectedGradientDescent (10 iter)'] / rows['kerafine pgd(steps=10)']:.2f}x"
+        )
         print(f"max |ART PGD - kerafine PGD| = {agree:.3g} pixels")
 
 

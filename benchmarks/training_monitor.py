@@ -82,12 +82,14 @@ def _timed_hooks(callback, totals):
 def build_mlp(seed: int):
     """The worst case for a per-batch hook: a tiny MLP whose steps take about a millisecond."""
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     return model
 
@@ -121,8 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="timed epochs per configuration")
     parser.add_argument("--samples", type=int, default=8192, help="training samples (batch 32)")
-    parser.add_argument("--model", choices=["conv", "mlp"], default="conv",
-                        help="conv: frozen conv backbone + head; mlp: tiny MLP (worst case for per-batch hooks)")
+    parser.add_argument(
+        "--model",
+        choices=["conv", "mlp"],
+        default="conv",
+        help="conv: frozen conv backbone + head; mlp: tiny MLP (worst case for per-batch hooks)",
+    )
     args = parser.parse_args()
     builder = build_model if args.model == "conv" else build_mlp
 
@@ -147,9 +153,15 @@ def main() -> None:
             monitor = TrainingMonitor(on_problem=lambda p: None, weight_check_freq=10**9)
             return [_timed_hooks(monitor, self_time[name])]
         if name == "monitor+tb":
-            return [_timed_hooks(TrainingMonitor(log_dir=os.path.join(tmp, "t"), on_problem=lambda p: None), self_time[name])]
+            return [
+                _timed_hooks(
+                    TrainingMonitor(log_dir=os.path.join(tmp, "t"), on_problem=lambda p: None), self_time[name]
+                )
+            ]
         if name == "monitor+tb+hist":
-            monitor = TrainingMonitor(log_dir=os.path.join(tmp, "m"), histograms_every_n_epochs=1, on_problem=lambda p: None)
+            monitor = TrainingMonitor(
+                log_dir=os.path.join(tmp, "m"), histograms_every_n_epochs=1, on_problem=lambda p: None
+            )
             return [_timed_hooks(monitor, self_time[name])]
         if name == "keras_tb_hist":
             return [keras.callbacks.TensorBoard(log_dir=os.path.join(tmp, "k"), histogram_freq=1)]
@@ -166,7 +178,12 @@ def main() -> None:
                 self_time[n]["s"] = 0.0  # count only the timed rounds
             clock, epoch_times = {}, []
             models[n].fit(
-                x, y, batch_size=32, epochs=1, verbose=0, validation_data=(xv, yv),
+                x,
+                y,
+                batch_size=32,
+                epochs=1,
+                verbose=0,
+                validation_data=(xv, yv),
                 callbacks=[_Start(clock)] + cbs[n] + [_End(clock, epoch_times)],
             )
             if round_ > 0:  # round 0 traces the functions
@@ -176,25 +193,35 @@ def main() -> None:
     cpu = {n: statistics.median(t[1] for t in times[n]) for n in names}
     base = wall["none"]
     label = "frozen conv backbone + dense head" if args.model == "conv" else "tiny MLP"
-    print(f"model: {label}, {steps} steps/epoch (batch 32), "
-          f"{len(xv)} validation samples; median of {args.rounds} epochs per configuration")
-    print(f"{'configuration':<16} {'wall s':>8} {'wall ratio':>11} {'cpu s':>8} {'cpu ratio':>10} {'hooks s/epoch':>14}")
+    print(
+        f"model: {label}, {steps} steps/epoch (batch 32), "
+        f"{len(xv)} validation samples; median of {args.rounds} epochs per configuration"
+    )
+    print(
+        f"{'configuration':<16} {'wall s':>8} {'wall ratio':>11} {'cpu s':>8} {'cpu ratio':>10} {'hooks s/epoch':>14}"
+    )
     for n in names:
         hooks = self_time[n]["s"] / args.rounds if self_time[n]["s"] else float("nan")
         print(f"{n:<16} {wall[n]:8.3f} {wall[n] / base:11.3f} {cpu[n]:8.3f} {cpu[n] / cpu['none']:10.3f} {hooks:14.4f}")
     for n in ("monitor", "monitor-nocheck", "monitor+tb", "monitor+tb+hist"):
-        print(f"{n}: time inside TrainingMonitor's hooks = {100 * self_time[n]['s'] / args.rounds / base:.2f}% "
-              "of a plain epoch")
-    print(f"monitor+tb+hist / keras_tb_hist: wall {wall['monitor+tb+hist'] / wall['keras_tb_hist']:.3f}, "
-          f"cpu {cpu['monitor+tb+hist'] / cpu['keras_tb_hist']:.3f}")
+        print(
+            f"{n}: time inside TrainingMonitor's hooks = {100 * self_time[n]['s'] / args.rounds / base:.2f}% "
+            "of a plain epoch"
+        )
+    print(
+        f"monitor+tb+hist / keras_tb_hist: wall {wall['monitor+tb+hist'] / wall['keras_tb_hist']:.3f}, "
+        f"cpu {cpu['monitor+tb+hist'] / cpu['keras_tb_hist']:.3f}"
+    )
 
     model = builder(0)
     t0 = time.perf_counter()
     result = lr_find(model, (x, y), num_steps=100, batch_size=32)
     t_find = time.perf_counter() - t0
-    print(f"lr_find(num_steps=100): {t_find:.2f} s (copy, compile, trace and 100 steps; "
-          f"{len(result.learning_rates)} steps run, suggestion {result.suggestion:.2g}, rule {result.rule}); "
-          f"one epoch without callbacks: {base:.2f} s; ratio {t_find / base:.2f}")
+    print(
+        f"lr_find(num_steps=100): {t_find:.2f} s (copy, compile, trace and 100 steps; "
+        f"{len(result.learning_rates)} steps run, suggestion {result.suggestion:.2g}, rule {result.rule}); "
+        f"one epoch without callbacks: {base:.2f} s; ratio {t_find / base:.2f}"
+    )
 
 
 if __name__ == "__main__":

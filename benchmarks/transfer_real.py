@@ -113,8 +113,9 @@ def cut(series: Series, args, stride: int, how: str, reference: tuple[float, flo
     from kerafine.data import sliding_windows
 
     if how == "series":
-        return sliding_windows(series.values, window=args.window, horizon=1, stride=stride,
-                               labels=series.labels, normalize="robust")
+        return sliding_windows(
+            series.values, window=args.window, horizon=1, stride=stride, labels=series.labels, normalize="robust"
+        )
     centre, scale = reference
     z = np.clip((series.values - centre) / scale, -10.0, 10.0)
     return sliding_windows(z, window=args.window, horizon=1, stride=stride, labels=series.labels)
@@ -130,11 +131,21 @@ def window_statistics(x: np.ndarray) -> np.ndarray:
     k = max(2, w // 8)
     recent = v[:, -k:].mean(1)
     diffs = np.diff(v, axis=1)
-    return np.column_stack([
-        v[:, -1], mean, std, v.min(1), v.max(1), slope,
-        v[:, -1] - mean, (v[:, -1] - mean) / std, recent - v[:, :-k].mean(1),
-        np.abs(diffs).max(1), diffs[:, -1],
-    ])
+    return np.column_stack(
+        [
+            v[:, -1],
+            mean,
+            std,
+            v.min(1),
+            v.max(1),
+            slope,
+            v[:, -1] - mean,
+            (v[:, -1] - mean) / std,
+            recent - v[:, :-k].mean(1),
+            np.abs(diffs).max(1),
+            diffs[:, -1],
+        ]
+    )
 
 
 # ----------------------------------------------------------------- statistics
@@ -220,8 +231,13 @@ def pretrain(args, windows: np.ndarray, seed: int):
     if args.objective == "masked":
         kwargs["seed"] = seed
     backbones.pretrain_sequence_encoder(
-        encoder, windows, objective=args.objective, epochs=args.pretrain_epochs,
-        batch_size=args.batch_size, verbose=0, **kwargs,
+        encoder,
+        windows,
+        objective=args.objective,
+        epochs=args.pretrain_epochs,
+        batch_size=args.batch_size,
+        verbose=0,
+        **kwargs,
     )
     return encoder.get_weights()
 
@@ -236,9 +252,16 @@ def train_pretrained(args, weights, x, y, seed: int):
     encoder.set_weights(weights)
     model = _classifier(encoder)
     kerafine.fine_tune(
-        model, (x, y), head_epochs=args.head_epochs, finetune_epochs=args.finetune_epochs,
-        head_lr=args.head_lr, finetune_lr=args.finetune_lr, unfreeze_top=args.unfreeze,
-        batch_size=args.batch_size, verbose=0, class_weight=_class_weight(y, args.class_weight),
+        model,
+        (x, y),
+        head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs,
+        head_lr=args.head_lr,
+        finetune_lr=args.finetune_lr,
+        unfreeze_top=args.unfreeze,
+        batch_size=args.batch_size,
+        verbose=0,
+        class_weight=_class_weight(y, args.class_weight),
     )
     return model
 
@@ -250,8 +273,12 @@ def train_scratch(args, x, y, seed: int):
     model = _classifier(_encoder(args))
     model.compile(optimizer=keras.optimizers.Adam(args.scratch_lr), loss="binary_crossentropy")
     model.fit(
-        x, y, epochs=args.head_epochs + args.finetune_epochs, batch_size=args.batch_size,
-        verbose=0, class_weight=_class_weight(y, args.class_weight),
+        x,
+        y,
+        epochs=args.head_epochs + args.finetune_epochs,
+        batch_size=args.batch_size,
+        verbose=0,
+        class_weight=_class_weight(y, args.class_weight),
     )
     return model
 
@@ -327,16 +354,25 @@ def run(args) -> list[dict]:
                     scores["hgb"] = hgb.predict_proba(ft)[:, 1]
                     scores["logreg"] = logreg.predict_proba(ft)[:, 1]
                 row = {
-                    "group": group, "seed": seed, "budget": budget,
-                    "labelled": [s.name for s in labelled], "evaluated": [s.name for s in evaluated],
-                    "n_train": int(len(y)), "train_pos": int(y.sum()),
-                    "n_eval": int(len(yt)), "eval_pos": int(yt.sum()),
+                    "group": group,
+                    "seed": seed,
+                    "budget": budget,
+                    "labelled": [s.name for s in labelled],
+                    "evaluated": [s.name for s in evaluated],
+                    "n_train": int(len(y)),
+                    "train_pos": int(y.sum()),
+                    "n_eval": int(len(yt)),
+                    "eval_pos": int(yt.sum()),
                     "seconds": {"pretrain": t_pre, "pretrained": t_ft, "scratch": t_sc},
                 }
                 for name, s in scores.items():
                     ci = metrics.roc_auc_ci(yt, s)
-                    row[name] = {"roc_auc": ci.auc, "lower": ci.lower, "upper": ci.upper,
-                                 "pr_auc": float(metrics.pr_auc(yt, s))}
+                    row[name] = {
+                        "roc_auc": ci.auc,
+                        "lower": ci.lower,
+                        "upper": ci.upper,
+                        "pr_auc": float(metrics.pr_auc(yt, s)),
+                    }
                 for other in MODELS[1:]:
                     row[f"vs_{other}"] = _paired_delong(yt, scores["pretrained"], scores[other])
                 rows.append(row)
@@ -345,7 +381,8 @@ def run(args) -> list[dict]:
                     + "  ".join(f"{k}={row[k]['roc_auc']:.3f}" for k in MODELS)
                     + f"  p(vs scratch)={row['vs_scratch']['p']:.3g}"
                     + f"  [s: pretrain {t_pre:.0f}, fine-tune {t_ft:.0f}, scratch {t_sc:.0f}]",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
     return rows
 
@@ -369,9 +406,7 @@ def summarise(rows: list[dict]) -> str:
             _, p = _stouffer([r[f"vs_{other}"]["z"] for r in rs])
             return f"{d:+.3f}", f"{p:.2g}"
 
-        per_seed = ", ".join(
-            f"{r['vs_scratch']['p']:.2g}{'+' if r['vs_scratch']['diff'] > 0 else '-'}" for r in rs
-        )
+        per_seed = ", ".join(f"{r['vs_scratch']['p']:.2g}{'+' if r['vs_scratch']['diff'] > 0 else '-'}" for r in rs)
         d_s, p_s = paired("scratch")
         d_h, p_h = paired("hgb")
         lines.append(
@@ -389,8 +424,12 @@ def parse_args(argv=None):
     p.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4])
-    p.add_argument("--evaluate", choices=["test", "validation"], default="test",
-                   help="score the test series, or the unlabelled pool series (recipe selection)")
+    p.add_argument(
+        "--evaluate",
+        choices=["test", "validation"],
+        default="test",
+        help="score the test series, or the unlabelled pool series (recipe selection)",
+    )
     p.add_argument("--normalise", choices=["series", "global"], default="series")
     p.add_argument("--objective", default="forecast", help="pretraining objective")
     p.add_argument("--kind", choices=["gru", "lstm"], default="gru")

@@ -30,9 +30,9 @@ def main():
     t = time.perf_counter()
     xs, ys = [], []
     for g in range(n_servers):
-        s = series[g * n_steps:(g + 1) * n_steps]
+        s = series[g * n_steps : (g + 1) * n_steps]
         for i in range(n_steps - window):
-            xs.append(s[i:i + window])
+            xs.append(s[i : i + window])
             ys.append(s[i + window])
     x_loop, y_loop = np.stack(xs), np.stack(ys)
     t_loop = time.perf_counter() - t
@@ -43,7 +43,7 @@ def main():
     t = time.perf_counter()
     parts = []
     for g in range(n_servers):
-        s = series[g * n_steps:(g + 1) * n_steps]
+        s = series[g * n_steps : (g + 1) * n_steps]
         ds = keras.utils.timeseries_dataset_from_array(s[:-1], s[window:], sequence_length=window, batch_size=4096)
         parts.extend(b[0].numpy() for b in ds)
     x_keras = np.concatenate(parts)

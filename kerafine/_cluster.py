@@ -72,7 +72,12 @@ def _read_tf_config(environ=None) -> dict | None:
         )
     task_type, index = task.get("type"), task.get("index", 0)
     tasks = cluster.get(task_type)
-    if not isinstance(tasks, list) or isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(tasks):
+    if (
+        not isinstance(tasks, list)
+        or isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 0 <= index < len(tasks)
+    ):
         raise KerafineError(
             f"Invalid value for the environment variable `TF_CONFIG`: its task {task!r} is not in its cluster "
             f"{cluster!r}; expected the task type to be a key of the cluster and the index within its list."

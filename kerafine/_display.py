@@ -62,9 +62,14 @@ def wrap_note(text: str, width: int = 100, indent: str = "    ", first: str = ""
               far
     """
     words = " ".join(str(text).split())
-    return textwrap.fill(words, width=width, initial_indent=indent + first,
-                         subsequent_indent=indent + " " * len(first), break_long_words=False,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        words,
+        width=width,
+        initial_indent=indent + first,
+        subsequent_indent=indent + " " * len(first),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def fmt(value) -> str:

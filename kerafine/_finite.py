@@ -165,10 +165,7 @@ def describe(found: NonFinite) -> str:
     where = ", ".join(f"{k}: {v}" for k, v in found.parts.items())
     first = found.first_rows()
     more = ", ..." if found.count > len(first) else ""
-    return (
-        f"{found.count} of {found.n_rows} rows hold NaN or inf ({where}; "
-        f"first rows {str(first)[:-1]}{more}])"
-    )
+    return f"{found.count} of {found.n_rows} rows hold NaN or inf ({where}; first rows {str(first)[:-1]}{more}])"
 
 
 def check(argument: str, parts: dict, *, hint: str, nan_ok: tuple = ()) -> NonFinite:

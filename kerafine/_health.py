@@ -153,8 +153,13 @@ def check_backbone(model, x, where: str) -> tuple[dict, str] | None:
     if spread is None or spread["share"] < CONSTANT_SHARE:
         return None
     bns = transfer._batchnorm_layers(backbone)
-    values: dict[str, Any] = dict(spread, backbone=backbone.name, relative_std_threshold=RELATIVE_STD,
-                                  batchnorm_layers=len(bns), first_collapsing_batchnorm=None)
+    values: dict[str, Any] = dict(
+        spread,
+        backbone=backbone.name,
+        relative_std_threshold=RELATIVE_STD,
+        batchnorm_layers=len(bns),
+        first_collapsing_batchnorm=None,
+    )
     head = (
         f"the backbone {backbone.name!r} gives near-constant features: {spread['constant']} of {spread['features']} "
         f"have a standard deviation at most {RELATIVE_STD:g} x their RMS on {spread['rows']} rows of {where} "
@@ -163,8 +168,11 @@ def check_backbone(model, x, where: str) -> tuple[dict, str] | None:
     if bns:
         culprit = _collapsing_batchnorm(backbone, x)
         values["first_collapsing_batchnorm"] = culprit
-        where_bn = (f"the first BatchNormalization layer whose output is constant while its input varies is "
-                    f"{culprit!r}; " if culprit else "")
+        where_bn = (
+            f"the first BatchNormalization layer whose output is constant while its input varies is {culprit!r}; "
+            if culprit
+            else ""
+        )
         cause = (
             f"Likely cause: BatchNorm moving statistics that do not fit this data ({len(bns)} BatchNormalization "
             f"layers; {where_bn}kerafine runs backbone BatchNorm in inference mode). A backbone pretrained with "
@@ -223,24 +231,35 @@ def one_class(scores, y=None, from_logits: bool = False, where: str = "validatio
     top = flat.max(axis=1) if flat.shape[1] > 1 else flat[:, 0]
     lo, hi = float(top.min()), float(top.max())
     same = hi - lo <= 1e-6 * max(1.0, abs(hi), abs(lo))
-    values: dict[str, Any] = {"predicted_class": c, "rows": int(finite.sum()), "score_min": lo, "score_max": hi,
-                              "same_score": bool(same)}
+    values: dict[str, Any] = {
+        "predicted_class": c,
+        "rows": int(finite.sum()),
+        "score_min": lo,
+        "score_max": hi,
+        "same_score": bool(same),
+    }
     text = f"the model predicts class {c} for all {int(finite.sum())} {where} rows"
     if labels is not None:
         uniq, counts = np.unique(labels, return_counts=True)
         values["label_counts"] = {str(u.item() if hasattr(u, "item") else u): int(k) for u, k in zip(uniq, counts)}
         majority = float(counts.max() / counts.sum())
         values["majority_baseline"] = majority
-        text += (f" although their labels hold {len(uniq)} classes ({values['label_counts']}): its accuracy is at "
-                 f"best the majority-class baseline {majority:.3g}")
+        text += (
+            f" although their labels hold {len(uniq)} classes ({values['label_counts']}): its accuracy is at "
+            f"best the majority-class baseline {majority:.3g}"
+        )
     if same:
-        text += (f"; every row gets the same score {hi:.4g}: a dead model (constant backbone features, non-finite "
-                 "inputs or weights, saturated units). Try: check the inputs with np.isfinite, the backbone's "
-                 "features (BatchNorm statistics), a lower learning rate")
+        text += (
+            f"; every row gets the same score {hi:.4g}: a dead model (constant backbone features, non-finite "
+            "inputs or weights, saturated units). Try: check the inputs with np.isfinite, the backbone's "
+            "features (BatchNorm statistics), a lower learning rate"
+        )
     else:
-        text += (f"; scores range {lo:.4g}..{hi:.4g}, all on one side of the decision threshold: a minority class "
-                 "the model never picks. Try: class_weight=\"balanced\", a lower or higher learning rate, more "
-                 "epochs; with rare positives judge ROC-AUC and pick a threshold rather than 0.5")
+        text += (
+            f"; scores range {lo:.4g}..{hi:.4g}, all on one side of the decision threshold: a minority class "
+            'the model never picks. Try: class_weight="balanced", a lower or higher learning rate, more '
+            "epochs; with rare positives judge ROC-AUC and pick a threshold rather than 0.5"
+        )
     return values, text + "."
 
 
@@ -261,4 +280,3 @@ def is_classification_loss(loss) -> bool:
     name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", "")
     name = str(name).lower()
     return "crossentropy" in name or "hinge" in name or "focal" in name
-

@@ -352,10 +352,6 @@ def symbolic_build(model, data_batch) -> None:
         model._symbolic_build(data_batch=data_batch)
 
 
-
-
-
-
 def layer_own_variables(layer) -> tuple[list, list]:
     """``(layer._trainable_variables, layer._non_trainable_variables)``: the variables a layer itself owns.
 

@@ -97,7 +97,10 @@ def quiet_tensorflow() -> None:
             os.dup2(saved, fd)
             os.close(saved)
             capture.seek(0)
-            kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not _is_noise(line)]
+            kept = [
+                line
+                for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not _is_noise(line)
+            ]
             if kept:
                 os.write(fd, "".join(kept).encode())

@@ -226,7 +226,6 @@ class CalibrationResult:
     after: Any
     evaluated_on: str
 
-
     def _display(self):
         rows = [("method", self.method)]
         if self.temperature is not None:
@@ -264,7 +263,6 @@ class CalibrationResult:
         )
         ax.legend(fontsize="small")
         return fig
-
 
 
 def calibrate(
@@ -403,7 +401,9 @@ def _predict(model, x, batch_size, name) -> np.ndarray:
     if p.ndim == 1:
         p = p[:, None]
     if p.ndim != 2 or p.shape[0] == 0:
-        raise invalid_argument(name, f"model outputs of shape {p.shape}", "(n, 1) or (n, k) outputs for n >= 1 rows", error=DataError)
+        raise invalid_argument(
+            name, f"model outputs of shape {p.shape}", "(n, 1) or (n, k) outputs for n >= 1 rows", error=DataError
+        )
     bad = ~np.isfinite(p).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
@@ -445,14 +445,19 @@ def _labels(name, y, p: np.ndarray) -> np.ndarray:
         y = np.argmax(y, axis=1)
     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if y.ndim != 1 or y.shape[0] != p.shape[0]:
-        raise invalid_argument(name, f"labels of shape {y.shape}", f"({p.shape[0]},) labels, one per row", error=DataError)
+        raise invalid_argument(
+            name, f"labels of shape {y.shape}", f"({p.shape[0]},) labels, one per row", error=DataError
+        )
     n_classes = 2 if k == 1 else k
     yf = y.astype(np.float64)
     ok = np.isfinite(yf) & (yf == np.round(yf)) & (yf >= 0) & (yf < n_classes)
     if not ok.all():
         first = int(np.flatnonzero(~ok)[0])
         raise invalid_argument(
-            name, f"label {np.asarray(y[first]).item()!r} at row {first}", f"class indices 0..{n_classes - 1}", error=DataError
+            name,
+            f"label {np.asarray(y[first]).item()!r} at row {first}",
+            f"class indices 0..{n_classes - 1}",
+            error=DataError,
         )
     return yf.astype(np.int64)
 

@@ -165,8 +165,12 @@ class ScheduleConfig(_Strict):
         for key, weight in value.items():
             if isinstance(key, bool) or not isinstance(key, numbers.Integral):
                 raise ValueError(f"class_weight key {key!r} is not a class index; {expected}")
-            if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight)
-                    or weight < 0):
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, numbers.Real)
+                or not math.isfinite(weight)
+                or weight < 0
+            ):
                 raise ValueError(f"class_weight of class {key} is {weight!r}; weights must be finite numbers >= 0")
         if not any(value.values()):
             raise ValueError(f"class_weight {value!r} gives every class weight 0; at least one weight must be > 0")
@@ -176,7 +180,7 @@ class ScheduleConfig(_Strict):
     @classmethod
     def _positive(cls, value):
         if not isinstance(value, str) and value <= 0:
-            raise ValueError("must be > 0 or \"search\"")
+            raise ValueError('must be > 0 or "search"')
         return value
 
 
@@ -222,16 +226,19 @@ class FitConfig(_Strict):
                 raise ValueError(
                     f"backbone.weights {os.fspath(self.backbone.weights)!r} is not used with data.kind 'tabular' "
                     "(the tabular backbone is trained from scratch here); remove the key, or use the Python API "
-                    "(kerafine.backbones.from_model and kerafine.fine_tune) to start from a saved tabular model")
+                    "(kerafine.backbones.from_model and kerafine.fine_tune) to start from a saved tabular model"
+                )
             if "pretrain_epochs" in self.backbone.model_fields_set and self.backbone.pretrain_epochs:
                 raise ValueError(
                     f"backbone.pretrain_epochs {self.backbone.pretrain_epochs} is not used with data.kind "
-                    "'tabular' (self-supervised pretraining is for server_metrics windows); remove the key or set it to 0")
+                    "'tabular' (self-supervised pretraining is for server_metrics windows); remove the key or set it to 0"
+                )
         splits = ("server", "time") if kind == "server_metrics" else ("random",)
         if self.data.split.by not in splits:
             # Overlapping windows of one server in two random splits would leak; tables have no server.
-            raise ValueError(f"data.split.by {self.data.split.by!r} does not fit data.kind {kind!r}; "
-                             f"expected one of {list(splits)}")
+            raise ValueError(
+                f"data.split.by {self.data.split.by!r} does not fit data.kind {kind!r}; expected one of {list(splits)}"
+            )
         return self
 
 
@@ -272,13 +279,17 @@ def _read_yaml(path: Path, argument: str = "CONFIG") -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise KerafineError(f"Invalid value for argument `{argument}`: cannot read {os.fspath(path)!r} ({exc.strerror}).") from exc
+        raise KerafineError(
+            f"Invalid value for argument `{argument}`: cannot read {os.fspath(path)!r} ({exc.strerror})."
+        ) from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise KerafineError(f"Invalid config {os.fspath(path)!r}: not valid YAML ({exc}).") from exc
     if not isinstance(raw, dict):
-        raise KerafineError(f"Invalid config {os.fspath(path)!r}: expected a mapping of keys at the top level, got {type(raw).__name__}.")
+        raise KerafineError(
+            f"Invalid config {os.fspath(path)!r}: expected a mapping of keys at the top level, got {type(raw).__name__}."
+        )
     return raw
 
 
@@ -324,9 +335,13 @@ def load_data_config(path, argument: str = "DATA") -> Union[ServerMetricsData, T
     except ValidationError as exc:
         raise KerafineError(_format_errors(exc, repr(os.fspath(path)))) from None
     base = path.resolve().parent
-    return data.model_copy(update={name: _resolve(getattr(data, name), base)
-                                   for name in ("cpu", "memory", "diskio", "uptime", "failures", "csv")
-                                   if hasattr(data, name)})
+    return data.model_copy(
+        update={
+            name: _resolve(getattr(data, name), base)
+            for name in ("cpu", "memory", "diskio", "uptime", "failures", "csv")
+            if hasattr(data, name)
+        }
+    )
 
 
 def _resolve(p, base: Path):

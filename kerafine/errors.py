@@ -79,10 +79,7 @@ def invalid_argument(
     >>> str(invalid_argument("keep", 0, "an int >= 1"))
     'Invalid value for argument `keep`: received 0; expected an int >= 1.'
     """
-    message = (
-        f"Invalid value for argument `{name}`: received {_short_repr(value)}; "
-        f"expected {expected}."
-    )
+    message = f"Invalid value for argument `{name}`: received {_short_repr(value)}; expected {expected}."
     if hint:
         message += " " + hint
     return error(message)
@@ -198,7 +195,10 @@ def check_number(
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not _in_bounds(value, minimum, maximum, min_inclusive, max_inclusive):
         raise invalid_argument(
-            name, value, expected or "a finite number" + _bound_text(minimum, maximum, min_inclusive, max_inclusive), hint
+            name,
+            value,
+            expected or "a finite number" + _bound_text(minimum, maximum, min_inclusive, max_inclusive),
+            hint,
         )
     return float(value)
 

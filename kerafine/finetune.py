@@ -138,17 +138,23 @@ class FineTuneResult:
 
     def _display(self):
         rows = []
-        for phase, lr, history, seconds in (("head", self.head_lr, self.head_history, self.head_seconds),
-                                            ("finetune", self.finetune_lr, self.finetune_history,
-                                             self.finetune_seconds)):
+        for phase, lr, history, seconds in (
+            ("head", self.head_lr, self.head_history, self.head_seconds),
+            ("finetune", self.finetune_lr, self.finetune_history, self.finetune_seconds),
+        ):
             if history is None:
                 continue
             h = history.history
             last = {k: v[-1] for k, v in h.items() if v and k in ("loss", "val_loss", "val_auc")}
             found = " (lr_find)" if phase in self.lr_found else ""
             figures = "  ".join(f"{k} {fmt(float(v))}" for k, v in last.items())
-            rows.append((phase, f"{len(history.epoch)} epochs at lr {fmt(lr)}{found} in "
-                                f"{human_duration(seconds)}" + (f"; last {figures}" if figures else "")))
+            rows.append(
+                (
+                    phase,
+                    f"{len(history.epoch)} epochs at lr {fmt(lr)}{found} in "
+                    f"{human_duration(seconds)}" + (f"; last {figures}" if figures else ""),
+                )
+            )
         rows.append(("unfreeze_top", str(self.unfreeze_top)))
         rows.append(("features cached", ("yes" if self.features_cached else "no") + f" ({self.cache_reason})"))
         return "FineTuneResult", rows
@@ -159,9 +165,7 @@ class FineTuneResult:
         phases = [h.history for h in (self.head_history, self.finetune_history) if h is not None]
         lengths = [len(next(iter(p.values()))) if p else 0 for p in phases]
         keys = sorted({k for p in phases for k in p})
-        return {
-            k: [float(v) for p, n in zip(phases, lengths) for v in p.get(k, [math.nan] * n)] for k in keys
-        }
+        return {k: [float(v) for p, n in zip(phases, lengths) for v in p.get(k, [math.nan] * n)] for k in keys}
 
     @property
     def epochs(self) -> int:
@@ -304,7 +308,7 @@ def _finite_rows(data: Optional[_Data], argument: str, non_finite: str, nan_ok: 
             argument,
             parts,
             nan_ok=nan_ok,
-            hint='Training on them would poison the weights (one NaN gradient spreads to every weight). '
+            hint="Training on them would poison the weights (one NaN gradient spreads to every weight). "
             'Clean the data (np.isfinite; tables: tabular_encoder(impute="median")) or pass non_finite="drop" to train without '
             "these rows.",
         )
@@ -381,9 +385,7 @@ def _clone_metrics(metrics):
     if metrics is None:
         return None
     if isinstance(metrics, (list, tuple)):
-        return [
-            m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric) else m for m in metrics
-        ]
+        return [m.__class__.from_config(m.get_config()) if isinstance(m, keras.metrics.Metric) else m for m in metrics]
     return metrics
 
 
@@ -421,7 +423,7 @@ def _infer_loss(model, backbone, data: _Data) -> str:
             "loss",
             None,
             f"a Keras loss: labels of shape {shape} fit neither sparse (n,) nor one-hot (n, {units}) labels "
-            "of the softmax \"predictions\" layer",
+            'of the softmax "predictions" layer',
         )
     raise invalid_argument(
         "loss",
@@ -435,8 +437,15 @@ def _infer_loss(model, backbone, data: _Data) -> str:
 # caching
 
 
-_DROPOUT_LIKE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
-                 "GaussianNoise", "AlphaDropout")
+_DROPOUT_LIKE = (
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+)
 
 
 def _training_dependent_layers(backbone) -> list[str]:
@@ -516,8 +525,14 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
     feats, ys, ws = [], [], []
     if data.is_dataset:
         total = int(data.dataset.cardinality())
-        bar = tqdm(total=total if total > 0 else None, unit="batch", desc=f"features ({what})", delay=1.0,
-                   disable=None if progress else True, leave=False)
+        bar = tqdm(
+            total=total if total > 0 else None,
+            unit="batch",
+            desc=f"features ({what})",
+            delay=1.0,
+            disable=None if progress else True,
+            leave=False,
+        )
         seen_batch = None
         for batch in _batches.iterate(data.dataset):
             xb, yb, wb = _batches.split_batch(batch)
@@ -533,8 +548,14 @@ def _featurise(backbone, data: _Data, batch_size: int, progress: bool, what: str
 
     n_batches = -(-_n_rows(data.x) // batch_size)
     # disable=None: no bar when stderr is not a terminal (logs, CI, pytest); verbose=0 hides it everywhere.
-    bar = tqdm(total=n_batches, unit="batch", desc=f"features ({what})", delay=1.0, disable=None if progress else True,
-               leave=False)
+    bar = tqdm(
+        total=n_batches,
+        unit="batch",
+        desc=f"features ({what})",
+        delay=1.0,
+        disable=None if progress else True,
+        leave=False,
+    )
 
     class _Progress(keras.callbacks.Callback):
         def on_predict_batch_end(self, batch, logs=None):
@@ -570,7 +591,11 @@ def _cached_features(backbone, train: _Data, val: Optional[_Data], batch_size: i
     if not checkpointers or not arrays_only:
         return compute(), False
     data_key = _feature_cache.data_digest(
-        train.x, train.y, train.w, None if val is None else val.x, None if val is None else val.y,
+        train.x,
+        train.y,
+        train.w,
+        None if val is None else val.x,
+        None if val is None else val.y,
         None if val is None else val.w,
     )
     key = _feature_cache.features_key(backbone, data_key, batch_size)
@@ -847,8 +872,10 @@ def fine_tune(
         if n is not None and n < _LR_FIND_MIN_STEPS:
             name = "head_lr" if head_lr == "find" else "finetune_lr"
             raise invalid_argument(
-                name, "find", f"a float: lr_find needs at least {_LR_FIND_MIN_STEPS} batches of train_data and "
-                f"there are {n}", hint="Pass more data, a smaller batch_size, or a learning rate.",
+                name,
+                "find",
+                f"a float: lr_find needs at least {_LR_FIND_MIN_STEPS} batches of train_data and there are {n}",
+                hint="Pass more data, a smaller batch_size, or a learning rate.",
             )
 
     # ---- BatchNorm: restore recorded inference calls, then say what the model as given would do
@@ -864,10 +891,18 @@ def fine_tune(
             callbacks = callbacks + [ConsoleProgress(verbose=1 if verbose in (1, "auto") else 2)]
     fit_common = dict(verbose=0, class_weight=class_weight)
     result = dict(
-        head_history=None, finetune_history=None, head_lr=head_lr if head_epochs else None,
-        finetune_lr=finetune_lr if finetune_epochs else None, unfreeze_top=unfreeze_top,
-        features_cached=False, cache_reason="", feature_seconds=0.0, head_seconds=0.0, finetune_seconds=0.0,
-        lr_found={}, class_weight=class_weight,
+        head_history=None,
+        finetune_history=None,
+        head_lr=head_lr if head_epochs else None,
+        finetune_lr=finetune_lr if finetune_epochs else None,
+        unfreeze_top=unfreeze_top,
+        features_cached=False,
+        cache_reason="",
+        feature_seconds=0.0,
+        head_seconds=0.0,
+        finetune_seconds=0.0,
+        lr_found={},
+        class_weight=class_weight,
     )
     progress = verbose != 0
     problems = []
@@ -888,7 +923,12 @@ def fine_tune(
         if head_model is not None:
             t0 = time.perf_counter()
             arrays, result["features_loaded"] = _cached_features(backbone, train, val, batch_size, progress, callbacks)
-            f_train, y_train, w_train, bs = arrays["f_train"], arrays["y_train"], arrays.get("w_train"), int(arrays["bs"])
+            f_train, y_train, w_train, bs = (
+                arrays["f_train"],
+                arrays["y_train"],
+                arrays.get("w_train"),
+                int(arrays["bs"]),
+            )
             val_cached = None
             if "f_val" in arrays:
                 f_val, y_val, w_val = arrays["f_val"], arrays["y_val"], arrays.get("w_val")
@@ -896,12 +936,17 @@ def fine_tune(
             result["feature_seconds"] = time.perf_counter() - t0
             result["features_cached"] = True
             cached = _Data(x=f_train, y=y_train, w=w_train)
-            _say(verbose, f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples"
-                          + (" loaded from the checkpoint directory" if result["features_loaded"] else "")
-                          + f" in {human_duration(result['feature_seconds'])}")
+            _say(
+                verbose,
+                f"phase 1: cached backbone features {f_train.shape[1:]} of {len(f_train)} samples"
+                + (" loaded from the checkpoint directory" if result["features_loaded"] else "")
+                + f" in {human_duration(result['feature_seconds'])}",
+            )
             lr = head_lr
             if lr == "find":
-                head_model.compile(optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics))
+                head_model.compile(
+                    optimizer=_make_optimizer(template, 1e-3), loss=loss, metrics=_clone_metrics(metrics)
+                )
                 lr, rule = _lr_find(head_model, cached, bs)
                 result["lr_found"]["head"] = (lr, rule)
                 _say(verbose, f'head_lr="find": lr_find suggested {lr:.3g} (rule: {rule})')
@@ -914,9 +959,15 @@ def fine_tune(
             _context.bind(callbacks, trained_model=head_model, watched_model=model)
             try:
                 history = head_model.fit(
-                    f_train, y_train, sample_weight=w_train, batch_size=bs, epochs=head_epochs,
-                    validation_data=val_cached, shuffle=shuffle,
-                    callbacks=_retarget_callbacks(callbacks, model, head_model), **fit_common,
+                    f_train,
+                    y_train,
+                    sample_weight=w_train,
+                    batch_size=bs,
+                    epochs=head_epochs,
+                    validation_data=val_cached,
+                    shuffle=shuffle,
+                    callbacks=_retarget_callbacks(callbacks, model, head_model),
+                    **fit_common,
                 )
             finally:
                 _context.unbind(callbacks)
@@ -924,13 +975,17 @@ def fine_tune(
             model.history = history
         else:
             _say(verbose, f"phase 1: not caching features ({reason})")
-            lr = _compile_phase(model, "head", head_lr, 1e-3, template, loss, metrics, train, batch_size,
-                                result, verbose)
+            lr = _compile_phase(
+                model, "head", head_lr, 1e-3, template, loss, metrics, train, batch_size, result, verbose
+            )
             t0 = time.perf_counter()
             history = model.fit(
-                **train.fit_kwargs(batch_size), epochs=head_epochs,
+                **train.fit_kwargs(batch_size),
+                epochs=head_epochs,
                 validation_data=None if val is None else val.as_validation(),
-                shuffle=shuffle, callbacks=callbacks, **fit_common,
+                shuffle=shuffle,
+                callbacks=callbacks,
+                **fit_common,
             )
             result["head_seconds"] = time.perf_counter() - t0
         result["head_history"] = history
@@ -939,13 +994,18 @@ def fine_tune(
     # ---- phase 2: unfreeze the top of the backbone
     if finetune_epochs:
         transfer._apply(backbone, n_top)
-        lr = _compile_phase(model, "finetune", finetune_lr, 1e-5, template, loss, metrics, train, batch_size,
-                            result, verbose)
+        lr = _compile_phase(
+            model, "finetune", finetune_lr, 1e-5, template, loss, metrics, train, batch_size, result, verbose
+        )
         t0 = time.perf_counter()
         history = model.fit(
-            **train.fit_kwargs(batch_size), initial_epoch=head_epochs, epochs=head_epochs + finetune_epochs,
+            **train.fit_kwargs(batch_size),
+            initial_epoch=head_epochs,
+            epochs=head_epochs + finetune_epochs,
             validation_data=None if val is None else val.as_validation(),
-            shuffle=shuffle, callbacks=callbacks, **fit_common,
+            shuffle=shuffle,
+            callbacks=callbacks,
+            **fit_common,
         )
         result["finetune_seconds"] = time.perf_counter() - t0
         result["finetune_history"] = history

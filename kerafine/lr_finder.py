@@ -254,7 +254,9 @@ def _batches(train_data, batch_size, num_steps, seed, info):
     def one_pass(limit):
         for batch in _batching.iterate(train_data, limit):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise DataError("Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight).")
+                raise DataError(
+                    "Invalid value for argument `train_data`: its batches must be (x, y) or (x, y, sample_weight)."
+                )
             yield _batching.split_batch(batch)
 
     def gen():
@@ -346,33 +348,58 @@ def _suggest(lrs, curve, raw, diverged):
     significant = drop >= _MIN_RELATIVE_DROP and (start - float(curve[i_min])) > 3.0 * noise
     steepest = None
     if i_min <= skip:
-        return min_rule, "min/10", steepest, (
-            "the loss never fell below its value at the start of the range; if it rose, start_lr is "
-            "already too high (lower it), otherwise the range is too narrow to tell"
+        return (
+            min_rule,
+            "min/10",
+            steepest,
+            (
+                "the loss never fell below its value at the start of the range; if it rose, start_lr is "
+                "already too high (lower it), otherwise the range is too narrow to tell"
+            ),
         )
     if i_min - skip >= _MIN_DESCENT_POINTS:
         slope = np.gradient(curve, np.log(lrs))
         steepest = float(lrs[skip + int(np.argmin(slope[skip : i_min + 1]))])
     if not significant:
-        return min_rule, "min/10", steepest, (
-            f"the loss fell only {max(drop, 0.0):.1%} over the range, within its batch-to-batch noise, so "
-            "there is no clear descent to read a steepest point from"
+        return (
+            min_rule,
+            "min/10",
+            steepest,
+            (
+                f"the loss fell only {max(drop, 0.0):.1%} over the range, within its batch-to-batch noise, so "
+                "there is no clear descent to read a steepest point from"
+            ),
         )
     turned_up = diverged or (i_min < n - 1 - _window(n) // 2 and float(curve[-1]) > float(curve[i_min]) * 1.02)
     if turned_up:
-        return min_rule, "min/10", steepest, (
-            f"the loss reached its minimum at {min_lr:.2g} and then rose"
-            f"{' until the test stopped at divergence' if diverged else ''}; a tenth of that rate is the "
-            "largest one safely below the unstable region"
+        return (
+            min_rule,
+            "min/10",
+            steepest,
+            (
+                f"the loss reached its minimum at {min_lr:.2g} and then rose"
+                f"{' until the test stopped at divergence' if diverged else ''}; a tenth of that rate is the "
+                "largest one safely below the unstable region"
+            ),
         )
     if steepest is not None:
-        return steepest, "steepest", steepest, (
-            f"the loss was still falling at the end of the range ({float(lrs[-1]):.2g}), so its minimum, "
-            "hence min/10, is unknown; the steepest descent is where learning is fastest"
+        return (
+            steepest,
+            "steepest",
+            steepest,
+            (
+                f"the loss was still falling at the end of the range ({float(lrs[-1]):.2g}), so its minimum, "
+                "hence min/10, is unknown; the steepest descent is where learning is fastest"
+            ),
         )
-    return min_rule, "min/10", steepest, (
-        "the loss was still falling at the end of the range but too few points precede its lowest value "
-        "for a steepest point; raise end_lr or num_steps for a better estimate"
+    return (
+        min_rule,
+        "min/10",
+        steepest,
+        (
+            "the loss was still falling at the end of the range but too few points precede its lowest value "
+            "for a steepest point; raise end_lr or num_steps for a better estimate"
+        ),
     )
 
 
@@ -442,8 +469,12 @@ def lr_find(
         raise invalid_argument("start_lr", start_lr, f"a float smaller than end_lr={end_lr}", hint="The ramp goes up.")
     for name, value, minimum in (("num_steps", num_steps, _MIN_STEPS), ("batch_size", batch_size, 1)):
         check_int(name, value, minimum=minimum)
-    smoothing = check_number("smoothing", smoothing, minimum=0, maximum=1, max_inclusive=False, expected="a float in [0, 1)")
-    diverge_factor = check_number("diverge_factor", diverge_factor, minimum=1, min_inclusive=False, expected="a finite float > 1")
+    smoothing = check_number(
+        "smoothing", smoothing, minimum=0, maximum=1, max_inclusive=False, expected="a float in [0, 1)"
+    )
+    diverge_factor = check_number(
+        "diverge_factor", diverge_factor, minimum=1, min_inclusive=False, expected="a finite float > 1"
+    )
     info: dict = {}
     batches = _batches(train_data, batch_size, num_steps, seed, info)
 

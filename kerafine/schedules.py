@@ -93,7 +93,12 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         self.max_lr = _positive_float("max_lr", max_lr)
         self.total_steps = check_int("total_steps", total_steps, minimum=2)
         self.pct_start = check_number(
-            "pct_start", pct_start, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+            "pct_start",
+            pct_start,
+            minimum=0,
+            maximum=1,
+            min_inclusive=False,
+            max_inclusive=False,
             expected="a float strictly between 0 and 1",
         )
         self.div_factor = _positive_float("div_factor", div_factor)
@@ -172,9 +177,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = check_int("total_steps", total_steps, minimum=1)
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         if self.warmup_steps >= self.total_steps:
-            raise invalid_argument(
-                "warmup_steps", warmup_steps, f"an int smaller than total_steps={self.total_steps}"
-            )
+            raise invalid_argument("warmup_steps", warmup_steps, f"an int smaller than total_steps={self.total_steps}")
         self.initial_lr = _positive_float("initial_lr", initial_lr, allow_zero=True)
         self.final_lr = _positive_float("final_lr", final_lr, allow_zero=True)
         for arg, value in (("initial_lr", self.initial_lr), ("final_lr", self.final_lr)):

@@ -334,7 +334,6 @@ def read_tags(log_dir, subdir: str | None = SUBDIR) -> dict[str, set[str]]:
     return out
 
 
-
 def purge_after(event_dir, step: int) -> str | None:
     """Tell TensorBoard to drop the points at ``step`` and later already in ``event_dir``.
 
@@ -497,7 +496,9 @@ def layout_for(tags, keras_loss: bool = False, keras_learning_rate: bool = False
         used.update({t, f"{t}_lower", f"{t}_upper"})
         series = layout_pb2.MarginChartContent.Series(value=t, lower=f"{t}_lower", upper=f"{t}_upper")
         quality.append(
-            layout_pb2.Chart(title=f"{t} (band: DeLong interval)", margin=layout_pb2.MarginChartContent(series=[series]))
+            layout_pb2.Chart(
+                title=f"{t} (band: DeLong interval)", margin=layout_pb2.MarginChartContent(series=[series])
+            )
         )
     for t in sorted(t for t in tags if t.endswith("auc") and "/" not in t and t not in used):
         if not t.endswith("pr_auc"):

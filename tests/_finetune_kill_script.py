@@ -39,8 +39,14 @@ def main(config):
 
     inputs = keras.Input((5,))
     encoder = keras.Model(inputs, keras.layers.Dense(6, activation="tanh", name="enc")(inputs), name="encoder")
-    head = keras.Sequential([keras.layers.Dense(4, activation="relu"), keras.layers.Dropout(0.2, seed=3),
-                             keras.layers.Dense(1, activation="sigmoid", name="predictions")], name="head")
+    head = keras.Sequential(
+        [
+            keras.layers.Dense(4, activation="relu"),
+            keras.layers.Dropout(0.2, seed=3),
+            keras.layers.Dense(1, activation="sigmoid", name="predictions"),
+        ],
+        name="head",
+    )
     model = kerafine.build_transfer_model(encoder, head)
 
     calls = [0]
@@ -66,15 +72,29 @@ def main(config):
 
     ckpt = CheckpointRestart(config["directory"], background_save=False, keep=2)
     result = kerafine.fine_tune(
-        model, (x, y), validation_data=(xv, yv), head_epochs=5, finetune_epochs=2, head_lr=0.05, finetune_lr=0.01,
-        unfreeze_top="all", batch_size=16, cache_features=True, shuffle=False, verbose=0,
+        model,
+        (x, y),
+        validation_data=(xv, yv),
+        head_epochs=5,
+        finetune_epochs=2,
+        head_lr=0.05,
+        finetune_lr=0.01,
+        unfreeze_top="all",
+        batch_size=16,
+        cache_features=True,
+        shuffle=False,
+        verbose=0,
         callbacks=[ckpt, Killer()],
     )
     arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     np.savez(
-        config["out"], backbone_predict_calls=np.int64(calls[0]), features_cached=result.features_cached,
-        features_loaded=result.features_loaded, head_epochs_run=np.int64(len(result.head_history.epoch)),
-        head_resumed=np.bool_(head_resumed[0]), **arrays,
+        config["out"],
+        backbone_predict_calls=np.int64(calls[0]),
+        features_cached=result.features_cached,
+        features_loaded=result.features_loaded,
+        head_epochs_run=np.int64(len(result.head_history.epoch)),
+        head_resumed=np.bool_(head_resumed[0]),
+        **arrays,
     )
 
 

@@ -201,8 +201,9 @@ def test_a_tabular_model_fed_a_dict_is_calibrated_and_reloaded(tmp_path):
     y = (rng.random(600) < 1 / (1 + np.exp(-(2 * frame["a"] - 1)))).astype("float32").to_numpy()
     feed = {c: frame[c].to_numpy() for c in frame}
     keras.utils.set_random_seed(8)
-    model = kerafine.build_transfer_model(tabular_encoder(["a"], ["c"], hidden=(4,), data=frame),
-                                          heads.classification(2))
+    model = kerafine.build_transfer_model(
+        tabular_encoder(["a"], ["c"], hidden=(4,), data=frame), heads.classification(2)
+    )
     model.compile("adam", "binary_crossentropy")
     model.fit(feed, y, epochs=2, verbose=0)
     result = kerafine.calibrate(model, (feed, y), "isotonic")
@@ -218,7 +219,9 @@ def test_nan_or_inf_rows_of_calibration_or_test_data_are_refused_before_predicti
     model, val, test = weighted_binary
     x = val[0].copy()
     x[[4, 11]] = np.nan
-    with pytest.raises(DataError, match=r"`validation_data`: 2 of \d+ rows hold NaN or inf \(inputs: 2; first rows \[4, 11\]\)"):
+    with pytest.raises(
+        DataError, match=r"`validation_data`: 2 of \d+ rows hold NaN or inf \(inputs: 2; first rows \[4, 11\]\)"
+    ):
         kerafine.calibrate(model, (x, val[1]))
     xt = test[0].copy()
     xt[0, 0] = np.inf

@@ -23,13 +23,16 @@ def test_help_lists_every_command(capsys):
         assert command in out
 
 
-@pytest.mark.parametrize("command, phrase", [
-    ("demo", "Ctrl-C"),
-    ("fit", "report.json"),
-    ("init-config", "commented example"),
-    ("evaluate", "MODEL.kerafine.json"),
-    ("drift", "Exit status"),
-])
+@pytest.mark.parametrize(
+    "command, phrase",
+    [
+        ("demo", "Ctrl-C"),
+        ("fit", "report.json"),
+        ("init-config", "commented example"),
+        ("evaluate", "MODEL.kerafine.json"),
+        ("drift", "Exit status"),
+    ],
+)
 def test_each_command_explains_itself(capsys, command, phrase):
     assert main([command, "--help"]) == 0
     assert phrase in " ".join(capsys.readouterr().out.split())
@@ -72,8 +75,9 @@ def test_fit_with_a_missing_config_file_exits_2(tmp_path, capsys):
 def test_evaluate_rejects_data_with_other_columns_than_training(tmp_path, capsys):
     model = tmp_path / "model.keras"
     model.write_bytes(b"not read: the columns are checked first")
-    (tmp_path / "model.kerafine.json").write_text(json.dumps(
-        {"kind": "tabular", "label": "clicked", "numeric": ["price", "age"], "categorical": ["country"]}))
+    (tmp_path / "model.kerafine.json").write_text(
+        json.dumps({"kind": "tabular", "label": "clicked", "numeric": ["price", "age"], "categorical": ["country"]})
+    )
     data = tmp_path / "new.csv"
     pd.DataFrame({"price": [1.0], "country": ["fr"], "clicked": [1]}).to_csv(data, index=False)
     assert main(["evaluate", str(model), str(data)]) == 2
@@ -121,8 +125,13 @@ def _read_until(proc, needle, timeout):
 def test_demo_interrupted_with_ctrl_c_resumes_and_fine_tuned_beats_scratch(tmp_path, capsys):
     out = tmp_path / "demo"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "kerafine", "demo", "--out", str(out), "--quick", "--quiet-fit"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerafine", "demo", "--out", str(out), "--quick", "--quiet-fit"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         _read_until(proc, "finetuned: head", timeout=600)
         time.sleep(1.0)
@@ -223,8 +232,7 @@ def test_fit_on_a_small_config_writes_every_artifact_and_evaluate_reads_them(tmp
     assert main(["fit", str(cfg), "--quiet-fit"]) == 0
     printed = capsys.readouterr().out
     run = tmp_path / "run"
-    for name in ("model.keras", "model.kerafine.json", "report.json", "report.png", "encoder.keras",
-                 "lr_search.json"):
+    for name in ("model.keras", "model.kerafine.json", "report.json", "report.png", "encoder.keras", "lr_search.json"):
         assert (run / name).is_file(), name
     assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any((run / "checkpoints" / "train").glob("ckpt-*"))
@@ -237,7 +245,11 @@ def test_fit_on_a_small_config_writes_every_artifact_and_evaluate_reads_them(tmp
     scalars = tensorboard.read_scalars(run / "logs" / "train")
     assert [step for step, _ in scalars["val_auc"]] == [0, 1, 2]
     assert "drift/share" in scalars  # drift: true compares validation inputs with training inputs
-    assert [step for step, _ in tensorboard.read_scalars(run / "logs" / "train", subdir="train")["epoch_loss"]] == [0, 1, 2]
+    assert [step for step, _ in tensorboard.read_scalars(run / "logs" / "train", subdir="train")["epoch_loss"]] == [
+        0,
+        1,
+        2,
+    ]
     assert report["history"]["head"]["epoch"] == [0, 1] and report["history"]["finetune"]["epoch"] == [2]
     assert len(report["history"]["head"]["loss"]) == 2 and len(report["history"]["finetune"]["loss"]) == 1
     assert f"tensorboard --logdir {run / 'logs'}" in printed
@@ -262,7 +274,8 @@ def test_fit_a_tabular_csv_then_evaluate_it(tmp_path, capsys):
         "head: {hidden: []}\n"
         "schedule: {head_epochs: 2, finetune_epochs: 2, learning_rate: 0.01}\n"
         "callbacks: {drift: false}\n"
-        "output_dir: run\n")
+        "output_dir: run\n"
+    )
     assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["data"]["train"]["rows"] == 240 and report["lr_search"] == []
@@ -378,9 +391,11 @@ def test_rerunning_fit_with_an_edited_config_exits_2_naming_each_changed_field(t
     assert "finished run of this config" in capsys.readouterr().out
     assert (run / "model.keras").stat().st_mtime_ns == mtime
 
-    for edit, field in [("learning_rate: 0.001", "schedule.learning_rate: 0.001 -> 0.0003"),
-                        ("head_epochs: 2", "schedule.head_epochs: 2 -> 4"),
-                        ("units: [8, 8]", "backbone.units: [8, 8] -> [16, 8]")]:
+    for edit, field in [
+        ("learning_rate: 0.001", "schedule.learning_rate: 0.001 -> 0.0003"),
+        ("head_epochs: 2", "schedule.head_epochs: 2 -> 4"),
+        ("units: [8, 8]", "backbone.units: [8, 8] -> [16, 8]"),
+    ]:
         new = edit.replace("0.001", "0.0003").replace(": 2", ": 4").replace("[8, 8]", "[16, 8]")
         cfg.write_text(TABULAR_CONFIG.replace(edit, new))
         assert main(["fit", str(cfg), "--quiet-fit"]) == 2, edit
@@ -462,7 +477,8 @@ def test_fit_config_keys_each_change_the_run(tmp_path, capsys, monkeypatch):
         "           lr_search: {candidates: [0.002], epochs: 3}}\n"
         "callbacks: {checkpoint: false, auc: false, monitor: false, drift: false,\n"
         "            early_stopping: {enabled: true, patience: 5}}\n"
-        "output_dir: run\n")
+        "output_dir: run\n"
+    )
     assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0, capsys.readouterr().err
     run = tmp_path / "run"
     report = json.loads((run / "report.json").read_text())
@@ -579,7 +595,8 @@ _CLASS_WEIGHT_CONFIG = (
     "schedule: {head_epochs: 1, finetune_epochs: 1, learning_rate: search, lr_search: {candidates: [0.01]},\n"
     "           class_weight: CW}\n"
     "callbacks: {checkpoint: false, auc: false, monitor: false, drift: false, early_stopping: {enabled: false}}\n"
-    "output_dir: run\n")
+    "output_dir: run\n"
+)
 
 
 def _recording_train(monkeypatch):
@@ -596,15 +613,17 @@ def _recording_train(monkeypatch):
     return calls
 
 
-def test_fit_class_weight_balanced_is_scikit_learns_and_reaches_the_search_and_both_phases(tmp_path, capsys,
-                                                                                           monkeypatch):
+def test_fit_class_weight_balanced_is_scikit_learns_and_reaches_the_search_and_both_phases(
+    tmp_path, capsys, monkeypatch
+):
     from sklearn.utils.class_weight import compute_class_weight
 
     calls = _recording_train(monkeypatch)
     frame = _clicks(tmp_path, n=200)
     # 30% positive: "balanced" is not all ones.
     frame.assign(clicked=(frame["price"] > frame["price"].quantile(0.7)).astype(int)).to_csv(
-        tmp_path / "clicks.csv", index=False)
+        tmp_path / "clicks.csv", index=False
+    )
     (tmp_path / "fit.yaml").write_text(_CLASS_WEIGHT_CONFIG.replace("CW", "balanced"))
     assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0, capsys.readouterr().err
     assert len(calls) == 2  # the learning-rate search, then the two-phase run (one fine_tune call)
@@ -651,8 +670,20 @@ def test_fit_refuses_inf_cells_naming_rows_and_lines_and_non_finite_drop_trains_
     model = str(tmp_path / "run" / "model.keras")
     assert main(["evaluate", model, str(tmp_path / "clicks.csv")]) == 2
     assert "2 of 200 rows hold NaN or inf" in capsys.readouterr().err
-    assert main(["evaluate", model, str(tmp_path / "clicks.csv"), "--non-finite", "exclude",
-                 "--json", str(tmp_path / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                model,
+                str(tmp_path / "clicks.csv"),
+                "--non-finite",
+                "exclude",
+                "--json",
+                str(tmp_path / "eval.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "samples" in out and "2 rows with NaN/inf inputs (not evaluated)" in out
     saved = json.loads((tmp_path / "eval.json").read_text())

@@ -36,11 +36,13 @@ def _tabular_run(tmp_path, n=120):
     model.compile("adam", "binary_crossentropy")  # saved compiled, as fit saves it (the attacks use its loss)
     path = tmp_path / "model.keras"
     model.save(path)
-    _sidecar(path).write_text(json.dumps({"kind": "tabular", "label": "clicked", "numeric": ["price"],
-                                          "categorical": ["country"]}))
+    _sidecar(path).write_text(
+        json.dumps({"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]})
+    )
     (tmp_path / "fit.yaml").write_text(
         "data: {kind: tabular, csv: clicks.csv, label: clicked, split: {by: random, val: 0.25, test: 0.25, seed: 1}}\n"
-        "backbone: {name: tabular, units: [4]}\noutput_dir: run\n")
+        "backbone: {name: tabular, units: [4]}\noutput_dir: run\n"
+    )
     return path, t, model
 
 
@@ -72,8 +74,10 @@ def test_a_file_with_only_the_data_section_is_a_config_too(tmp_path, capsys):
     sub = tmp_path / "elsewhere"
     sub.mkdir()
     # Paths relative to the YAML file, as in a fit config.
-    (sub / "data.yml").write_text("data:\n  kind: tabular\n  csv: ../clicks.csv\n  label: clicked\n"
-                                  "  split: {by: random, val: 0.25, test: 0.25, seed: 1}\n")
+    (sub / "data.yml").write_text(
+        "data:\n  kind: tabular\n  csv: ../clicks.csv\n  label: clicked\n"
+        "  split: {by: random, val: 0.25, test: 0.25, seed: 1}\n"
+    )
     whole = _evaluated(capsys, tmp_path, path, tmp_path / "fit.yaml", name="a.json")
     data_only = _evaluated(capsys, tmp_path, path, sub / "data.yml", name="b.json")
     assert data_only == whole
@@ -84,8 +88,9 @@ def test_membership_train_may_name_a_split_of_the_config(tmp_path, capsys):
     report = _evaluated(capsys, tmp_path, path, tmp_path / "fit.yaml", "--membership-train", "train")
     assert report["membership"]["n_train"] == 60 and report["membership"]["n_holdout"] == 30
     # The config as --membership-train means its training split too.
-    again = _evaluated(capsys, tmp_path, path, tmp_path / "fit.yaml", "--membership-train", tmp_path / "fit.yaml",
-                       name="again.json")
+    again = _evaluated(
+        capsys, tmp_path, path, tmp_path / "fit.yaml", "--membership-train", tmp_path / "fit.yaml", name="again.json"
+    )
     assert again["membership"] == report["membership"]
 
 
@@ -105,12 +110,25 @@ def server_run(tmp_path):
     model.compile("adam", "binary_crossentropy")
     path = tmp_path / "model.keras"
     model.save(path)
-    _sidecar(path).write_text(json.dumps({
-        "kind": "server_metrics", "features": list(m.features), "window": 8, "stride": 4, "freq": "1min",
-        "horizon": 30, "max_gap": 3, "normalizer": Normalizer.fit(m, list(m.features)).to_dict()}))
+    _sidecar(path).write_text(
+        json.dumps(
+            {
+                "kind": "server_metrics",
+                "features": list(m.features),
+                "window": 8,
+                "stride": 4,
+                "freq": "1min",
+                "horizon": 30,
+                "max_gap": 3,
+                "normalizer": Normalizer.fit(m, list(m.features)).to_dict(),
+            }
+        )
+    )
     (tmp_path / "fleet.yaml").write_text(
-        "data:\n  kind: server_metrics\n" + "".join(f"  {n}: fleet/{n}.csv\n" for n in METRICS) +
-        "  freq: 1min\n  horizon: 30\n  window: 8\n  stride: 4\n  split: {by: server, val: 0.25, test: 0.25, seed: 0}\n")
+        "data:\n  kind: server_metrics\n"
+        + "".join(f"  {n}: fleet/{n}.csv\n" for n in METRICS)
+        + "  freq: 1min\n  horizon: 30\n  window: 8\n  stride: 4\n  split: {by: server, val: 0.25, test: 0.25, seed: 0}\n"
+    )
     return path, m
 
 
@@ -151,9 +169,16 @@ def _not_a_model(tmp_path, spec):
     return model
 
 
-SERVER_SPEC = {"kind": "server_metrics", "features": ["cpu", "memory", "diskio"], "window": 8, "stride": 4,
-               "freq": "1min", "horizon": 30, "max_gap": 3,
-               "normalizer": {"columns": ["cpu"], "mean": [0.0], "std": [1.0]}}
+SERVER_SPEC = {
+    "kind": "server_metrics",
+    "features": ["cpu", "memory", "diskio"],
+    "window": 8,
+    "stride": 4,
+    "freq": "1min",
+    "horizon": 30,
+    "max_gap": 3,
+    "normalizer": {"columns": ["cpu"], "mean": [0.0], "std": [1.0]},
+}
 TABLE_SPEC = {"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]}
 
 
@@ -166,22 +191,33 @@ def test_an_unknown_data_file_is_refused_naming_the_argument(tmp_path, capsys):
     model = _not_a_model(tmp_path, SERVER_SPEC)
     for n in METRICS[1:]:
         (tmp_path / f"{n}.csv").write_text("server,timestamp,x\n")
-    err = _refused(capsys, model, "--cpu", tmp_path / "missing-cpu.csv",
-                   *[a for n in METRICS[1:] for a in (f"--{n}", tmp_path / f"{n}.csv")])
+    err = _refused(
+        capsys,
+        model,
+        "--cpu",
+        tmp_path / "missing-cpu.csv",
+        *[a for n in METRICS[1:] for a in (f"--{n}", tmp_path / f"{n}.csv")],
+    )
     assert "argument `--cpu`" in err and "missing-cpu.csv" in err
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("window", "16", "field `data.window` is 16, but the model was trained on 8"),
-    ("freq", "5s", "field `data.freq` is '5s', but the model was trained on '1min'"),
-])
-def test_a_config_whose_data_does_not_fit_the_model_is_refused_naming_the_field(tmp_path, capsys, field, value,
-                                                                                message):
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("window", "16", "field `data.window` is 16, but the model was trained on 8"),
+        ("freq", "5s", "field `data.freq` is '5s', but the model was trained on '1min'"),
+    ],
+)
+def test_a_config_whose_data_does_not_fit_the_model_is_refused_naming_the_field(
+    tmp_path, capsys, field, value, message
+):
     model = _not_a_model(tmp_path, SERVER_SPEC)
     cfg = {"window": "8", "freq": "1min", field: value}
     (tmp_path / "c.yaml").write_text(
-        "data:\n  kind: server_metrics\n" + "".join(f"  {n}: missing/{n}.csv\n" for n in METRICS) +
-        f"  freq: {cfg['freq']}\n  window: {cfg['window']}\n")
+        "data:\n  kind: server_metrics\n"
+        + "".join(f"  {n}: missing/{n}.csv\n" for n in METRICS)
+        + f"  freq: {cfg['freq']}\n  window: {cfg['window']}\n"
+    )
     err = _refused(capsys, model, tmp_path / "c.yaml")
     assert "argument `DATA`" in err and message in err and "does not match the model's inputs" in err
 

@@ -63,7 +63,9 @@ def test_unwritable_output_dir_is_named(tmp_path):
 def test_output_dir_that_is_a_file_is_named(tmp_path):
     (tmp_path / "taken").write_text("x")
     text = EXAMPLE_CONFIG.replace("output_dir: runs/my-run", "output_dir: taken")
-    with pytest.raises(KerafineError, match=r"field `output_dir`: Invalid value for argument `output_dir`.*a directory"):
+    with pytest.raises(
+        KerafineError, match=r"field `output_dir`: Invalid value for argument `output_dir`.*a directory"
+    ):
         load_config(_write(tmp_path, text))
 
 
@@ -129,17 +131,27 @@ def test_keys_ignored_in_the_run_directory_comparison_are_real_keys():
 TABULAR = "data: {kind: tabular, csv: clicks.csv, label: clicked}\noutput_dir: run\n"
 
 
-@pytest.mark.parametrize("backbone, field, detail", [
-    ("{name: tabular, weights: enc.keras}", "backbone.weights", r"'\S*enc.keras' is not used with data.kind 'tabular'"),
-    ("{name: tabular, pretrain_epochs: 2}", "backbone.pretrain_epochs", r"2 is not used with data.kind 'tabular'"),
-])
+@pytest.mark.parametrize(
+    "backbone, field, detail",
+    [
+        (
+            "{name: tabular, weights: enc.keras}",
+            "backbone.weights",
+            r"'\S*enc.keras' is not used with data.kind 'tabular'",
+        ),
+        ("{name: tabular, pretrain_epochs: 2}", "backbone.pretrain_epochs", r"2 is not used with data.kind 'tabular'"),
+    ],
+)
 def test_tabular_refuses_the_sequence_only_backbone_keys_naming_them(tmp_path, backbone, field, detail):
     with pytest.raises(KerafineError, match=rf"field `{field}`: {field} {detail}.*remove the key"):
         load_config(_write(tmp_path, TABULAR + f"backbone: {backbone}\n"))
 
 
 def test_tabular_accepts_pretrain_epochs_0_or_absent(tmp_path):
-    assert load_config(_write(tmp_path, TABULAR + "backbone: {name: tabular, pretrain_epochs: 0}\n")).backbone.name == "tabular"
+    assert (
+        load_config(_write(tmp_path, TABULAR + "backbone: {name: tabular, pretrain_epochs: 0}\n")).backbone.name
+        == "tabular"
+    )
     assert load_config(_write(tmp_path, TABULAR + "backbone: {name: tabular}\n")).backbone.weights is None
 
 
@@ -164,13 +176,16 @@ def test_class_weight_accepts_null_balanced_or_a_mapping(tmp_path):
     assert _with_class_weight(tmp_path, "{0: 1.0, 1: 7.5}").schedule.class_weight == {0: 1.0, 1: 7.5}
 
 
-@pytest.mark.parametrize("value, match", [
-    ("balance", r"field `schedule.class_weight`: unknown class_weight 'balance'.*Did you mean \"balanced\""),
-    ("{0: 1.0, 1: -3}", r"field `schedule.class_weight`: class_weight of class 1 is -3; weights must be finite"),
-    ("{a: 1.0}", r"field `schedule.class_weight`: class_weight key 'a' is not a class index"),
-    ("{0: 0, 1: 0}", r"field `schedule.class_weight`: .*every class weight 0"),
-    ("[1, 2]", r"field `schedule.class_weight`: class_weight \[1, 2\] is not usable"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("balance", r"field `schedule.class_weight`: unknown class_weight 'balance'.*Did you mean \"balanced\""),
+        ("{0: 1.0, 1: -3}", r"field `schedule.class_weight`: class_weight of class 1 is -3; weights must be finite"),
+        ("{a: 1.0}", r"field `schedule.class_weight`: class_weight key 'a' is not a class index"),
+        ("{0: 0, 1: 0}", r"field `schedule.class_weight`: .*every class weight 0"),
+        ("[1, 2]", r"field `schedule.class_weight`: class_weight \[1, 2\] is not usable"),
+    ],
+)
 def test_bad_class_weight_is_named_with_the_field(tmp_path, value, match):
     with pytest.raises(KerafineError, match=match):
         _with_class_weight(tmp_path, value)

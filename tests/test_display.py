@@ -12,10 +12,21 @@ import kerafine
 from kerafine._display import displayable, human_duration, wrap_note
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (0.42, "0.4 s"), (9.46, "9.5 s"), (12.4, "12 s"), (60, "1 min"), (62, "1 min 02 s"), (754, "12 min 34 s"),
-    (3600, "1 h"), (3720, "1 h 02 min"), (90000, "1 d 1 h"), (float("nan"), "nan"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.42, "0.4 s"),
+        (9.46, "9.5 s"),
+        (12.4, "12 s"),
+        (60, "1 min"),
+        (62, "1 min 02 s"),
+        (754, "12 min 34 s"),
+        (3600, "1 h"),
+        (3720, "1 h 02 min"),
+        (90000, "1 d 1 h"),
+        (float("nan"), "nan"),
+    ],
+)
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
 
@@ -37,6 +48,7 @@ def test_a_long_word_is_not_broken():
 
 
 # ----------------------------------------------------------------------------- every result object
+
 
 def _xy(n=200, d=3, seed=0):
     rng = np.random.default_rng(seed)
@@ -70,8 +82,9 @@ def results():
     score = model.predict(x, verbose=0).ravel()
     rng = np.random.default_rng(1)
     out = {}
-    out["FineTuneResult"] = kerafine.fine_tune(_transfer(), (x, y), validation_data=(x, y), head_epochs=1,
-                                               finetune_epochs=1, verbose=0)
+    out["FineTuneResult"] = kerafine.fine_tune(
+        _transfer(), (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=1, verbose=0
+    )
     out["LRFindResult"] = kerafine.lr_find(_fitted(x, y), (x, y), num_steps=10, batch_size=16)
     out["CalibrationResult"] = kerafine.calibrate(model, (x, y), method="temperature")
     out["ClassificationReport"] = classification_report(y, score)
@@ -84,8 +97,9 @@ def results():
     out["FilterResult"] = guard.filter(frame.iloc[:5] * 10)
     out["RobustnessCurve"] = robustness_curve(model, (x, y), [0.1, 0.3], attack="fgsm")
     out["MembershipReport"] = membership_inference(model, (x[:100], y[:100]), (x[100:], y[100:]))
-    comparison = compare({"old": model, "new": _fitted(x, 1 - y)}, {"new": (x, y), "old": (x, y)},
-                         current="old", timing_repeats=1)
+    comparison = compare(
+        {"old": model, "new": _fitted(x, 1 - y)}, {"new": (x, y), "old": (x, y)}, current="old", timing_repeats=1
+    )
     out["Comparison"] = comparison
     out["Decision"] = decide(comparison, new="new", old="old")
     out["RefreshResult"] = refresh(_transfer(), (x[:40], y[:40]), replay=(x[40:], y[40:]), epochs=1, verbose=0)
@@ -93,8 +107,19 @@ def results():
 
 
 RESULT_CLASSES = [
-    "FineTuneResult", "LRFindResult", "CalibrationResult", "ClassificationReport", "AUCComparison", "DriftReport",
-    "MMDResult", "GuardReport", "FilterResult", "RobustnessCurve", "MembershipReport", "Comparison", "Decision",
+    "FineTuneResult",
+    "LRFindResult",
+    "CalibrationResult",
+    "ClassificationReport",
+    "AUCComparison",
+    "DriftReport",
+    "MMDResult",
+    "GuardReport",
+    "FilterResult",
+    "RobustnessCurve",
+    "MembershipReport",
+    "Comparison",
+    "Decision",
     "RefreshResult",
 ]
 
@@ -129,8 +154,15 @@ def test_repr_shows_the_figures_a_person_wants(results):
     assert "f0" in dr and "DriftReport(" not in dr
 
 
-PLOTTABLE = ["LRFindResult", "CalibrationResult", "ClassificationReport", "DriftReport", "RobustnessCurve",
-             "MembershipReport", "Comparison"]
+PLOTTABLE = [
+    "LRFindResult",
+    "CalibrationResult",
+    "ClassificationReport",
+    "DriftReport",
+    "RobustnessCurve",
+    "MembershipReport",
+    "Comparison",
+]
 
 
 @pytest.mark.parametrize("name", PLOTTABLE)

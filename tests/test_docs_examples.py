@@ -117,7 +117,9 @@ def _cases():
 
 def _params():
     return [
-        pytest.param(group, id=group[0].where, marks=[pytest.mark.slow] if any("slow" in b.directives for b in group) else [])
+        pytest.param(
+            group, id=group[0].where, marks=[pytest.mark.slow] if any("slow" in b.directives for b in group) else []
+        )
         for group in _cases()
     ]
 
@@ -176,7 +178,9 @@ def _run_and_compare(group: list[Block], tmp_path: Path) -> None:
         if block.output is None:
             continue
         if "output: approximate" in block.directives:
-            assert _matches_approximately(out, block.output), f"{block.where} printed\n{out}\nthe page shows\n{block.output}"
+            assert _matches_approximately(out, block.output), (
+                f"{block.where} printed\n{out}\nthe page shows\n{block.output}"
+            )
         else:
             assert out == block.output, f"{block.where} printed\n{out}\nthe page shows\n{block.output}"
 
@@ -271,7 +275,9 @@ def test_every_relative_link_points_to_a_file_and_anchor_that_exist(page):
 
 
 def test_the_link_checker_sees_a_broken_anchor(tmp_path):
-    (tmp_path / "a.md").write_text("# Title: one `x`\n\n```python\n# not a heading\n```\n\n## Drift alerts (during fit)\n")
+    (tmp_path / "a.md").write_text(
+        "# Title: one `x`\n\n```python\n# not a heading\n```\n\n## Drift alerts (during fit)\n"
+    )
     assert _anchors(tmp_path / "a.md") == {"title-one-x", "drift-alerts-during-fit"}
     (tmp_path / "b.md").write_text("[ok](a.md#title-one-x) [bad](a.md#nope) [web](https://x.org) `[no](c.md)`\n")
     assert list(_links(tmp_path / "b.md")) == ["a.md#title-one-x", "a.md#nope"]

@@ -14,8 +14,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 # The public packages: kerafine's own __all__ names them (submodules) beside its functions.
-PUBLIC = ["kerafine", "backbones", "heads", "callbacks", "metrics", "drift", "security", "update",
-          "distributed", "data", "schedules", "errors", "tensorboard"]
+PUBLIC = [
+    "kerafine",
+    "backbones",
+    "heads",
+    "callbacks",
+    "metrics",
+    "drift",
+    "security",
+    "update",
+    "distributed",
+    "data",
+    "schedules",
+    "errors",
+    "tensorboard",
+]
 
 
 class _Loader(yaml.SafeLoader):
@@ -45,7 +58,9 @@ def test_every_docs_page_is_in_the_nav_and_every_nav_page_exists():
 
 
 def _documented() -> set[str]:
-    return {m.group(1) for p in (DOCS / "api").glob("*.md") for m in re.finditer(r"^::: ([\w.]+)\s*$", p.read_text(), re.M)}
+    return {
+        m.group(1) for p in (DOCS / "api").glob("*.md") for m in re.finditer(r"^::: ([\w.]+)\s*$", p.read_text(), re.M)
+    }
 
 
 @pytest.mark.parametrize("package", PUBLIC)

@@ -91,8 +91,11 @@ def test_check_number_accepts_reals_and_returns_a_float(value):
         ("0.1", {}, "a finite number"),
         (0.0, {"minimum": 0, "min_inclusive": False}, "a finite number > 0"),
         (1.0, {"minimum": 0, "maximum": 1, "max_inclusive": False}, r"a finite number in \[0, 1\)"),
-        (0.0, {"minimum": 0, "maximum": 1, "min_inclusive": False, "max_inclusive": False},
-         "a finite number strictly between 0 and 1"),
+        (
+            0.0,
+            {"minimum": 0, "maximum": 1, "min_inclusive": False, "max_inclusive": False},
+            "a finite number strictly between 0 and 1",
+        ),
         (2.0, {"maximum": 1}, "a finite number <= 1"),
     ],
 )

@@ -48,9 +48,7 @@ def test_evaluate_after_restore_best_weights_gives_the_restored_models_auc():
     # Start from weights that rank by the informative feature: the first epochs score well.
     model.set_weights([np.array([[0.0], [1.0], [0.0], [0.0]], "float32"), np.zeros(1, "float32")])
     stop = EarlyStopping(monitor="val_auc", mode="max", patience=5, restore_best_weights=True)
-    history = model.fit(
-        x, y, epochs=3, verbose=0, callbacks=[_FlipAtEpoch(2), AUCTracker((x, y)), stop]
-    )
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[_FlipAtEpoch(2), AUCTracker((x, y)), stop])
     aucs = history.history["val_auc"]
     assert aucs[-1] < 0.5 < max(aucs[:-1])  # the last epoch is the worst, the best was restored
     report = kerafine.evaluate(model, (x, y))
@@ -76,6 +74,7 @@ def test_evaluate_accepts_a_dataset_and_rejects_unlabelled_or_empty_data():
 
 # ------------------------------------------------------------ non-finite inputs (issue 19)
 
+
 def _tabular_with_nan_rows(n=600, n_bad=149, seed=7):
     """A trained tabular ReLU model and test rows of which ``n_bad`` have a NaN feature."""
     keras.utils.set_random_seed(seed)
@@ -84,10 +83,14 @@ def _tabular_with_nan_rows(n=600, n_bad=149, seed=7):
     y = (x[:, 0] - x[:, 2] + 0.5 * rng.normal(size=n) > 0).astype("float32")
     # The hidden activation maps NaN to 0 by construction (NaN > 0 is False on every CPU), as
     # the ReLU of the issue's CPU did: the NaN rows then get finite scores, the silent case.
-    model = keras.Sequential([
-        keras.Input((5,)), keras.layers.Dense(8), keras.layers.Lambda(lambda h: keras.ops.where(h > 0, h, 0.0)),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(8),
+            keras.layers.Lambda(lambda h: keras.ops.where(h > 0, h, 0.0)),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
     model.fit(x, y, epochs=3, verbose=0)
     bad = np.sort(rng.choice(n, size=n_bad, replace=False))
@@ -101,8 +104,11 @@ def test_rows_with_a_nan_feature_are_refused_by_default_naming_count_and_first_r
     model, x, y, bad = _tabular_with_nan_rows()
     assert np.isfinite(model.predict(x[bad], verbose=0)).all()  # scored, finite: nothing else would object
     first = ", ".join(str(i) for i in bad[:5])
-    with pytest.raises(DataError, match=rf"`data`: 149 of 600 rows hold NaN or inf \(inputs: 149; first rows \[{first}, \.\.\.\]\)"
-                       r".*non_finite=\"exclude\""):
+    with pytest.raises(
+        DataError,
+        match=rf"`data`: 149 of 600 rows hold NaN or inf \(inputs: 149; first rows \[{first}, \.\.\.\]\)"
+        r".*non_finite=\"exclude\"",
+    ):
         kerafine.evaluate(model, (x, y), threshold=0.5)
 
 

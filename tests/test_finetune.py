@@ -54,8 +54,11 @@ def tabular_data(n=40, seed=1):
 
 
 def bn_stats(model):
-    return [keras.ops.convert_to_numpy(v).copy() for bn in transfer._batchnorm_layers(backbone_of(model))
-            for v in (bn.moving_mean, bn.moving_variance)]
+    return [
+        keras.ops.convert_to_numpy(v).copy()
+        for bn in transfer._batchnorm_layers(backbone_of(model))
+        for v in (bn.moving_mean, bn.moving_variance)
+    ]
 
 
 def weights_of(layer):
@@ -77,8 +80,18 @@ def test_cached_head_phase_equals_full_model_fit():
     for cache in (True, False):
         model.set_weights(start)
         keras.utils.set_random_seed(11)  # both paths draw the same shuffles
-        result = fine_tune(model, (x, y), (xv, yv), head_epochs=2, finetune_epochs=0, head_lr=0.05,
-                           batch_size=8, cache_features=cache, shuffle=True, verbose=0)
+        result = fine_tune(
+            model,
+            (x, y),
+            (xv, yv),
+            head_epochs=2,
+            finetune_epochs=0,
+            head_lr=0.05,
+            batch_size=8,
+            cache_features=cache,
+            shuffle=True,
+            verbose=0,
+        )
         assert result.features_cached is cache
         runs[cache] = (model.predict(xv, verbose=0), result.head_history.history)
     assert np.abs(runs[True][0] - untrained).max() > 1e-3  # the head did train
@@ -98,8 +111,17 @@ def test_cached_phase_with_dict_inputs_validates_like_the_full_model():
     xv, yv = tabular_data(20, seed=5)
     # AUCTracker predicts on the RAW dict validation inputs through self.model (the full model)
     tracker = AUCTracker((xv, yv), ci_level=None)
-    result = fine_tune(model, (x, y), (xv, yv), head_epochs=4, finetune_epochs=0, head_lr=0.05,
-                       metrics=["accuracy"], callbacks=[tracker], verbose=0)
+    result = fine_tune(
+        model,
+        (x, y),
+        (xv, yv),
+        head_epochs=4,
+        finetune_epochs=0,
+        head_lr=0.05,
+        metrics=["accuracy"],
+        callbacks=[tracker],
+        verbose=0,
+    )
     assert result.features_cached and result.cache_reason.startswith("frozen backbone")
     assert result.feature_seconds > 0 and result.head_seconds > 0 and result.finetune_history is None
     # the last val_loss was computed on cached features; the full model on raw inputs agrees
@@ -119,8 +141,9 @@ def test_cached_phase_from_a_dataset_equals_the_slow_path():
     preds = {}
     for cache in (True, False):
         model.set_weights(start)
-        result = fine_tune(model, ds, head_epochs=3, finetune_epochs=0, head_lr=0.05,
-                           cache_features=cache, shuffle=False, verbose=0)
+        result = fine_tune(
+            model, ds, head_epochs=3, finetune_epochs=0, head_lr=0.05, cache_features=cache, shuffle=False, verbose=0
+        )
         assert result.features_cached is cache
         preds[cache] = model.predict(x[:8], verbose=0)
     np.testing.assert_allclose(preds[True], preds[False], rtol=1e-5, atol=1e-6)
@@ -136,8 +159,18 @@ def test_full_fine_tune_run_trains_head_then_top_with_batchnorm_frozen():
     x, y = image_data()
     bb = backbone_of(model)
     stats, conv1, conv2 = bn_stats(model), weights_of(bb.get_layer("conv1")), weights_of(bb.get_layer("conv2"))
-    result = fine_tune(model, (x, y), (x[:16], y[:16]), head_epochs=2, finetune_epochs=2, head_lr=1e-2,
-                       finetune_lr=1e-2, unfreeze_top=3, batch_size=16, verbose=0)
+    result = fine_tune(
+        model,
+        (x, y),
+        (x[:16], y[:16]),
+        head_epochs=2,
+        finetune_epochs=2,
+        head_lr=1e-2,
+        finetune_lr=1e-2,
+        unfreeze_top=3,
+        batch_size=16,
+        verbose=0,
+    )
     assert isinstance(result, FineTuneResult)
     assert result.head_history.epoch == [0, 1] and result.finetune_history.epoch == [2, 3]
     assert result.epochs == 4 and len(result.history["val_loss"]) == 4
@@ -250,8 +283,15 @@ def test_callbacks_in_cached_phase_see_the_full_model(tmp_path):
     checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "last.keras"), monitor="loss")
     reduce = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=1e9, factor=0.5)
     stop = keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=1e9, restore_best_weights=True)
-    result = fine_tune(model, (x, y), head_epochs=5, finetune_epochs=0, head_lr=0.01,
-                       callbacks=[checkpoint, reduce, recorder, stop], verbose=0)
+    result = fine_tune(
+        model,
+        (x, y),
+        head_epochs=5,
+        finetune_epochs=0,
+        head_lr=0.01,
+        callbacks=[checkpoint, reduce, recorder, stop],
+        verbose=0,
+    )
     assert result.features_cached
     assert all(m is model for m in recorder.models)
     # ReduceLROnPlateau changed the optimizer that was training; EarlyStopping stopped the head-only fit
@@ -354,8 +394,9 @@ def test_bad_data_is_rejected(small):
 def test_head_lr_find_uses_the_lr_find_suggestion(caplog):
     keras.utils.set_random_seed(10)
     inputs = keras.Input((4,))
-    model = build_transfer_model(keras.Model(inputs, keras.layers.Dense(6, activation="tanh")(inputs), name="enc"),
-                                 head())
+    model = build_transfer_model(
+        keras.Model(inputs, keras.layers.Dense(6, activation="tanh")(inputs), name="enc"), head()
+    )
     x = np.random.default_rng(2).normal(size=(80, 4)).astype("float32")
     y = (x[:, 0] - x[:, 1] > 0).astype("float32")
     with caplog.at_level("INFO", logger="kerafine.finetune"):
@@ -381,15 +422,18 @@ def _run_finetune_script(config):
 
     script = str(Path(__file__).with_name("_finetune_kill_script.py"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, script, json.dumps(config)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, script, json.dumps(config)], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_cached_head_phase_killed_and_resumed_ends_bit_identical_without_recomputing_features(tmp_path):
     reference = _run_finetune_script({"directory": str(tmp_path / "ref"), "out": str(tmp_path / "ref.npz")})
     assert reference.returncode == 0, reference.stderr[-3000:]
-    killed = _run_finetune_script({"directory": str(tmp_path / "run"), "out": str(tmp_path / "run.npz"), "kill_epoch": 3})
+    killed = _run_finetune_script(
+        {"directory": str(tmp_path / "run"), "out": str(tmp_path / "run.npz"), "kill_epoch": 3}
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not (tmp_path / "run.npz").exists()
     features = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("features-"))
@@ -417,8 +461,15 @@ def test_auto_caching_stays_on_with_checkpoint_restart_and_checkpoints_the_head_
     assert r.features_cached and not r.features_loaded
     assert [p.name for p in ckpt.checkpoints()][0] == "ckpt-00000003"  # initial + one per head epoch
     # A second run of the same script resumes the finished head phase: nothing trains, nothing is recomputed.
-    again = fine_tune(model, (x, y), head_epochs=2, finetune_epochs=0, callbacks=[CheckpointRestart(tmp_path / "c")],
-                      batch_size=8, verbose=0)
+    again = fine_tune(
+        model,
+        (x, y),
+        head_epochs=2,
+        finetune_epochs=0,
+        callbacks=[CheckpointRestart(tmp_path / "c")],
+        batch_size=8,
+        verbose=0,
+    )
     assert again.features_loaded and again.head_history.epoch == []
 
 
@@ -455,8 +506,9 @@ def test_constant_backbone_features_are_flagged_before_training_with_the_batchno
     x = images(64)
     y = np.arange(64) % 3
     with pytest.warns(TrainingProblemWarning, match=r"near-constant features: 4 of 4 .*BatchNorm moving statistics"):
-        result = fine_tune(_softmax_model(True), (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=0,
-                           verbose=0)
+        result = fine_tune(
+            _softmax_model(True), (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=0, verbose=0
+        )
     kinds = [p.kind for p in result.problems]
     assert kinds[0] == "constant_features" and result.problems[0].epoch == 0
     assert result.problems[0].values["first_collapsing_batchnorm"] == "bn"
@@ -478,8 +530,16 @@ def test_a_healthy_backbone_gives_no_dead_model_alarm():
     y = np.searchsorted(np.quantile(score, [1 / 3, 2 / 3]), score)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrainingProblemWarning)
-        result = fine_tune(model, (x, y), validation_data=(x, y), head_epochs=30, finetune_epochs=0,
-                           head_lr=0.05, batch_size=16, verbose=0)
+        result = fine_tune(
+            model,
+            (x, y),
+            validation_data=(x, y),
+            head_epochs=30,
+            finetune_epochs=0,
+            head_lr=0.05,
+            batch_size=16,
+            verbose=0,
+        )
     assert result.problems == ()
     assert len(np.unique(model.predict(x, verbose=0).argmax(axis=1))) > 1
 
@@ -494,8 +554,9 @@ def test_a_model_predicting_one_class_on_validation_is_flagged():
     out.kernel.assign(np.zeros_like(keras.ops.convert_to_numpy(out.kernel)))
     out.bias.assign(np.full((1,), -20.0, "float32"))  # sigmoid(-20): class 0 for every row
     with pytest.warns(TrainingProblemWarning, match=r"predicts class 0 for all 48 validation rows .*labels hold 2"):
-        result = fine_tune(model, (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=0,
-                           head_lr=1e-9, verbose=0)
+        result = fine_tune(
+            model, (x, y), validation_data=(x, y), head_epochs=1, finetune_epochs=0, head_lr=1e-9, verbose=0
+        )
     (problem,) = result.problems
     assert problem.kind == "one_class_predictions" and problem.values["rows"] == 48
 
@@ -510,8 +571,16 @@ def test_class_weight_balanced_is_scikit_learns_and_reaches_both_phases():
     def run(**kwargs):
         keras.utils.set_random_seed(0)
         model = build_transfer_model(conv_backbone(), head())
-        result = fine_tune(model, kwargs.pop("data"), head_epochs=1, finetune_epochs=1, unfreeze_top=2,
-                           shuffle=False, verbose=0, **kwargs)
+        result = fine_tune(
+            model,
+            kwargs.pop("data"),
+            head_epochs=1,
+            finetune_epochs=1,
+            unfreeze_top=2,
+            shuffle=False,
+            verbose=0,
+            **kwargs,
+        )
         return result, model.get_weights()
 
     result, weighted = run(data=(x, y), class_weight="balanced")
@@ -550,6 +619,7 @@ def test_bad_class_weight_is_refused_before_any_work(class_weight, match):
 
 # ---------------------------------------------------------- non-finite data (issue 19)
 
+
 def _relu_cnn_transfer():
     inputs = keras.Input((6, 6, 2), name="image")
     x = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="conv1")(inputs)
@@ -562,17 +632,23 @@ def test_two_nan_images_are_refused_before_training_naming_the_data_count_and_ro
     x[[16, 17]] = np.nan
     model = _relu_cnn_transfer()
     before = [w.copy() for w in model.get_weights()]
-    with pytest.raises(DataError, match=r"`train_data`: 2 of 48 rows hold NaN or inf \(inputs: 2; first rows \[16, 17\]\)"
-                       r".*non_finite=\"drop\""):
+    with pytest.raises(
+        DataError,
+        match=r"`train_data`: 2 of 48 rows hold NaN or inf \(inputs: 2; first rows \[16, 17\]\)"
+        r".*non_finite=\"drop\"",
+    ):
         fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing trained
 
 
-@pytest.mark.parametrize("where, match", [
-    ("labels", r"`validation_data`: 1 of 48 rows hold NaN or inf \(labels: 1; first rows \[5\]\)"),
-    ("inf", r"`validation_data`: 1 of 48 rows hold NaN or inf \(inputs: 1; first rows \[7\]\)"),
-    ("weights", r"`validation_data`: 1 of 48 rows hold NaN or inf \(sample weights: 1; first rows \[3\]\)"),
-])
+@pytest.mark.parametrize(
+    "where, match",
+    [
+        ("labels", r"`validation_data`: 1 of 48 rows hold NaN or inf \(labels: 1; first rows \[5\]\)"),
+        ("inf", r"`validation_data`: 1 of 48 rows hold NaN or inf \(inputs: 1; first rows \[7\]\)"),
+        ("weights", r"`validation_data`: 1 of 48 rows hold NaN or inf \(sample weights: 1; first rows \[3\]\)"),
+    ],
+)
 def test_nan_or_inf_in_validation_labels_inputs_or_weights_is_refused(where, match):
     x, y = image_data()
     w = np.ones(len(y), "float32")
@@ -584,15 +660,23 @@ def test_nan_or_inf_in_validation_labels_inputs_or_weights_is_refused(where, mat
     else:
         w[3] = np.nan
     with pytest.raises(DataError, match=match):
-        fine_tune(_relu_cnn_transfer(), image_data(seed=1), validation_data=(x, y, w), head_epochs=1,
-                  finetune_epochs=0, verbose=0)
+        fine_tune(
+            _relu_cnn_transfer(),
+            image_data(seed=1),
+            validation_data=(x, y, w),
+            head_epochs=1,
+            finetune_epochs=0,
+            verbose=0,
+        )
 
 
 def test_nan_in_one_named_input_is_named_by_its_key():
     x, y = tabular_data()
     x["num"][[2, 9, 11], 1] = np.nan
     model = build_transfer_model(dict_backbone(), head())
-    with pytest.raises(DataError, match=r"3 of 40 rows hold NaN or inf \(inputs\['num'\]: 3; first rows \[2, 9, 11\]\)"):
+    with pytest.raises(
+        DataError, match=r"3 of 40 rows hold NaN or inf \(inputs\['num'\]: 3; first rows \[2, 9, 11\]\)"
+    ):
         fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, verbose=0)
 
 
@@ -601,8 +685,9 @@ def test_non_finite_drop_trains_on_the_finite_rows_and_says_how_many_it_dropped(
     x[[16, 17]] = np.nan
     model = _relu_cnn_transfer()
     with pytest.warns(UserWarning, match=r"dropped the rows of `train_data` holding NaN or inf: 2 of 48 rows"):
-        result = fine_tune(model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0, non_finite="drop",
-                           cache_features=False)
+        result = fine_tune(
+            model, (x, y), head_epochs=1, finetune_epochs=1, verbose=0, non_finite="drop", cache_features=False
+        )
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert np.isfinite(result.history["loss"]).all()
 

@@ -68,7 +68,9 @@ def test_regression_is_linear():
     last = head.layers[-1]
     assert last.name == "predictions" and last.units == 3 and _activation(last) == "linear"
     x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
-    np.testing.assert_allclose(np.asarray(head(2 * x)) - np.asarray(head(x)), np.asarray(head(x)) - np.asarray(head(0 * x)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(head(2 * x)) - np.asarray(head(x)), np.asarray(head(x)) - np.asarray(head(0 * x)), atol=1e-5
+    )
 
 
 def test_head_trains_one_step_on_a_backbone_and_round_trips(tmp_path, seeded):

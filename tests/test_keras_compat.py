@@ -94,7 +94,9 @@ def test_nodes_by_depth_records_each_call_with_its_training_argument():
     assert calls[0].arguments.kwargs.get("training") is False, changed(
         internal, "the node no longer records the call's `training` keyword (Node.arguments.kwargs)"
     )
-    assert calls[0].outputs[0] is outer.get_layer("top").input, changed(internal, "node.outputs is not the call's output")
+    assert calls[0].outputs[0] is outer.get_layer("top").input, changed(
+        internal, "node.outputs is not the call's output"
+    )
     assert any(n.is_input for n in nodes), changed(internal, "input nodes are no longer marked is_input")
     assert compat.nodes_by_depth(keras.layers.Dense(1)) == {}
 
@@ -103,7 +105,9 @@ def test_sequential_keeps_its_graph_in_functional():
     internal = "Sequential._functional"
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="a"), keras.layers.Dense(1, name="b")])
     graph = compat.functional_graph(model)
-    assert graph is not model and isinstance(graph, keras.Model), changed(internal, "a built Sequential has no inner Functional")
+    assert graph is not model and isinstance(graph, keras.Model), changed(
+        internal, "a built Sequential has no inner Functional"
+    )
     called = {n.operation.name for depth in compat.nodes_by_depth(graph).values() for n in depth if not n.is_input}
     assert called == {"a", "b"}, changed(internal, f"its graph calls {sorted(called)}")
     functional, _ = _nested()
@@ -121,7 +125,9 @@ def test_inputs_structure_keeps_dicts_and_lists():
         internal, f"a dict of inputs comes back as {structure!r}"
     )
     assert structure["age"] is a
-    assert isinstance(compat.inputs_structure(as_list), (list, tuple)), changed(internal, "a list of inputs is not a list")
+    assert isinstance(compat.inputs_structure(as_list), (list, tuple)), changed(
+        internal, "a list of inputs is not a list"
+    )
 
 
 def _bn_pair():
@@ -149,7 +155,9 @@ def test_pin_inference_keeps_the_recorded_training_false_under_fit():
     # Inference mode uses the initial moving statistics (mean 0, variance 1): x comes back
     # almost unchanged; training mode would centre each column on its batch mean.
     y = np.asarray(outer(X, training=True))
-    np.testing.assert_allclose(y, X, rtol=1e-2, atol=1e-2, err_msg=changed(internal, "a pinned layer takes fit's training=True"))
+    np.testing.assert_allclose(
+        y, X, rtol=1e-2, atol=1e-2, err_msg=changed(internal, "a pinned layer takes fit's training=True")
+    )
     # The pin is per object: another instance of the class is untouched.
     _, other = _bn_pair()
     assert not compat.is_pinned(other)

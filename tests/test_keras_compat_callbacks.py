@@ -11,14 +11,18 @@ from kerafine import _keras_compat as kc
 
 
 def _model():
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3), keras.layers.Dropout(0.5, seed=1), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(3), keras.layers.Dropout(0.5, seed=1), keras.layers.Dense(1)]
+    )
     model.compile(keras.optimizers.SGD(0.1), "mse", metrics=["mae"])
     return model
 
 
 def _fit_with(callback, model=None, **kwargs):
     model = model or _model()
-    model.fit(np.ones((8, 2), "float32"), np.ones((8, 1), "float32"), batch_size=4, verbose=0, callbacks=[callback], **kwargs)
+    model.fit(
+        np.ones((8, 2), "float32"), np.ones((8, 1), "float32"), batch_size=4, verbose=0, callbacks=[callback], **kwargs
+    )
     return model
 
 
@@ -46,7 +50,9 @@ def test_wrap_callback_list_replaces_instance_methods_and_undo_restores_them():
 
     def wrap(cb):
         cbl = kc.running_callback_list(cb)
-        return kc.wrap_callback_list(cbl, on_epoch_end=lambda orig: lambda epoch, logs=None: (seen.append(epoch), orig(epoch, logs)))
+        return kc.wrap_callback_list(
+            cbl, on_epoch_end=lambda orig: lambda epoch, logs=None: (seen.append(epoch), orig(epoch, logs))
+        )
 
     probe = _Probe(wrap)
     _fit_with(probe, epochs=2)
@@ -55,7 +61,9 @@ def test_wrap_callback_list_replaces_instance_methods_and_undo_restores_them():
 
 def test_initial_epoch_private_attribute_is_what_fit_starts_from():
     def start_at_two(cb):
-        assert kc.get_initial_epoch(cb.model) is None, "Model._initial_epoch is gone (Keras's BackupAndRestore writes it too)"
+        assert kc.get_initial_epoch(cb.model) is None, (
+            "Model._initial_epoch is gone (Keras's BackupAndRestore writes it too)"
+        )
         kc.set_initial_epoch(cb.model, 2)
 
     epochs = []
@@ -182,8 +190,15 @@ def test_reopen_csv_logger_makes_an_open_CSVLogger_write_to_the_replaced_file(tm
         seen["reopened"] = kc.reopen_csv_logger(csv_logger)
 
     model = _model()
-    model.fit(np.ones((8, 2), "float32"), np.ones((8, 1), "float32"), batch_size=4, epochs=2, initial_epoch=1,
-              verbose=0, callbacks=[csv_logger, _Probe(replace_then_reopen)])
+    model.fit(
+        np.ones((8, 2), "float32"),
+        np.ones((8, 1), "float32"),
+        batch_size=4,
+        epochs=2,
+        initial_epoch=1,
+        verbose=0,
+        callbacks=[csv_logger, _Probe(replace_then_reopen)],
+    )
     assert seen["reopened"] is True
     lines = path.read_text().splitlines()
     assert lines[0] == "epoch,loss" and [line.split(",")[0] for line in lines[1:]] == ["0", "1"], lines

@@ -51,8 +51,12 @@ def test_a_loss_still_falling_at_end_lr_uses_the_steepest_descent(seeded):
 
 def _transfer_model(frozen):
     backbone = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.BatchNormalization(),
-         keras.layers.Dense(8, activation="relu")],
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(8, activation="relu"),
+        ],
         name="backbone",
     )
     backbone.trainable = not frozen
@@ -138,22 +142,26 @@ def test_dataset_input_and_result_outputs(seeded):
 
 # ---------------------------------------------------------------- bad input
 
+
 def _compiled():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(), loss="mse")
     return model
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(start_lr=1.0, end_lr=1.0), r"`start_lr`: received 1.0; expected a float smaller than end_lr=1.0"),
-    (dict(start_lr=0.1, end_lr=0.01), r"`start_lr`: received 0.1"),
-    (dict(start_lr=0.0), r"`start_lr`: received 0.0"),
-    (dict(end_lr=float("inf")), r"`end_lr`"),
-    (dict(num_steps=5), r"`num_steps`: received 5; expected an int >= 10"),
-    (dict(smoothing=1.0), r"`smoothing`"),
-    (dict(diverge_factor=1.0), r"`diverge_factor`"),
-    (dict(batch_size=0), r"`batch_size`"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(start_lr=1.0, end_lr=1.0), r"`start_lr`: received 1.0; expected a float smaller than end_lr=1.0"),
+        (dict(start_lr=0.1, end_lr=0.01), r"`start_lr`: received 0.1"),
+        (dict(start_lr=0.0), r"`start_lr`: received 0.0"),
+        (dict(end_lr=float("inf")), r"`end_lr`"),
+        (dict(num_steps=5), r"`num_steps`: received 5; expected an int >= 10"),
+        (dict(smoothing=1.0), r"`smoothing`"),
+        (dict(diverge_factor=1.0), r"`diverge_factor`"),
+        (dict(batch_size=0), r"`batch_size`"),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs, match):
     x, y = _linear_problem(1.0, n=64)
     with pytest.raises(KerafineError, match=match):
@@ -209,7 +217,9 @@ def test_data_that_cannot_be_cycled_is_rejected():
         for i in range(4):
             yield x[i * 25 : (i + 1) * 25], y[i * 25 : (i + 1) * 25]
 
-    with pytest.raises(DataError, match=r"ran out after 4 batches, fewer than num_steps=10, and a one-shot generator cannot be cycled"):
+    with pytest.raises(
+        DataError, match=r"ran out after 4 batches, fewer than num_steps=10, and a one-shot generator cannot be cycled"
+    ):
         lr_find(model, one_shot(), num_steps=10)
 
 

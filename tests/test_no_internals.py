@@ -60,13 +60,38 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "kerafine"
 COMPAT = PACKAGE / "_keras_compat.py"
 
 MUTABLE_CALLS = {
-    "dict", "list", "set", "defaultdict", "OrderedDict", "deque", "Counter",
-    "WeakSet", "WeakKeyDictionary", "WeakValueDictionary",
+    "dict",
+    "list",
+    "set",
+    "defaultdict",
+    "OrderedDict",
+    "deque",
+    "Counter",
+    "WeakSet",
+    "WeakKeyDictionary",
+    "WeakValueDictionary",
 }
 MUTATING_METHODS = {
-    "append", "add", "update", "setdefault", "pop", "popitem", "clear", "extend",
-    "insert", "remove", "discard", "__setitem__", "__delitem__", "appendleft", "popleft",
-    "difference_update", "intersection_update", "symmetric_difference_update", "sort", "reverse",
+    "append",
+    "add",
+    "update",
+    "setdefault",
+    "pop",
+    "popitem",
+    "clear",
+    "extend",
+    "insert",
+    "remove",
+    "discard",
+    "__setitem__",
+    "__delitem__",
+    "appendleft",
+    "popleft",
+    "difference_update",
+    "intersection_update",
+    "symmetric_difference_update",
+    "sort",
+    "reverse",
 }
 # Module-level mutable state that is a property of the process, not of a fit or a
 # model, each with its reason. Keep this short; a new entry needs a reason as strong.
@@ -147,7 +172,13 @@ def _class_table(tree: ast.Module) -> dict[str, dict]:
                 if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
                     defines.add(node.attr)
         for item in cls.body:
-            targets = item.targets if isinstance(item, ast.Assign) else [item.target] if isinstance(item, ast.AnnAssign) else []
+            targets = (
+                item.targets
+                if isinstance(item, ast.Assign)
+                else [item.target]
+                if isinstance(item, ast.AnnAssign)
+                else []
+            )
             defines.update(t.id for t in targets if isinstance(t, ast.Name))
         # `keras.callbacks.EarlyStopping` stays dotted, so it never resolves to kerafine's EarlyStopping.
         bases = [ast.unparse(b) for b in cls.bases]
@@ -234,8 +265,11 @@ class _Checker(ast.NodeVisitor):
         typed: dict[str, set[str]] = {}
         for node in ast.walk(function):
             if (
-                isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"
-                and len(node.args) == 2 and isinstance(node.args[0], ast.Name)
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "isinstance"
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Name)
             ):
                 kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
                 for kind in kinds:
@@ -331,14 +365,21 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
-        if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2:
+        if (
+            isinstance(func, ast.Name)
+            and func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) >= 2
+        ):
             name = node.args[1]
             if isinstance(name, ast.Constant) and isinstance(name.value, str) and _is_private(name.value):
                 if not self._owned(node.args[0], name.value):
                     self.report(node, f"{func.id}(..., {name.value!r}) on an object kerafine does not own")
         if (
-            isinstance(func, ast.Attribute) and func.attr == "import_module" and node.args
-            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+            isinstance(func, ast.Attribute)
+            and func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
         ):
             self._check_module_path(node, node.args[0].value)
         self.generic_visit(node)
@@ -346,8 +387,10 @@ class _Checker(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         # Comparison/copy dunders may read `other._x` of their own class; __init__ and __call__
         # take arbitrary objects, so they get no such licence.
-        dunder = node.name.startswith("__") and node.name.endswith("__") and node.name not in (
-            "__init__", "__new__", "__call__", "__post_init__", "__init_subclass__"
+        dunder = (
+            node.name.startswith("__")
+            and node.name.endswith("__")
+            and node.name not in ("__init__", "__new__", "__call__", "__post_init__", "__init_subclass__")
         )
         self.dunder_depth += dunder
         self.typed.append(self._typed_names(node))
@@ -459,8 +502,10 @@ def test_no_module_level_mutable_registry():
         ("def f(model):\n    return getattr(model, '_functional', None)", "getattr(..., '_functional')"),
         ("class C:\n    def f(self):\n        return self._keras_private_thing", "self._keras_private_thing"),
         # kerafine defines an `_is_improvement` elsewhere; inherited from Keras here, it is Keras's.
-        ("import keras\nclass E(keras.callbacks.EarlyStopping):\n    def f(self):\n        return self._is_improvement(1, 2)",
-         "self._is_improvement"),
+        (
+            "import keras\nclass E(keras.callbacks.EarlyStopping):\n    def f(self):\n        return self._is_improvement(1, 2)",
+            "self._is_improvement",
+        ),
         ("import sys\nsys._getframe(1)", "stack frames"),
         ("import inspect\ninspect.currentframe()", "stack frames"),
         ("import inspect\ninspect.stack()", "stack frames"),

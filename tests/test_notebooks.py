@@ -24,11 +24,16 @@ def kernel_of_this_interpreter(tmp_path, monkeypatch):
     """A kernelspec that runs ipykernel with *this* Python, found first on JUPYTER_PATH."""
     spec_dir = tmp_path / "jupyter" / "kernels" / "kerafine-test"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kerafine test", "language": "python",
-        "env": {"KERAFINE_NOTEBOOK_TEST": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    }))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "kerafine test",
+                "language": "python",
+                "env": {"KERAFINE_NOTEBOOK_TEST": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     return "kerafine-test"
 
@@ -40,8 +45,9 @@ def test_notebook_executes_in_a_jupyter_kernel(path, tmp_path, kernel_of_this_in
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, kernel_name=kernel_of_this_interpreter, timeout=300,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, kernel_name=kernel_of_this_interpreter, timeout=300, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

@@ -13,8 +13,10 @@ def test_load_model_restores_kerafine_layers_schedules_and_the_inference_pin(tmp
 
     backbone = backbones.vision("mobilenet_v2", weights=None, input_shape=(32, 32, 3))
     model = kerafine.build_transfer_model(backbone, heads.classification(3))
-    model.compile(keras.optimizers.Adam(WarmupCosineDecay(peak_lr=1e-3, total_steps=10, warmup_steps=2)),
-                  "sparse_categorical_crossentropy")
+    model.compile(
+        keras.optimizers.Adam(WarmupCosineDecay(peak_lr=1e-3, total_steps=10, warmup_steps=2)),
+        "sparse_categorical_crossentropy",
+    )
     x = np.random.default_rng(0).uniform(0, 255, size=(4, 32, 32, 3)).astype("float32")
     path = tmp_path / "m.keras"
     model.save(path)

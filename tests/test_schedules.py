@@ -49,10 +49,13 @@ def test_one_cycle_hits_start_peak_and_end_and_is_monotone_in_each_phase():
     assert float(s(10_000)) == pytest.approx(v[200], rel=1e-4)
 
 
-@pytest.mark.parametrize("schedule", [
-    OneCycle(max_lr=0.03, total_steps=40, pct_start=0.4),
-    WarmupCosineDecay(peak_lr=0.03, total_steps=40, warmup_steps=5, final_lr=1e-4),
-])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        OneCycle(max_lr=0.03, total_steps=40, pct_start=0.4),
+        WarmupCosineDecay(peak_lr=0.03, total_steps=40, warmup_steps=5, final_lr=1e-4),
+    ],
+)
 def test_schedule_round_trips_with_a_saved_model(tmp_path, schedule):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.Adam(learning_rate=schedule), loss="mse")
@@ -77,27 +80,33 @@ def test_schedule_works_inside_a_compiled_train_step():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(max_lr=0.0, total_steps=10), "max_lr"),
-    (dict(max_lr=-1.0, total_steps=10), "max_lr"),
-    (dict(max_lr=0.1, total_steps=1), "total_steps"),
-    (dict(max_lr=0.1, total_steps=10, pct_start=1.0), "pct_start"),
-    (dict(max_lr=0.1, total_steps=10, div_factor=0.5), "div_factor"),
-    (dict(max_lr=0.1, total_steps=10, final_div_factor=0.0), "final_div_factor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(max_lr=0.0, total_steps=10), "max_lr"),
+        (dict(max_lr=-1.0, total_steps=10), "max_lr"),
+        (dict(max_lr=0.1, total_steps=1), "total_steps"),
+        (dict(max_lr=0.1, total_steps=10, pct_start=1.0), "pct_start"),
+        (dict(max_lr=0.1, total_steps=10, div_factor=0.5), "div_factor"),
+        (dict(max_lr=0.1, total_steps=10, final_div_factor=0.0), "final_div_factor"),
+    ],
+)
 def test_one_cycle_rejects_bad_arguments(kwargs, match):
     with pytest.raises(KerafineError, match=f"Invalid value for argument `{match}`"):
         OneCycle(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(peak_lr=math.nan, total_steps=10), "peak_lr"),
-    (dict(peak_lr=0.1, total_steps=0), "total_steps"),
-    (dict(peak_lr=0.1, total_steps=10, warmup_steps=10), "warmup_steps"),
-    (dict(peak_lr=0.1, total_steps=10, warmup_steps=-1), "warmup_steps"),
-    (dict(peak_lr=0.1, total_steps=10, final_lr=0.2), "final_lr"),
-    (dict(peak_lr=0.1, total_steps=10, initial_lr=-0.1), "initial_lr"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(peak_lr=math.nan, total_steps=10), "peak_lr"),
+        (dict(peak_lr=0.1, total_steps=0), "total_steps"),
+        (dict(peak_lr=0.1, total_steps=10, warmup_steps=10), "warmup_steps"),
+        (dict(peak_lr=0.1, total_steps=10, warmup_steps=-1), "warmup_steps"),
+        (dict(peak_lr=0.1, total_steps=10, final_lr=0.2), "final_lr"),
+        (dict(peak_lr=0.1, total_steps=10, initial_lr=-0.1), "initial_lr"),
+    ],
+)
 def test_warmup_cosine_rejects_bad_arguments(kwargs, match):
     with pytest.raises(KerafineError, match=f"Invalid value for argument `{match}`"):
         WarmupCosineDecay(**kwargs)

@@ -34,8 +34,9 @@ def _env(**extra):
 
 
 def _run(code, **extra):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env=_env(**extra), cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=_env(**extra), cwd=ROOT
+    )
 
 
 @pytest.mark.parametrize("line", START_UP_LINES)
@@ -43,12 +44,15 @@ def test_each_known_start_up_line_is_noise(line):
     assert _is_noise(line)
 
 
-@pytest.mark.parametrize("line", [
-    "E0000 00:00:1796153307.270257    7197 op_kernel.cc:1857] OP_REQUIRES failed at matmul_op.cc: INVALID_ARGUMENT",
-    "Traceback (most recent call last):",
-    "RuntimeError: CUDA error: out of memory",
-    "W0000 some_file.cc:12] Could not load dynamic library 'libfoo.so'",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "E0000 00:00:1796153307.270257    7197 op_kernel.cc:1857] OP_REQUIRES failed at matmul_op.cc: INVALID_ARGUMENT",
+        "Traceback (most recent call last):",
+        "RuntimeError: CUDA error: out of memory",
+        "W0000 some_file.cc:12] Could not load dynamic library 'libfoo.so'",
+    ],
+)
 def test_other_lines_are_not_noise(line):
     assert not _is_noise(line)
 
@@ -58,28 +62,37 @@ def test_noise_patterns_are_listed_publicly():
 
 
 def test_importing_through_quiet_tensorflow_prints_no_start_up_notice():
-    proc = _run("import kerafine; kerafine.quiet_tensorflow(); import tensorflow as tf; "
-                "print(int(tf.constant(1) + 1)); import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+    proc = _run(
+        "import kerafine; kerafine.quiet_tensorflow(); import tensorflow as tf; "
+        "print(int(tf.constant(1) + 1)); import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["2", "2"]
     assert not [m for m in NOISE_MARKERS if m in proc.stderr], proc.stderr
 
 
 def test_a_user_set_log_level_is_kept():
-    proc = _run("import kerafine, os; kerafine.quiet_tensorflow(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])",
-                TF_CPP_MIN_LOG_LEVEL="0", KERAFINE_TF_STARTUP="show")  # "show": no import needed here
+    proc = _run(
+        "import kerafine, os; kerafine.quiet_tensorflow(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])",
+        TF_CPP_MIN_LOG_LEVEL="0",
+        KERAFINE_TF_STARTUP="show",
+    )  # "show": no import needed here
     assert proc.stdout.split() == ["0"]
 
 
 def test_show_turns_the_filter_off():
     # Control: without kerafine's filter this machine's TensorFlow does print start-up notices on stderr
     # (if it printed none, the test above would prove nothing).
-    proc = _run("import kerafine; kerafine.quiet_tensorflow(); import tensorflow as tf; tf.constant(1)",
-                KERAFINE_TF_STARTUP="show")
+    proc = _run(
+        "import kerafine; kerafine.quiet_tensorflow(); import tensorflow as tf; tf.constant(1)",
+        KERAFINE_TF_STARTUP="show",
+    )
     assert proc.returncode == 0
     if not [m for m in NOISE_MARKERS if m in proc.stderr]:
-        pytest.fail("TensorFlow printed no start-up notice here; the filtering tests above are vacuous: "
-                    f"stderr was {proc.stderr!r}")
+        pytest.fail(
+            "TensorFlow printed no start-up notice here; the filtering tests above are vacuous: "
+            f"stderr was {proc.stderr!r}"
+        )
 
 
 def test_a_real_error_written_during_the_import_still_shows(tmp_path):
@@ -87,14 +100,16 @@ def test_a_real_error_written_during_the_import_still_shows(tmp_path):
     # that writes a C-level error line to descriptor 2 is imported under the same capture.
     mod = tmp_path / "tensorflow_probe_error.py"
     mod.write_text("import os\nos.write(2, b'E0000 real_op.cc:1] a real error that must be seen\\n')\n")
-    code = ("import sys, builtins, importlib\n"
-            "real_import = builtins.__import__\n"
-            "def probing_import(name, *a, **k):\n"
-            "    if name == 'tensorflow':\n"
-            "        real_import('tensorflow_probe_error')\n"
-            "    return real_import(name, *a, **k)\n"
-            "builtins.__import__ = probing_import\n"
-            "import kerafine._startup as s; s.quiet_tensorflow()\n")
+    code = (
+        "import sys, builtins, importlib\n"
+        "real_import = builtins.__import__\n"
+        "def probing_import(name, *a, **k):\n"
+        "    if name == 'tensorflow':\n"
+        "        real_import('tensorflow_probe_error')\n"
+        "    return real_import(name, *a, **k)\n"
+        "builtins.__import__ = probing_import\n"
+        "import kerafine._startup as s; s.quiet_tensorflow()\n"
+    )
     proc = _run(code, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert "a real error that must be seen" in proc.stderr
@@ -104,7 +119,8 @@ def test_a_real_error_written_during_the_import_still_shows(tmp_path):
 def test_a_failing_import_still_raises_with_its_message(tmp_path):
     (tmp_path / "tensorflow").mkdir()
     (tmp_path / "tensorflow" / "__init__.py").write_text(
-        "import os\nos.write(2, b'native library failed to load\\n')\nraise ImportError('broken tensorflow')\n")
+        "import os\nos.write(2, b'native library failed to load\\n')\nraise ImportError('broken tensorflow')\n"
+    )
     proc = _run("import kerafine; kerafine.quiet_tensorflow()", PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
     assert proc.returncode != 0
     assert "native library failed to load" in proc.stderr and "broken tensorflow" in proc.stderr
@@ -112,16 +128,27 @@ def test_a_failing_import_still_raises_with_its_message(tmp_path):
 
 def test_the_kerafine_command_starts_quietly(tmp_path):
     # `evaluate` loads TensorFlow before it reads its (missing) model: a cheap command that reaches the import.
-    proc = subprocess.run([sys.executable, "-m", "kerafine", "evaluate", str(tmp_path / "none.keras"),
-                           str(tmp_path / "none.csv")], capture_output=True, text=True, timeout=300,
-                          env=_env(), cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kerafine", "evaluate", str(tmp_path / "none.keras"), str(tmp_path / "none.csv")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        cwd=tmp_path,
+    )
     assert not [m for m in NOISE_MARKERS if m in proc.stderr], proc.stderr
     assert "kerafine evaluate: error:" in proc.stderr  # the command's own message is still there
 
 
 def test_version_prints_only_the_version():
-    proc = subprocess.run([sys.executable, "-m", "kerafine", "--version"], capture_output=True, text=True,
-                          timeout=120, env=_env(), cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kerafine", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=ROOT,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("kerafine ") and proc.stderr == ""
 
 

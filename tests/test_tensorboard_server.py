@@ -34,8 +34,9 @@ def _write_run(log_dir):
     model.compile("adam", "binary_crossentropy")
     callbacks = [
         AUCTracker((x[:128], y[:128]), name="val_auc", log_dir=str(log_dir)),
-        DriftMonitor(x[128:], x[:128] + np.array([0, 0, 2.0], "float32"), log_dir=str(log_dir),
-                     on_drift=lambda report: None),
+        DriftMonitor(
+            x[128:], x[:128] + np.array([0, 0, 2.0], "float32"), log_dir=str(log_dir), on_drift=lambda report: None
+        ),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
     ]
     import warnings
@@ -60,7 +61,9 @@ def test_tensorboard_serves_kerafine_scalar_tags(tmp_path):
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "tensorboard.main"]
     proc = subprocess.Popen(
         cmd + ["--logdir", str(log_dir), "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         tags, deadline = {}, time.monotonic() + 90

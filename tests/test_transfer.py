@@ -154,7 +154,9 @@ def test_nested_backbone_layers_count_one_by_one_and_by_container_name():
 
 
 def test_freeze_unknown_layer_name_suggests_close_names():
-    with pytest.raises(KerafineError, match=r'Invalid value for argument `freeze`: received \'conv_2\'.*Did you mean "conv2"'):
+    with pytest.raises(
+        KerafineError, match=r'Invalid value for argument `freeze`: received \'conv_2\'.*Did you mean "conv2"'
+    ):
         build_transfer_model(conv_backbone(), sigmoid_head(), freeze="conv_2")
     model = build_transfer_model(conv_backbone(), sigmoid_head())
     with pytest.raises(KerafineError, match=r"argument `layers`: received 'nonsense'.*backbone's layers are"):

@@ -52,8 +52,9 @@ def test_training_problem_warning_points_at_the_users_fit_line():
     model = _model()
     model.compile(keras.optimizers.SGD(1e-9), "binary_crossentropy")  # weights barely move: lr_too_low
     monitor = TrainingMonitor()
-    found = _caught(TrainingProblemWarning, lambda: model.fit(x, y, epochs=3, batch_size=32, verbose=0,
-                                                              callbacks=[monitor]))
+    found = _caught(
+        TrainingProblemWarning, lambda: model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[monitor])
+    )
     assert {os.path.abspath(w.filename) for w in found} == {HERE}, [(w.filename, str(w.message)) for w in found]
 
 
@@ -73,8 +74,10 @@ def test_under_fine_tune_the_warning_points_at_the_users_call_or_the_documented_
     enc = keras.Model(inputs, keras.layers.Dense(4, name="enc")(inputs), name="encoder")
     model = kerafine.build_transfer_model(enc, keras.layers.Dense(1, activation="sigmoid", name="predictions"))
     monitor = DriftMonitor(reference=x, current_data=x[:64] + np.array([0, 0, 0, 2.0], "float32"))
-    found = _caught(DriftWarning, lambda: kerafine.fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0,
-                                                              verbose=0, callbacks=[monitor]))
+    found = _caught(
+        DriftWarning,
+        lambda: kerafine.fine_tune(model, (x, y), head_epochs=1, finetune_epochs=0, verbose=0, callbacks=[monitor]),
+    )
     files = {os.path.abspath(w.filename) for w in found}
     if sys.version_info >= (3, 12):
         assert files == {HERE}  # skip_file_prefixes: every kerafine/Keras/TensorFlow frame is skipped
@@ -86,8 +89,9 @@ def test_under_fine_tune_the_warning_points_at_the_users_call_or_the_documented_
 def test_skip_prefixes_name_kerafine_keras_and_tensorflow():
     prefixes = _warn.skip_prefixes()
     for package in (kerafine, keras):
-        assert any(os.path.realpath(package.__file__).startswith(p) or package.__file__.startswith(p)
-                   for p in prefixes), (package.__file__, prefixes)
+        assert any(
+            os.path.realpath(package.__file__).startswith(p) or package.__file__.startswith(p) for p in prefixes
+        ), (package.__file__, prefixes)
     assert any(os.sep + "tensorflow" + os.sep in p for p in prefixes)
     assert all(p.endswith(os.sep) for p in prefixes)  # a directory, so "keras_foo" is not "keras"
 
@@ -105,9 +109,15 @@ def test_warn_from_a_plain_function_points_at_its_caller():
 
 
 def test_importing_the_helper_does_not_import_keras_or_tensorflow():
-    code = ("import sys, kerafine._warn as w; w.skip_prefixes(); "
-            "print('keras' in sys.modules, 'tensorflow' in sys.modules)")
+    code = (
+        "import sys, kerafine._warn as w; w.skip_prefixes(); print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    )
     root = os.path.dirname(os.path.dirname(HERE))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": root})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": root},
+    )
     assert proc.stdout.split() == ["False", "False"], proc.stderr

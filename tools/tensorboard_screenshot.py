@@ -70,8 +70,17 @@ def _tensorboard_command() -> list[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "tensorboard.main"]
 
 
-def screenshot(logdir: str, out: str, width: int = 1400, height: int = 1500, plugin: str = "custom_scalars",
-               chromium: str = "chromium", wait_ms: int = 20000, colors: int = 64, smoothing: float = 0.0) -> str:
+def screenshot(
+    logdir: str,
+    out: str,
+    width: int = 1400,
+    height: int = 1500,
+    plugin: str = "custom_scalars",
+    chromium: str = "chromium",
+    wait_ms: int = 20000,
+    colors: int = 64,
+    smoothing: float = 0.0,
+) -> str:
     """Start TensorBoard on ``logdir``, screenshot the ``plugin`` tab into ``out`` (PNG); returns ``out``.
 
     ``smoothing`` is set through the page's URL (TensorBoard's own default is 0.6).
@@ -91,9 +100,19 @@ def screenshot(logdir: str, out: str, width: int = 1400, height: int = 1500, plu
         with tempfile.TemporaryDirectory() as profile:
             raw = os.path.join(profile, "shot.png")
             subprocess.run(
-                [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                 f"--virtual-time-budget={wait_ms}", f"--screenshot={raw}", f"{base}/#{plugin}&_smoothingWeight={smoothing:g}&_ignoreYOutliers=false"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+                [
+                    chromium,
+                    *CHROMIUM_FLAGS,
+                    f"--user-data-dir={profile}",
+                    f"--window-size={width},{height}",
+                    f"--virtual-time-budget={wait_ms}",
+                    f"--screenshot={raw}",
+                    f"{base}/#{plugin}&_smoothingWeight={smoothing:g}&_ignoreYOutliers=false",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=300,
             )
             from PIL import Image
 
@@ -116,8 +135,16 @@ def main(argv=None) -> int:
     parser.add_argument("--wait-ms", type=int, default=20000, help="page time before the shot (default: 20000)")
     parser.add_argument("--smoothing", type=float, default=0.0, help="line smoothing, 0 to 0.999 (default: 0)")
     args = parser.parse_args(argv)
-    path = screenshot(args.logdir, args.out, args.width, args.height, args.plugin, args.chromium, args.wait_ms,
-                      smoothing=args.smoothing)
+    path = screenshot(
+        args.logdir,
+        args.out,
+        args.width,
+        args.height,
+        args.plugin,
+        args.chromium,
+        args.wait_ms,
+        smoothing=args.smoothing,
+    )
     print(f"{path}: {os.path.getsize(path) / 1024:.0f} kB")
     return 0
 

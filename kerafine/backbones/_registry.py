@@ -168,9 +168,9 @@ def get_spec(name: str) -> BackboneSpec:
     variants = sorted(c for a, c in aliases.items() if compact and a.startswith(compact))
     if variants:
         quoted = [f'"{v}"' for v in variants[:3]]
-        suggestion = " Did you mean " + (
-            quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
-        ) + "?"
+        suggestion = (
+            " Did you mean " + (quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]) + "?"
+        )
     else:
         suggestion = did_you_mean(compact, aliases)
     # did_you_mean matched against compact aliases: show canonical names instead.

@@ -15,9 +15,7 @@ __all__ = ["from_model"]
 
 def _load(path: str) -> keras.Model:
     if not path.endswith(".keras"):
-        raise invalid_argument(
-            "model_or_path", path, "a keras.Model or the path of a .keras file", error=WeightsError
-        )
+        raise invalid_argument("model_or_path", path, "a keras.Model or the path of a .keras file", error=WeightsError)
     if not os.path.isfile(path):
         raise invalid_argument(
             "model_or_path",
@@ -72,12 +70,7 @@ def _node_of(model: keras.Model, layer: keras.layers.Layer) -> Any:
     its inner graph's tensors, and a shared layer has several calls.
     """
     graph = functional_graph(model)  # a Sequential keeps its graph in an inner Functional
-    nodes = [
-        node
-        for depth_nodes in nodes_by_depth(graph).values()
-        for node in depth_nodes
-        if node.operation is layer
-    ]
+    nodes = [node for depth_nodes in nodes_by_depth(graph).values() for node in depth_nodes if node.operation is layer]
     if len(nodes) != 1:
         raise KerafineError(
             f"Layer {layer.name!r} is called {len(nodes)} times in model {model.name!r}, so "
@@ -137,9 +130,7 @@ def from_model(model_or_path: keras.Model | str | os.PathLike, cut_at: str | Non
     elif isinstance(model_or_path, keras.Model):
         model = model_or_path
     else:
-        raise invalid_argument(
-            "model_or_path", model_or_path, "a keras.Model or the path of a .keras file"
-        )
+        raise invalid_argument("model_or_path", model_or_path, "a keras.Model or the path of a .keras file")
     inputs = _graph_inputs(model)
     names = [layer.name for layer in model.layers]
     if cut_at is None:

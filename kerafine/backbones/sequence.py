@@ -32,9 +32,7 @@ def _check_input_shape(input_shape: Any) -> tuple[int | None, int]:
     ok_steps = timesteps is None or (
         isinstance(timesteps, numbers.Integral) and not isinstance(timesteps, bool) and timesteps >= 1
     )
-    ok_features = (
-        isinstance(features, numbers.Integral) and not isinstance(features, bool) and features >= 1
-    )
+    ok_features = isinstance(features, numbers.Integral) and not isinstance(features, bool) and features >= 1
     if not (ok_steps and ok_features):
         raise invalid_argument("input_shape", input_shape, expected, error=DataError)
     return (None if timesteps is None else int(timesteps)), int(features)
@@ -132,9 +130,7 @@ def _check_windows(windows: Any, timesteps: int | None, features: int) -> np.nda
     try:
         array = np.asarray(windows, dtype="float32")
     except (TypeError, ValueError) as error:
-        raise invalid_argument(
-            "windows", type(windows).__name__, "a numeric array", error=DataError
-        ) from error
+        raise invalid_argument("windows", type(windows).__name__, "a numeric array", error=DataError) from error
     expected = f"an array of shape (n_windows, timesteps, {features})"
     if array.ndim != 3:
         raise invalid_argument(
@@ -244,9 +240,7 @@ def _pretraining_setup(
             break
     x_dec = keras.layers.RepeatVector(n_steps, name="repeat")(embedding)
     x_dec = recurrent(width, return_sequences=True, name="decoder")(x_dec)
-    outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(
-        x_dec
-    )
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(features), name="reconstruction")(x_dec)
 
     return keras.Model(inputs, outputs, name=f"pretrain_{objective}"), x, target, weights
 
@@ -334,11 +328,7 @@ def pretrain_sequence_encoder(
     check_choice("objective", objective, ("forecast", "reconstruct", "masked"))
     epochs = check_positive_int("epochs", epochs)
     horizon = check_positive_int("horizon", horizon)
-    if (
-        isinstance(mask_rate, bool)
-        or not isinstance(mask_rate, numbers.Real)
-        or not 0.0 < float(mask_rate) < 1.0
-    ):
+    if isinstance(mask_rate, bool) or not isinstance(mask_rate, numbers.Real) or not 0.0 < float(mask_rate) < 1.0:
         raise invalid_argument("mask_rate", mask_rate, "a float strictly between 0 and 1, e.g. 0.15")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise invalid_argument("seed", seed, "None or an int >= 0")

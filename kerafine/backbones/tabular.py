@@ -132,12 +132,8 @@ def _columns(data: Any, wanted: list[str]) -> dict[str, np.ndarray]:
         )
     missing = [c for c in wanted if c not in found]
     if missing:
-        hints = "".join(
-            f" For {c!r}:{did_you_mean(c, found)}" for c in missing if did_you_mean(c, found)
-        )
-        raise DataError(
-            f"Missing columns in `data`: {missing}; found columns: {found}.{hints}"
-        )
+        hints = "".join(f" For {c!r}:{did_you_mean(c, found)}" for c in missing if did_you_mean(c, found))
+        raise DataError(f"Missing columns in `data`: {missing}; found columns: {found}.{hints}")
     columns: dict[str, np.ndarray] = {}
     lengths = set()
     for c in wanted:
@@ -145,16 +141,11 @@ def _columns(data: Any, wanted: list[str]) -> dict[str, np.ndarray]:
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim != 1:
-            raise DataError(
-                f"Column {c!r} of `data` must be 1-d (one value per row); got shape {array.shape}."
-            )
+            raise DataError(f"Column {c!r} of `data` must be 1-d (one value per row); got shape {array.shape}.")
         columns[c] = array
         lengths.add(len(array))
     if len(lengths) > 1:
-        raise DataError(
-            f"Columns of `data` have different lengths: "
-            f"{ {c: len(a) for c, a in columns.items()} }."
-        )
+        raise DataError(f"Columns of `data` have different lengths: { {c: len(a) for c, a in columns.items()} }.")
     if lengths == {0}:
         raise DataError("`data` has no rows: the preprocessing layers need training data to adapt on.")
     return columns
@@ -192,8 +183,11 @@ def _numeric(name: str, array: np.ndarray, impute: str | None) -> np.ndarray:
     if n_inf or (n_nan and impute is None):
         raise DataError(
             f"Numeric column {name!r} of `data` holds {n_nan + n_inf} NaN/inf values out of {array.size}; "
-            + ("replace the inf values first." if n_inf else
-               'pass impute="median" (median fill plus a missing-indicator feature) or fill them first.')
+            + (
+                "replace the inf values first."
+                if n_inf
+                else 'pass impute="median" (median fill plus a missing-indicator feature) or fill them first.'
+            )
         )
     if n_nan == array.size:
         raise DataError(f"Numeric column {name!r} of `data` is missing in every row; drop it.")
@@ -206,7 +200,7 @@ def _categorical(name: str, array: np.ndarray) -> tuple[np.ndarray, str]:
     if n_missing:
         raise DataError(
             f"Categorical column {name!r} of `data` holds {n_missing} missing values (NaN/None) "
-            f"out of {len(array)}; fill them with an explicit category (e.g. \"missing\") first. "
+            f'out of {len(array)}; fill them with an explicit category (e.g. "missing") first. '
             "Out-of-vocabulary handling covers unseen categories, not missing ones."
         )
     if array.dtype.kind in "biu":
@@ -399,9 +393,9 @@ def tabular_encoder(
         else:
             indices = keras.layers.Hashing(num_bins=hash_bins, name=f"{c}__hashing")(inputs[c])
             n_tokens = hash_bins
-        embedded = keras.layers.Embedding(
-            n_tokens, _embedding_dim(n_tokens, embedding_dim), name=f"{c}__embedding"
-        )(indices)
+        embedded = keras.layers.Embedding(n_tokens, _embedding_dim(n_tokens, embedding_dim), name=f"{c}__embedding")(
+            indices
+        )
         parts.append(keras.layers.Flatten(name=f"{c}__flatten")(embedded))
     x = keras.layers.Concatenate(name="features__concat")(parts) if len(parts) > 1 else parts[0]
     for i, width in enumerate(hidden):

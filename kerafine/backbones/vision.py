@@ -123,9 +123,7 @@ def _check_weights(weights: Any) -> str | None:
         if not path.endswith(".h5"):
             raise invalid_argument("weights", weights, expected, error=WeightsError)
         if not os.path.isfile(path):
-            raise invalid_argument(
-                "weights", weights, expected, hint="That file does not exist.", error=WeightsError
-            )
+            raise invalid_argument("weights", weights, expected, hint="That file does not exist.", error=WeightsError)
         return path
     raise invalid_argument("weights", weights, expected, error=WeightsError)
 
@@ -259,9 +257,7 @@ def vision(
                 error=WeightsError,
             ) from error
         for warning in caught:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     # Keras builds it from get_source_inputs(), a one-element list: rewrap it on the
     # bare Input so calling the backbone on a single tensor matches its structure.
     return keras.Model(inputs, model.output, name=model.name)

@@ -34,6 +34,8 @@ _LEFTOVER_RE = re.compile(r"^\.ckpt-\d{8}\.(?:tmp|del)-(\d+)-[0-9a-f]+$")
 _VARIABLES = "variables.bin"
 _META = "checkpoint.json"
 _ARRAY_TAG = "__array__"
+
+
 def _list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """``(sequence number, path)`` of complete-looking checkpoints, newest first."""
     out = []
@@ -76,7 +78,9 @@ def _remove_tree_atomically(path: Path, background: bool = False) -> threading.T
     return None
 
 
-def _write_checkpoint(directory: Path, groups: dict[str, list[np.ndarray]], state: dict, checksums: dict | None = None) -> None:
+def _write_checkpoint(
+    directory: Path, groups: dict[str, list[np.ndarray]], state: dict, checksums: dict | None = None
+) -> None:
     """Write every array into one raw file, and the index plus the state into one JSON file.
 
     Two files and one sequential write keep the fsyncs few; no pickle. The
@@ -130,9 +134,9 @@ def _read_checkpoint(directory: Path) -> tuple[dict, dict[str, list[np.ndarray]]
     arrays = {}
     for group, entries in meta["groups"].items():
         arrays[group] = [
-            np.frombuffer(blob, dtype=np.dtype(e["dtype"]), count=int(np.prod(e["shape"], dtype=np.int64)), offset=e["offset"]).reshape(
-                e["shape"]
-            )
+            np.frombuffer(
+                blob, dtype=np.dtype(e["dtype"]), count=int(np.prod(e["shape"], dtype=np.int64)), offset=e["offset"]
+            ).reshape(e["shape"])
             for e in entries
         ]
     state = _io.join_arrays(meta["state"], arrays.pop("state", []), tag=_ARRAY_TAG, copy=True)

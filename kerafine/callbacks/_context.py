@@ -104,7 +104,11 @@ def bind(callbacks, *, trained_model=None, watched_model=None, data=None) -> Non
     """
     from kerafine.callbacks.state import KerafineCallback
 
-    binding = {k: v for k, v in dict(trained_model=trained_model, watched_model=watched_model, data=data).items() if v is not None}
+    binding = {
+        k: v
+        for k, v in dict(trained_model=trained_model, watched_model=watched_model, data=data).items()
+        if v is not None
+    }
     for cb in callbacks:
         if isinstance(cb, KerafineCallback):
             cb._binding = binding

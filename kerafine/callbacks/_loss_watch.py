@@ -90,7 +90,9 @@ class LossWatch:
         smoothing: step losses in the smoothed loss (``>= 1``). Defaults to ``10``.
     """
 
-    def __init__(self, factor: float = DEFAULT_FACTOR, window: int = DEFAULT_WINDOW, smoothing: int = DEFAULT_SMOOTHING):
+    def __init__(
+        self, factor: float = DEFAULT_FACTOR, window: int = DEFAULT_WINDOW, smoothing: int = DEFAULT_SMOOTHING
+    ):
         self.factor = float(factor)
         self.window = int(window)
         self.smoothing = int(smoothing)
@@ -108,7 +110,7 @@ class LossWatch:
         batch_loss = (running * count - self.mean_prev * self.mean_count) / steps
         if not math.isfinite(running) or not math.isfinite(batch_loss):
             return Verdict("nonfinite", running, batch_loss, None, None, 0)
-        window = list(self.recent)[-(self.smoothing - 1):] if self.smoothing > 1 else []
+        window = list(self.recent)[-(self.smoothing - 1) :] if self.smoothing > 1 else []
         smoothed = math.fsum(window + [batch_loss]) / (len(window) + 1)
         median = statistics.median(self.smoothed) if len(self.smoothed) >= MIN_HISTORY else None
         if median is not None and median > 0 and smoothed > self.factor * median:

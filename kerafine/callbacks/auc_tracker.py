@@ -275,13 +275,15 @@ class AUCTracker(KerafineCallback):
                     f"{kind}(monitor={monitor!r}) comes before AUCTracker in the callback list, so it runs "
                     f"before {monitor!r} is written and never sees it. Put AUCTracker first: "
                     f"callbacks=[AUCTracker(...), {kind}(...), ...].",
-                    depth=1, hook=True,
+                    depth=1,
+                    hook=True,
                 )
             elif isinstance(cb, loggers):
                 _warn.warn(
                     f"{kind} comes before AUCTracker in the callback list, so it will not record "
                     f"{self._base_keys()}. Put AUCTracker first: callbacks=[AUCTracker(...), {kind}(...), ...].",
-                    depth=1, hook=True,
+                    depth=1,
+                    hook=True,
                 )
         if self.every_n_epochs > 1:
             for cb in callbacks[position + 1 :]:
@@ -292,7 +294,8 @@ class AUCTracker(KerafineCallback):
                         f"{self.every_n_epochs} epochs; on the other epochs the key is absent (Keras's monitors "
                         "skip those epochs with a warning; kerafine's EarlyStopping raises when fit() has "
                         "validation_data of its own). Use every_n_epochs=1 for a monitored key.",
-                        depth=1, hook=True,
+                        depth=1,
+                        hook=True,
                     )
 
     # ------------------------------------------------------------ hooks
@@ -369,6 +372,7 @@ class AUCTracker(KerafineCallback):
                 missing.append(names[c])
         if missing:
             self._warn_single_class(f"classes {missing} are absent from (or are all of) the validation labels")
+
         def avg(v):
             return ranking._class_average(v, t.y, t.weight, self.average)
 

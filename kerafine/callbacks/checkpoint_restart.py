@@ -128,7 +128,13 @@ def _rng_state() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     out = {
         "python": [py[0], list(py[1]), py[2]],
-        "numpy": {"name": name, "keys": np.asarray(keys), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": np.asarray(keys),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "keras_global": _keras_compat.global_seed_state(),
     }
     return out
@@ -140,7 +146,9 @@ def _set_rng_state(rng: dict) -> None:
         random.setstate((py[0], tuple(py[1]), py[2]))
     npy = rng.get("numpy")
     if npy:
-        np.random.set_state((npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+        np.random.set_state(
+            (npy["name"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"], npy["cached"])
+        )
     if rng.get("keras_global") is not None:
         _keras_compat.set_global_seed_state(rng["keras_global"])
 
@@ -322,7 +330,9 @@ class CheckpointRestart(KerafineCallback):
         check_int("keep", keep, minimum=1, expected="an int >= 1")
         if not isinstance(rollback_on_divergence, (bool, np.bool_)):
             raise invalid_argument("rollback_on_divergence", rollback_on_divergence, "True or False")
-        check_number("divergence_factor", divergence_factor, minimum=1, min_inclusive=False, expected="a finite number > 1")
+        check_number(
+            "divergence_factor", divergence_factor, minimum=1, min_inclusive=False, expected="a finite number > 1"
+        )
         check_number("lr_factor", lr_factor, minimum=0, maximum=1, min_inclusive=False, expected="a number in (0, 1]")
         check_int("max_rollbacks", max_rollbacks, minimum=0, expected="an int >= 0")
         if not isinstance(delete_on_success, (bool, np.bool_)):
@@ -992,4 +1002,6 @@ class CheckpointRestart(KerafineCallback):
 
             step = self._global_step()
             tensorboard.batch_scalars(self.log_dir, {"checkpoint/restored_epoch": epoch}, step)
-            tensorboard.batch_text(self.log_dir, "checkpoint", f"resumed from {path.name} (epoch {epoch}, batch {batch})", step)
+            tensorboard.batch_text(
+                self.log_dir, "checkpoint", f"resumed from {path.name} (epoch {epoch}, batch {batch})", step
+            )

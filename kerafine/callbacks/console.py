@@ -25,9 +25,16 @@ from kerafine.errors import check_int, invalid_argument
 __all__ = ["ConsoleProgress", "DETAIL_KEYS"]
 
 #: Keys left out of the line by default: diagnostics that live in TensorBoard and the logs/CSV.
-DETAIL_KEYS = frozenset({
-    "step_seconds", "samples_per_second", "cpu_percent", "rss_mb", "gpu_memory_mb", "update_ratio",
-})
+DETAIL_KEYS = frozenset(
+    {
+        "step_seconds",
+        "samples_per_second",
+        "cpu_percent",
+        "rss_mb",
+        "gpu_memory_mb",
+        "update_ratio",
+    }
+)
 _RENAME = {"learning_rate": "lr"}
 
 
@@ -174,8 +181,12 @@ class ConsoleProgress(keras.callbacks.Callback):
         # must say so in one line, not one per phase.
         if self._epochs_run == 0 and not self._said_done:
             epochs = (self.params or {}).get("epochs")
-            print(f"nothing to train: all {epochs} epochs of this run were already done (or it had stopped "
-                  "early); the restored checkpoint holds the result", file=self._out(), flush=True)
+            print(
+                f"nothing to train: all {epochs} epochs of this run were already done (or it had stopped "
+                "early); the restored checkpoint holds the result",
+                file=self._out(),
+                flush=True,
+            )
             self._said_done = True
 
 
@@ -187,7 +198,11 @@ class _LiveConsoleProgress(ConsoleProgress):
             return
         steps = (self.params or {}).get("steps")
         loss = (logs or {}).get("loss")
-        text = f"  batch {batch + 1}" + (f"/{steps}" if steps else "") + (f"  loss {_number(loss)}" if loss is not None else "")
+        text = (
+            f"  batch {batch + 1}"
+            + (f"/{steps}" if steps else "")
+            + (f"  loss {_number(loss)}" if loss is not None else "")
+        )
         self._out().write("\r" + text[: self.width])
         self._out().flush()
         self._live = True

@@ -197,7 +197,9 @@ class DriftMonitor(_AlertHistoryCallback):
             raise invalid_argument("per_dimension", per_dimension, "True or False")
         if per_dimension and on != "embeddings":
             raise invalid_argument(
-                "per_dimension", per_dimension, f'False when on="{on}" (it applies to on="embeddings" only)',
+                "per_dimension",
+                per_dimension,
+                f'False when on="{on}" (it applies to on="embeddings" only)',
                 hint="Inputs and outputs always get one scalar per feature.",
             )
         if log_dir is not None:
@@ -227,7 +229,9 @@ class DriftMonitor(_AlertHistoryCallback):
             if isinstance(reference, ReferenceProfile):
                 self._detector = DriftDetector(reference, **self._detector_kwargs)
             else:
-                self._detector = DriftDetector(_inputs_only(reference), categorical=categorical, **self._detector_kwargs)
+                self._detector = DriftDetector(
+                    _inputs_only(reference), categorical=categorical, **self._detector_kwargs
+                )
             # This worker's own detector; on_train_begin swaps in the merged one in a cluster.
             self._shard_detector = self._detector
             self._current_x = _inputs_only(current_data)
@@ -247,7 +251,9 @@ class DriftMonitor(_AlertHistoryCallback):
                 raise invalid_argument("categorical", categorical, f'None when on="{on}" (embeddings are continuous)')
             # Validates the data forms and batch_size/steps now.
             self._ref_data = predictions.EvalData(reference, batch_size=batch_size, steps=steps, argument="reference")
-            self._cur_data = predictions.EvalData(current_data, batch_size=batch_size, steps=steps, argument="current_data")
+            self._cur_data = predictions.EvalData(
+                current_data, batch_size=batch_size, steps=steps, argument="current_data"
+            )
             DriftDetector(np.arange(16.0)[:, None], **self._detector_kwargs)  # validates the detector arguments
         self._reset()
 
@@ -365,8 +371,10 @@ class DriftMonitor(_AlertHistoryCallback):
             return
         report = self.check(epoch)
         self.last_report = report
-        self._write_logs(logs, {self._key("drift_share"): float(report.drift_share),
-                                self._key("drift_detected"): float(report.is_drift)})
+        self._write_logs(
+            logs,
+            {self._key("drift_share"): float(report.drift_share), self._key("drift_detected"): float(report.is_drift)},
+        )
         self.history.append(
             {
                 "epoch": int(epoch),

@@ -134,7 +134,9 @@ class EarlyStopping(KerafineCallback):
         _parse_min_delta(min_delta)
         _check_int("patience", patience)
         if mode not in _MODES:
-            raise invalid_argument("mode", mode, '"auto", "min" or "max"', did_you_mean(str(mode), _MODES).strip() or None)
+            raise invalid_argument(
+                "mode", mode, '"auto", "min" or "max"', did_you_mean(str(mode), _MODES).strip() or None
+            )
         if baseline is not None and (
             isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or not math.isfinite(baseline)
         ):

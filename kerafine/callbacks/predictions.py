@@ -301,7 +301,12 @@ class PredictionCache:
                 del self._entries[k]
             # The inputs are kept in the entry so that their id cannot be reused while it lives.
             self._entries[key] = (
-                digest, data.inputs, result.y_pred, result.y_true, result.sample_weight, result.nonfinite
+                digest,
+                data.inputs,
+                result.y_pred,
+                result.y_true,
+                result.sample_weight,
+                result.nonfinite,
             )
             y_pred, y, w, bad = result.y_pred, result.y_true, result.sample_weight, result.nonfinite
         if data.is_arrays:

@@ -156,8 +156,19 @@ class SecurityMonitor(_AlertHistoryCallback):
         x, y = split_data(self.data)
         inputs, y = self._attacker.prepare(x, y, self.perturb, self.clip)
         rows, _, _ = _curve(
-            self.model, self._attacker, inputs, y, [float(self.epsilon)], self.attack, self.steps, None, True,
-            self.seed, self.threshold, 0.95, self.batch_size,
+            self.model,
+            self._attacker,
+            inputs,
+            y,
+            [float(self.epsilon)],
+            self.attack,
+            self.steps,
+            None,
+            True,
+            self.seed,
+            self.threshold,
+            0.95,
+            self.batch_size,
         )
         return float(rows[0][0]), float(rows[1][0])
 

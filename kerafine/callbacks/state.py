@@ -199,7 +199,11 @@ class _AlertHistoryCallback(KerafineCallback):
         self.n_alerts = 0
 
     def get_state(self) -> dict:
-        return {"version": self.state_version, "history": [dict(h) for h in self.history], "n_alerts": int(self.n_alerts)}
+        return {
+            "version": self.state_version,
+            "history": [dict(h) for h in self.history],
+            "n_alerts": int(self.n_alerts),
+        }
 
     def set_state(self, state: dict) -> None:
         self.history = [dict(h) for h in state.get("history", [])]
@@ -399,7 +403,9 @@ def restore_states(
     return restored, missing
 
 
-def warn_partial_restore(states: dict, restored: list[str], missing: list[str], callbacks: Iterable, source: str) -> None:
+def warn_partial_restore(
+    states: dict, restored: list[str], missing: list[str], callbacks: Iterable, source: str
+) -> None:
     """Warn, naming each callback and key, about states nobody claimed and callbacks that found none."""
     by_key = {key: cb for key, cb in _unique_keys(callbacks)}
     for key in missing:

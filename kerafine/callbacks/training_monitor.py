@@ -394,7 +394,10 @@ class TrainingMonitor(KerafineCallback):
         losses = np.asarray(state.get("loss_window", []), dtype=np.float64).ravel()
         recent = np.asarray(state.get("recent_losses", []), dtype=np.float64).ravel()
         self._watch.set_state(
-            {"recent_smoothed": losses[-self.loss_window :].tolist(), "recent_losses": recent[-self.loss_smoothing :].tolist()},
+            {
+                "recent_smoothed": losses[-self.loss_window :].tolist(),
+                "recent_losses": recent[-self.loss_smoothing :].tolist(),
+            },
             running_mean=False,
         )
         self._best_val = state.get("best_val_loss")
@@ -543,7 +546,9 @@ class TrainingMonitor(KerafineCallback):
             parts.append("all weights still finite")
         if self.probe_data is None:
             values["probed"] = "weights"
-            parts.append("probed weights only: the batch is not visible to a callback; pass probe_data=x_train to locate NaN inputs and the layer producing them")
+            parts.append(
+                "probed weights only: the batch is not visible to a callback; pass probe_data=x_train to locate NaN inputs and the layer producing them"
+            )
             return values, "; ".join(parts)
         values["probed"] = "weights+outputs"
         try:
@@ -665,9 +670,7 @@ class TrainingMonitor(KerafineCallback):
         self._prev_batch = -1
         self._watch.new_epoch()
         self._last_lr = None
-        self._trainable_prints = {
-            g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if g.trainable
-        }
+        self._trainable_prints = {g.name: _probes.crc_fingerprint(g.variables) for g in self._groups if g.trainable}
         if self._is_measure_point(self._spe - 1):
             self._before = (self._snapshot(), self._iterations())
         if not self._features_checked:
@@ -745,7 +748,11 @@ class TrainingMonitor(KerafineCallback):
         values, probe_text = self._probe()
         values["loss"] = None if loss is None else float(loss)
         what = "weights became NaN/inf" if ratio is None else f"the update-to-weight ratio is {ratio}"
-        loss_text = "" if loss is None else f" (loss {float(loss):.4g}{': finite, yet the model is dead' if math.isfinite(float(loss)) else ''})"
+        loss_text = (
+            ""
+            if loss is None
+            else f" (loss {float(loss):.4g}{': finite, yet the model is dead' if math.isfinite(float(loss)) else ''})"
+        )
         if ratio is not None:
             values["update_ratio"] = float(ratio)
         self._report(
@@ -954,8 +961,9 @@ class TrainingMonitor(KerafineCallback):
         pred = predictions.predict(model, self._val, cache=self.context.predictions)
         if isinstance(pred.y_pred, (list, tuple, dict)):
             return  # several outputs: not judged
-        found = _health.one_class(np.asarray(pred.y_pred), pred.y_true,
-                                  from_logits=_health.from_logits_of(model.loss), where="validation")
+        found = _health.one_class(
+            np.asarray(pred.y_pred), pred.y_true, from_logits=_health.from_logits_of(model.loss), where="validation"
+        )
         if found is None:
             self._one_class_epochs, self._one_class_found = 0, None
             self._clear("one_class_predictions")
@@ -968,9 +976,13 @@ class TrainingMonitor(KerafineCallback):
     def _report_one_class(self) -> None:
         epoch, (values, text) = self._one_class_found
         values = dict(values, epochs_in_a_row=self._one_class_epochs)
-        self._report("one_class_predictions", epoch, None,
-                     f"TrainingMonitor: at epoch {epoch + 1} ({self._one_class_epochs} epoch(s) in a row), {text}",
-                     values)
+        self._report(
+            "one_class_predictions",
+            epoch,
+            None,
+            f"TrainingMonitor: at epoch {epoch + 1} ({self._one_class_epochs} epoch(s) in a row), {text}",
+            values,
+        )
 
     def on_train_end(self, logs=None):
         if self._one_class_found is not None:

@@ -33,7 +33,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kerafine",
         description="Transfer learning for Keras 3: pretrained backbones, two-phase fine-tuning, crash-safe "
-                    "checkpoints, exact AUC, drift alerts and TensorBoard logs.",
+        "checkpoints, exact AUC, drift alerts and TensorBoard logs.",
         epilog="Start with `kerafine demo`. Each command has its own --help.",
     )
     from kerafine import __version__
@@ -129,4 +129,3 @@ class _InterruptFlag:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         return False
-

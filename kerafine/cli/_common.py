@@ -59,8 +59,12 @@ def _scores(y_true, y_score) -> dict:
 
     y_true = np.asarray(y_true).ravel()
     y_score = np.asarray(y_score, dtype=np.float64).ravel()
-    return {"roc_auc": float(roc(y_true, y_score)), "pr_auc": float(pr(y_true, y_score)),
-            "n": int(len(y_true)), "positives": int(y_true.sum())}
+    return {
+        "roc_auc": float(roc(y_true, y_score)),
+        "pr_auc": float(pr(y_true, y_score)),
+        "n": int(len(y_true)),
+        "positives": int(y_true.sum()),
+    }
 
 
 def _load_model(path):
@@ -107,9 +111,21 @@ def _drift_frame(x, features=None, n: int = 1500):
     return frame.reset_index(drop=True)
 
 
-def _callbacks(*, x_train, x_val, y_val, log_dir: Path, ckpt_dir: Path | None, patience: int | None,
-               auc: bool = True, drift: bool = False, features=None, categorical=None, monitor: bool = True,
-               tensorboard: bool = True) -> tuple[list, list]:
+def _callbacks(
+    *,
+    x_train,
+    x_val,
+    y_val,
+    log_dir: Path,
+    ckpt_dir: Path | None,
+    patience: int | None,
+    auc: bool = True,
+    drift: bool = False,
+    features=None,
+    categorical=None,
+    monitor: bool = True,
+    tensorboard: bool = True,
+) -> tuple[list, list]:
     """The callback list of one training run and the names of the kerafine callbacks in it.
 
     ``drift`` attaches a :class:`~kerafine.callbacks.DriftMonitor` comparing
@@ -135,15 +151,28 @@ def _callbacks(*, x_train, x_val, y_val, log_dir: Path, ckpt_dir: Path | None, p
         used.append("AUCTracker")
         monitor_key = "val_auc"
     if drift:
-        cbs.append(DriftMonitor(_drift_frame(x_train, features), _drift_frame(x_val, features), on="inputs",
-                                categorical=list(categorical) if categorical else None, log_dir=os.fspath(log_dir)))
+        cbs.append(
+            DriftMonitor(
+                _drift_frame(x_train, features),
+                _drift_frame(x_val, features),
+                on="inputs",
+                categorical=list(categorical) if categorical else None,
+                log_dir=os.fspath(log_dir),
+            )
+        )
         used.append("DriftMonitor")
     if monitor:
         cbs.append(TrainingMonitor(log_dir=os.fspath(log_dir)))
         used.append("TrainingMonitor")
     if patience:
-        cbs.append(EarlyStopping(monitor=monitor_key, mode="max" if monitor_key == "val_auc" else "min",
-                                 patience=patience, restore_best_weights=True))
+        cbs.append(
+            EarlyStopping(
+                monitor=monitor_key,
+                mode="max" if monitor_key == "val_auc" else "min",
+                patience=patience,
+                restore_best_weights=True,
+            )
+        )
         used.append("EarlyStopping")
     if tensorboard:
         cbs.append(keras.callbacks.TensorBoard(log_dir=os.fspath(log_dir), write_graph=False, profile_batch=0))
@@ -153,8 +182,21 @@ def _callbacks(*, x_train, x_val, y_val, log_dir: Path, ckpt_dir: Path | None, p
     return cbs, used
 
 
-def _train(model, train, val, *, head_epochs: int, finetune_epochs: int, head_lr: float, finetune_lr: float,
-           unfreeze="all", batch_size: int, callbacks: list, verbose: int = 2, class_weight=None) -> dict:
+def _train(
+    model,
+    train,
+    val,
+    *,
+    head_epochs: int,
+    finetune_epochs: int,
+    head_lr: float,
+    finetune_lr: float,
+    unfreeze="all",
+    batch_size: int,
+    callbacks: list,
+    verbose: int = 2,
+    class_weight=None,
+) -> dict:
     """Train ``model`` with :func:`kerafine.fine_tune`, the one training path of ``fit`` and ``demo``.
 
     Phase 1 trains the head on the frozen backbone, phase 2 the top
@@ -167,15 +209,28 @@ def _train(model, train, val, *, head_epochs: int, finetune_epochs: int, head_lr
     """
     from kerafine.finetune import fine_tune
 
-    result = fine_tune(model, train, validation_data=val, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
-                       head_lr=head_lr, finetune_lr=finetune_lr, unfreeze_top=unfreeze, batch_size=batch_size,
-                       callbacks=callbacks, loss="binary_crossentropy", verbose=verbose,
-                       class_weight=class_weight)
+    result = fine_tune(
+        model,
+        train,
+        validation_data=val,
+        head_epochs=head_epochs,
+        finetune_epochs=finetune_epochs,
+        head_lr=head_lr,
+        finetune_lr=finetune_lr,
+        unfreeze_top=unfreeze,
+        batch_size=batch_size,
+        callbacks=callbacks,
+        loss="binary_crossentropy",
+        verbose=verbose,
+        class_weight=class_weight,
+    )
     histories = {}
     for phase, h in (("head", result.head_history), ("finetune", result.finetune_history)):
         if h is not None and h.epoch:
-            histories[phase] = {"epoch": [int(e) for e in h.epoch],
-                                **{k: [float(v) for v in vals] for k, vals in h.history.items()}}
+            histories[phase] = {
+                "epoch": [int(e) for e in h.epoch],
+                **{k: [float(v) for v in vals] for k, vals in h.history.items()},
+            }
     return histories
 
 
@@ -229,10 +284,17 @@ def _pretrain(encoder, windows, epochs: int, batch_size: int, callbacks, verbose
 
     from kerafine.backbones import pretrain_sequence_encoder
 
-    return pretrain_sequence_encoder(encoder, windows, objective="forecast", epochs=epochs, batch_size=batch_size,
-                                     optimizer=keras.optimizers.Adam(3e-3), callbacks=_console(callbacks, verbose),
-                                     verbose=0,
-                                     shuffle=True)
+    return pretrain_sequence_encoder(
+        encoder,
+        windows,
+        objective="forecast",
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=keras.optimizers.Adam(3e-3),
+        callbacks=_console(callbacks, verbose),
+        verbose=0,
+        shuffle=True,
+    )
 
 
 def _console(callbacks, verbose) -> list:
@@ -247,7 +309,6 @@ def _console(callbacks, verbose) -> list:
 def _sidecar(model_path: Path) -> Path:
     """``model.keras`` -> ``model.kerafine.json``: what evaluate needs to rebuild the inputs."""
     return model_path.with_name(model_path.name.removesuffix(".keras") + ".kerafine.json")
-
 
 
 # --------------------------------------------------------------------------- run directory
@@ -273,8 +334,9 @@ def _config_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _check_run_dir(out: Path, settings: dict, *, owned: tuple, ignored: tuple = (), fresh: bool, command: str,
-                   where: str) -> bool:
+def _check_run_dir(
+    out: Path, settings: dict, *, owned: tuple, ignored: tuple = (), fresh: bool, command: str, where: str
+) -> bool:
     """Remember ``settings`` (the resolved config) in ``out/run.json``; refuse a run directory made with others.
 
     Returns ``True`` when ``out`` holds a run of the same settings (resume it),
@@ -305,12 +367,16 @@ def _check_run_dir(out: Path, settings: dict, *, owned: tuple, ignored: tuple = 
         if previous.get("hash") == _config_hash(compared):
             return True
         old = previous.get("settings", {})
-        changed = [f"  {k}: {_show(old.get(k, '(absent)'))} -> {_show(compared.get(k, '(absent)'))}"
-                   for k in sorted(set(old) | set(compared)) if old.get(k, "(absent)") != compared.get(k, "(absent)")]
+        changed = [
+            f"  {k}: {_show(old.get(k, '(absent)'))} -> {_show(compared.get(k, '(absent)'))}"
+            for k in sorted(set(old) | set(compared))
+            if old.get(k, "(absent)") != compared.get(k, "(absent)")
+        ]
         note = f" ({', '.join(ignored)} may differ: they cannot change the result)" if ignored else ""
         raise KerafineError(
-            f"{os.fspath(out)} holds a run made with other settings; changed:\n" + "\n".join(changed) +
-            f"\nRe-running it would mix the two. Either start over in that directory: {command} --fresh\n"
+            f"{os.fspath(out)} holds a run made with other settings; changed:\n"
+            + "\n".join(changed)
+            + f"\nRe-running it would mix the two. Either start over in that directory: {command} --fresh\n"
             f"or keep it and set another {where}{note}."
         )
     out.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,9 @@ def _read_csv(path, argument: str):
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise invalid_argument(argument, os.fspath(path), "a readable CSV file with a header row", f"Reading it failed: {exc}.") from None
+        raise invalid_argument(
+            argument, os.fspath(path), "a readable CSV file with a header row", f"Reading it failed: {exc}."
+        ) from None
     return frame
 
 
@@ -160,6 +162,8 @@ def run(
         print(f"error: {exc}", file=err)
         return 2
     return 1 if report.is_drift else 0
+
+
 def _drift_paths(args) -> tuple[str, str]:
     """REFERENCE and CURRENT from ``--reference``/``--current``, positionals filling what the flags leave open."""
     positionals = [p for p in (args.reference_pos, args.current_pos) if p is not None]
@@ -169,8 +173,10 @@ def _drift_paths(args) -> tuple[str, str]:
         if value is None and positionals:
             value = positionals.pop(0)
         if value is None:
-            raise KerafineError(f"Missing argument `--{name}`: expected a path, e.g. `kerafine drift "
-                                f"--reference REF.csv --current CUR.csv`.")
+            raise KerafineError(
+                f"Missing argument `--{name}`: expected a path, e.g. `kerafine drift "
+                f"--reference REF.csv --current CUR.csv`."
+            )
         paths[name] = value
     if positionals:
         raise KerafineError(
@@ -182,30 +188,48 @@ def _drift_paths(args) -> tuple[str, str]:
 
 def _drift(args) -> int:
     reference, current = _drift_paths(args)
-    return int(run(reference, current, categorical=args.categorical, json_path=args.json,
-                   p_value=args.p_value, correction=args.correction, min_effect=args.min_effect, top=args.top))
-
+    return int(
+        run(
+            reference,
+            current,
+            categorical=args.categorical,
+            json_path=args.json,
+            p_value=args.p_value,
+            correction=args.correction,
+            min_effect=args.min_effect,
+            top=args.top,
+        )
+    )
 
 
 def add_parser(sub) -> None:
     """Register the command(s) of this module on the ``kerafine`` subparsers object ``sub``."""
     p = sub.add_parser(
-        "drift", help="compare a current CSV with a reference (CSV or saved profile): exit 1 on drift",
+        "drift",
+        help="compare a current CSV with a reference (CSV or saved profile): exit 1 on drift",
         description=textwrap.dedent("""\
             Test every column of CURRENT against REFERENCE (a CSV, or a directory written by
             ReferenceProfile.save) and print the drifted columns. Exit status: 0 no drift, 1 drift, 2 bad input."""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("reference_pos", nargs="?", metavar="REFERENCE",
-                   help="reference CSV or saved profile directory (or use --reference)")
+    p.add_argument(
+        "reference_pos",
+        nargs="?",
+        metavar="REFERENCE",
+        help="reference CSV or saved profile directory (or use --reference)",
+    )
     p.add_argument("current_pos", nargs="?", metavar="CURRENT.csv", help="current CSV (or use --current)")
     p.add_argument("--reference", metavar="REF", help="reference CSV or saved profile directory")
     p.add_argument("--current", metavar="CUR.csv", help="current CSV to test against the reference")
     p.add_argument("--categorical", metavar="COLS", help="comma-separated categorical columns")
     p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     p.add_argument("--p-value", type=float, default=0.05, help="significance level (default: 0.05)")
-    p.add_argument("--correction", choices=("bonferroni", "fdr"), default="bonferroni",
-                   help="multiple-testing correction (default: bonferroni)")
+    p.add_argument(
+        "--correction",
+        choices=("bonferroni", "fdr"),
+        default="bonferroni",
+        help="multiple-testing correction (default: bonferroni)",
+    )
     p.add_argument("--min-effect", type=float, default=None, help="smallest effect size reported as drift")
     p.add_argument("--top", type=int, default=20, help="at most this many drifted columns in the table (default: 20)")
     p.set_defaults(func=_drift)

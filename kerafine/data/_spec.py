@@ -36,8 +36,16 @@ def _load_source(d):
     if d.kind == "server_metrics":
         from kerafine.data import load_server_metrics
 
-        return load_server_metrics(cpu=d.cpu, memory=d.memory, diskio=d.diskio, uptime=d.uptime,
-                                   failures=d.failures, freq=d.freq, horizon=d.horizon, max_gap=d.max_gap)
+        return load_server_metrics(
+            cpu=d.cpu,
+            memory=d.memory,
+            diskio=d.diskio,
+            uptime=d.uptime,
+            failures=d.failures,
+            freq=d.freq,
+            horizon=d.horizon,
+            max_gap=d.max_gap,
+        )
     from kerafine.data import load_tabular
 
     return load_tabular(d.csv, d.label, numeric=d.numeric, categorical=d.categorical)
@@ -59,7 +67,7 @@ def _split_source(d, source) -> dict:
     rng = np.random.default_rng(sp.seed)
     order = rng.permutation(len(source))
     n_test, n_val = int(round(sp.test * len(source))), int(round(sp.val * len(source)))
-    idx = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    idx = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     return {name: source.take(np.sort(idx[name])) for name in SPLITS}
 
 
@@ -136,24 +144,45 @@ def load_config_data(d, say=None) -> dict:
             arrays[name] = _finite_windows(arrays[name], name, d.non_finite, say)
         for name in SPLITS:
             check_label_classes(arrays[name][1], {"train": "training", "val": "validation"}.get(name, name))
-        spec = {"kind": "server_metrics", "features": list(source.features), "window": d.window, "stride": d.stride,
-                "freq": d.freq, "horizon": d.horizon, "max_gap": d.max_gap, "normalizer": norm.to_dict()}
-        return {**arrays, "pretrain_x": pretrain_x, "spec": spec, "shape": (d.window, len(source.features)),
-                "notes": notes}
+        spec = {
+            "kind": "server_metrics",
+            "features": list(source.features),
+            "window": d.window,
+            "stride": d.stride,
+            "freq": d.freq,
+            "horizon": d.horizon,
+            "max_gap": d.max_gap,
+            "normalizer": norm.to_dict(),
+        }
+        return {
+            **arrays,
+            "pretrain_x": pretrain_x,
+            "spec": spec,
+            "shape": (d.window, len(source.features)),
+            "notes": notes,
+        }
     arrays = {}
     for name in SPLITS:
         check_label_classes(parts[name].y, {"train": "training", "val": "validation"}.get(name, name))
         arrays[name] = (parts[name].x, parts[name].y)
-    say(f"Loaded {len(source)} rows: {len(source.numeric)} numeric, {len(source.categorical)} categorical columns; "
-        f"train {len(arrays['train'][1])}, val {len(arrays['val'][1])}, test {len(arrays['test'][1])}")
-    spec = {"kind": "tabular", "label": d.label, "numeric": list(source.numeric),
-            "categorical": list(source.categorical)}
+    say(
+        f"Loaded {len(source)} rows: {len(source.numeric)} numeric, {len(source.categorical)} categorical columns; "
+        f"train {len(arrays['train'][1])}, val {len(arrays['val'][1])}, test {len(arrays['test'][1])}"
+    )
+    spec = {
+        "kind": "tabular",
+        "label": d.label,
+        "numeric": list(source.numeric),
+        "categorical": list(source.categorical),
+    }
     return {**arrays, "pretrain_x": None, "spec": spec, "shape": None, "notes": []}
 
 
 def _mismatch(argument: str, field: str, got, model) -> DataError:
-    return DataError(f"Invalid value for argument `{argument}`: its field `{field}` is {got!r}, but the model was "
-                     f"trained on {model!r}; the config's data does not match the model's inputs.")
+    return DataError(
+        f"Invalid value for argument `{argument}`: its field `{field}` is {got!r}, but the model was "
+        f"trained on {model!r}; the config's data does not match the model's inputs."
+    )
 
 
 def check_config_fits_model(spec: dict, d, argument: str = "DATA") -> None:
@@ -173,7 +202,8 @@ def check_config_fits_model(spec: dict, d, argument: str = "DATA") -> None:
         if d.window != spec["window"]:
             raise _mismatch(argument, "data.window", d.window, spec["window"])
         if pd.Timedelta(pd.tseries.frequencies.to_offset(d.freq)) != pd.Timedelta(
-                pd.tseries.frequencies.to_offset(spec["freq"])):
+            pd.tseries.frequencies.to_offset(spec["freq"])
+        ):
             raise _mismatch(argument, "data.freq", d.freq, spec["freq"])
         return
     if d.label != spec["label"]:
@@ -205,8 +235,12 @@ def _model_windows(spec: dict, metrics, where: str, argument: str, stride: int):
     _same_columns(list(metrics.features), spec["features"], where, argument, extra_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # short segments skipped: expected on any real fleet
-        return metrics.windows(spec["window"], stride=stride, features=spec["features"],
-                               normalizer=Normalizer.from_dict(spec["normalizer"]))
+        return metrics.windows(
+            spec["window"],
+            stride=stride,
+            features=spec["features"],
+            normalizer=Normalizer.from_dict(spec["normalizer"]),
+        )
 
 
 def config_split(spec: dict, d, split: str = "test", argument: str = "DATA"):
@@ -227,8 +261,9 @@ def config_split(spec: dict, d, split: str = "test", argument: str = "DATA"):
     from kerafine.data import load_tabular
 
     header = list(pd.read_csv(d.csv, nrows=0).columns)
-    _same_columns(header, spec["numeric"] + spec["categorical"] + [spec["label"]], os.fspath(d.csv), argument,
-                  extra_ok=True)
+    _same_columns(
+        header, spec["numeric"] + spec["categorical"] + [spec["label"]], os.fspath(d.csv), argument, extra_ok=True
+    )
     data = load_tabular(d.csv, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
     part = _split_source(d, data)[split]
     return part.x, part.y
@@ -265,12 +300,14 @@ def load_files(spec: dict, paths, argument: str = "DATA"):
         else:
             path = _check_file(paths, argument, expected)
             if not path.is_dir():
-                raise invalid_argument(argument, os.fspath(path), expected, "This model reads server metrics.",
-                                       error=DataError)
+                raise invalid_argument(
+                    argument, os.fspath(path), expected, "This model reads server metrics.", error=DataError
+                )
             missing = [f"{n}.csv" for n in METRIC_FILES if not (path / f"{n}.csv").is_file()]
             if missing:
-                raise invalid_argument(argument, os.fspath(path), expected, f"Missing: {', '.join(missing)}.",
-                                       error=DataError)
+                raise invalid_argument(
+                    argument, os.fspath(path), expected, f"Missing: {', '.join(missing)}.", error=DataError
+                )
             files, where = {n: path / f"{n}.csv" for n in METRIC_FILES}, os.fspath(path)
         metrics = load_server_metrics(**files, freq=spec["freq"], horizon=spec["horizon"], max_gap=spec["max_gap"])
         return _model_windows(spec, metrics, where, argument, spec["stride"])
@@ -279,14 +316,19 @@ def load_files(spec: dict, paths, argument: str = "DATA"):
     from kerafine.data import load_tabular
 
     if isinstance(paths, dict):
-        raise invalid_argument("--" + next(iter(paths)), os.fspath(next(iter(paths.values()))),
-                               "no metric file: this model reads a table (pass its CSV as DATA)", error=DataError)
+        raise invalid_argument(
+            "--" + next(iter(paths)),
+            os.fspath(next(iter(paths.values()))),
+            "no metric file: this model reads a table (pass its CSV as DATA)",
+            error=DataError,
+        )
     path = _check_file(paths, argument, "an existing CSV file")
     try:
         header = list(pd.read_csv(path, nrows=0).columns)
     except (OSError, ValueError) as exc:
         raise invalid_argument(argument, os.fspath(path), "a readable CSV file", str(exc), error=DataError) from None
-    _same_columns(header, spec["numeric"] + spec["categorical"] + [spec["label"]], os.fspath(path), argument,
-                  extra_ok=True)
+    _same_columns(
+        header, spec["numeric"] + spec["categorical"] + [spec["label"]], os.fspath(path), argument, extra_ok=True
+    )
     t = load_tabular(path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
     return t.x, t.y

@@ -79,19 +79,46 @@ class FleetProfile:
 
 FLEET_PROFILES = {
     # Older 16-core web nodes: lower load, noisier, spinning disks.
-    "A": FleetProfile(cpu_base=35.0, cpu_amp=18.0, cpu_noise=6.0, mem_base=45.0, mem_amp=8.0,
-                      io_base=25.0, io_noise=0.35, failure_rate=2.5, restart_rate=0.5,
-                      precursor_strength=0.6),
+    "A": FleetProfile(
+        cpu_base=35.0,
+        cpu_amp=18.0,
+        cpu_noise=6.0,
+        mem_base=45.0,
+        mem_amp=8.0,
+        io_base=25.0,
+        io_noise=0.35,
+        failure_rate=2.5,
+        restart_rate=0.5,
+        precursor_strength=0.6,
+    ),
     # Newer 64-core database nodes: busier, smoother, NVMe throughput, fewer failures.
-    "B": FleetProfile(cpu_base=50.0, cpu_amp=12.0, cpu_noise=4.0, mem_base=60.0, mem_amp=5.0,
-                      io_base=140.0, io_noise=0.25, failure_rate=0.9, restart_rate=0.5,
-                      precursor_strength=0.6),
+    "B": FleetProfile(
+        cpu_base=50.0,
+        cpu_amp=12.0,
+        cpu_noise=4.0,
+        mem_base=60.0,
+        mem_amp=5.0,
+        io_base=140.0,
+        io_noise=0.25,
+        failure_rate=0.9,
+        restart_rate=0.5,
+        precursor_strength=0.6,
+    ),
     # The same database nodes after a hardware and load change (bigger working set, shared
     # storage): hotter CPU, fuller memory, slower and noisier IO. A model trained on fleet B
     # sees its inputs drift and its failures look different.
-    "C": FleetProfile(cpu_base=66.0, cpu_amp=14.0, cpu_noise=6.0, mem_base=74.0, mem_amp=6.0,
-                      io_base=70.0, io_noise=0.4, failure_rate=1.2, restart_rate=0.5,
-                      precursor_strength=0.6),
+    "C": FleetProfile(
+        cpu_base=66.0,
+        cpu_amp=14.0,
+        cpu_noise=6.0,
+        mem_base=74.0,
+        mem_amp=6.0,
+        io_base=70.0,
+        io_noise=0.4,
+        failure_rate=1.2,
+        restart_rate=0.5,
+        precursor_strength=0.6,
+    ),
 }
 
 _PRECURSORS = ("memory_leak", "cpu_saturation", "io_stall")
@@ -231,8 +258,11 @@ def simulate_fleet(
     f_srv = [names[s] for s, _, _ in failures]
     f_time = [base + pd.to_timedelta(te * freq_seconds, unit="s") for _, te, _ in failures]
     out["failures"] = pd.DataFrame(
-        {"server": f_srv, "timestamp": pd.to_datetime(pd.Series(f_time, dtype="datetime64[ns]")),
-         "precursor": [k for _, _, k in failures]}
+        {
+            "server": f_srv,
+            "timestamp": pd.to_datetime(pd.Series(f_time, dtype="datetime64[ns]")),
+            "precursor": [k for _, _, k in failures],
+        }
     )
     return out
 

@@ -43,8 +43,10 @@ def check_label_classes(y, split: str, *, error: bool = True) -> dict:
     found = {_plain(v): int(c) for v, c in zip(values, counts)}
     if len(found) < 2:
         shown = ", ".join(f"{k!r}: {v}" for k, v in found.items()) or "no rows"
-        message = (f"The {split} split holds a single class ({shown}; {len(arr)} rows): a model trained or judged "
-                   "on it learns or shows nothing. Use more rows, another split, or check the labels.")
+        message = (
+            f"The {split} split holds a single class ({shown}; {len(arr)} rows): a model trained or judged "
+            "on it learns or shows nothing. Use more rows, another split, or check the labels."
+        )
         if error:
             raise DataError(message)
         warnings.warn(message, UserWarning, stacklevel=2)
@@ -95,11 +97,20 @@ def resolve_class_weight(class_weight, y, argument: str = "class_weight"):
         return None
     labels = _label_indices(y)
     if labels.size and not np.all(np.isfinite(labels.astype(np.float64))):
-        raise invalid_argument(argument, class_weight, "weights for finite integer labels",
-                               hint="The labels hold NaN or inf.", error=DataError)
+        raise invalid_argument(
+            argument,
+            class_weight,
+            "weights for finite integer labels",
+            hint="The labels hold NaN or inf.",
+            error=DataError,
+        )
     if labels.size and not np.all(np.equal(np.mod(labels.astype(np.float64), 1), 0)):
-        raise invalid_argument(argument, class_weight, "None: class weights need integer class labels "
-                               "(class indices, 0/1 for binary, or one-hot)", error=DataError)
+        raise invalid_argument(
+            argument,
+            class_weight,
+            "None: class weights need integer class labels (class indices, 0/1 for binary, or one-hot)",
+            error=DataError,
+        )
     classes, counts = np.unique(labels.astype(np.int64), return_counts=True)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
@@ -107,17 +118,27 @@ def resolve_class_weight(class_weight, y, argument: str = "class_weight"):
         n, k = int(counts.sum()), len(classes)
         return {int(c): n / (k * int(m)) for c, m in zip(classes, counts)}
     if not isinstance(class_weight, dict) or not class_weight:
-        raise invalid_argument(argument, class_weight, '"balanced", None or a non-empty mapping {class index: weight >= 0}')
+        raise invalid_argument(
+            argument, class_weight, '"balanced", None or a non-empty mapping {class index: weight >= 0}'
+        )
     present = {int(c) for c in classes}
     out = {}
     for key, weight in class_weight.items():
         if isinstance(key, bool) or not isinstance(key, numbers.Integral):
             raise invalid_argument(argument, class_weight, f"integer class indices as keys (got the key {key!r})")
         if int(key) not in present:
-            raise invalid_argument(argument, class_weight, f"keys among the classes of the training labels "
-                                   f"{sorted(present)} (got the key {key!r})", error=DataError)
-        if (isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(float(weight))
-                or float(weight) < 0):
+            raise invalid_argument(
+                argument,
+                class_weight,
+                f"keys among the classes of the training labels {sorted(present)} (got the key {key!r})",
+                error=DataError,
+            )
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Real)
+            or not math.isfinite(float(weight))
+            or float(weight) < 0
+        ):
             raise invalid_argument(argument, class_weight, f"finite weights >= 0 (class {key!r} has {weight!r})")
         out[int(key)] = float(weight)
     if not any(out.values()) and set(out) == present:

@@ -25,13 +25,16 @@ from kerafine.errors import DataError, invalid_argument
 
 __all__ = ["ResumableSequence"]
 
+
 def _num_rows(structure) -> int:
     leaves = keras.tree.flatten(structure)
     if not leaves:
         raise DataError("ResumableSequence got empty inputs (no arrays in `x`).")
     sizes = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in leaves}
     if len(sizes) != 1 or -1 in sizes:
-        raise DataError(f"All arrays given to ResumableSequence must share their first dimension; got sizes {sorted(sizes)}.")
+        raise DataError(
+            f"All arrays given to ResumableSequence must share their first dimension; got sizes {sorted(sizes)}."
+        )
     return sizes.pop()
 
 

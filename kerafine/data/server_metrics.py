@@ -56,8 +56,9 @@ def _describe_source(source) -> str:
     return "the DataFrame"
 
 
-def read_metric_csv(source, argument: str, server_col: str = "server", time_col: str = "timestamp",
-                    check_order: bool = True):
+def read_metric_csv(
+    source, argument: str, server_col: str = "server", time_col: str = "timestamp", check_order: bool = True
+):
     """Read and check one metric table: a CSV path or a DataFrame.
 
     Args:
@@ -85,7 +86,9 @@ def read_metric_csv(source, argument: str, server_col: str = "server", time_col:
         try:
             df = pd.read_csv(source)
         except FileNotFoundError:
-            raise invalid_argument(argument, os.fspath(source), "the path of an existing CSV file", error=DataError) from None
+            raise invalid_argument(
+                argument, os.fspath(source), "the path of an existing CSV file", error=DataError
+            ) from None
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"Invalid value for argument `{argument}`: cannot read {what} as CSV ({exc}).") from exc
     else:
@@ -227,8 +230,14 @@ class ServerMetrics:
         within = np.arange(int(counts.sum())) - np.repeat(first, counts)
         return (starts[group_of] + within * stride).astype(np.int64), int((~ok).sum())
 
-    def windows(self, window: int, stride: int = 1, features: Sequence[str] | None = None, normalizer=None,
-                return_servers: bool = False):
+    def windows(
+        self,
+        window: int,
+        stride: int = 1,
+        features: Sequence[str] | None = None,
+        normalizer=None,
+        return_servers: bool = False,
+    ):
         """Labelled windows for "does the server fail within ``horizon`` steps after this window?".
 
         The label of a window is the ``label`` of its last row. Windows stay
@@ -268,8 +277,9 @@ class ServerMetrics:
             out = out + (self.frame["server"].to_numpy()[starts],)
         return out
 
-    def forecast_windows(self, window: int, horizon: int = 1, stride: int = 1, features: Sequence[str] | None = None,
-                         normalizer=None):
+    def forecast_windows(
+        self, window: int, horizon: int = 1, stride: int = 1, features: Sequence[str] | None = None, normalizer=None
+    ):
         """Unlabelled windows with the row ``horizon`` steps after each as target (self-supervised pretraining).
 
         Returns:
@@ -287,8 +297,9 @@ class ServerMetrics:
         cols = list(self.features if features is None else features)
         missing = [c for c in cols if c not in self.frame.columns]
         if missing:
-            raise invalid_argument("features", cols, f"columns of the metrics, among {list(self.frame.columns)}",
-                                   error=DataError)
+            raise invalid_argument(
+                "features", cols, f"columns of the metrics, among {list(self.frame.columns)}", error=DataError
+            )
         frame = self.frame if normalizer is None else normalizer.transform(self.frame)
         return frame[cols].to_numpy(dtype=np.float32)
 
@@ -472,8 +483,9 @@ def read_metric_csv_events(source, server_col: str = "server", time_col: str = "
         try:
             df = pd.read_csv(source)
         except FileNotFoundError:
-            raise invalid_argument("failures", os.fspath(source), "the path of an existing CSV file",
-                                   error=DataError) from None
+            raise invalid_argument(
+                "failures", os.fspath(source), "the path of an existing CSV file", error=DataError
+            ) from None
     found = [str(c) for c in df.columns]
     for c in (server_col, time_col):
         if c not in df.columns:
@@ -492,8 +504,14 @@ def _gap_table(frame, long_gap: np.ndarray, server_codes: np.ndarray):
     import pandas as pd
 
     if not long_gap.any():
-        return pd.DataFrame({"server": pd.Series(dtype=str), "start": pd.Series(dtype="datetime64[ns]"),
-                             "end": pd.Series(dtype="datetime64[ns]"), "steps": pd.Series(dtype=np.int64)})
+        return pd.DataFrame(
+            {
+                "server": pd.Series(dtype=str),
+                "start": pd.Series(dtype="datetime64[ns]"),
+                "end": pd.Series(dtype="datetime64[ns]"),
+                "steps": pd.Series(dtype=np.int64),
+            }
+        )
     idx = np.flatnonzero(long_gap)
     new_run = np.r_[True, (np.diff(idx) != 1) | (server_codes[idx[1:]] != server_codes[idx[:-1]])]
     run = np.cumsum(new_run) - 1

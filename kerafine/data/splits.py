@@ -78,8 +78,13 @@ class Splits:
         if _is_server_metrics(self.train):
             frame = self.train.frame
             if columns is None:
-                extra = [c for c in frame.columns if c not in ("server", "timestamp", *_BOOKKEEPING)
-                         and c not in self.train.features and np.issubdtype(frame[c].dtype, np.number)]
+                extra = [
+                    c
+                    for c in frame.columns
+                    if c not in ("server", "timestamp", *_BOOKKEEPING)
+                    and c not in self.train.features
+                    and np.issubdtype(frame[c].dtype, np.number)
+                ]
                 columns = (*self.train.features, *extra)
             else:
                 raw = [c for c in self.train.features if c not in list(columns)]
@@ -104,7 +109,12 @@ def _with_frame(data, frame):
 
 def _check_fraction(name, value):
     return check_number(
-        name, value, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+        name,
+        value,
+        minimum=0,
+        maximum=1,
+        min_inclusive=False,
+        max_inclusive=False,
         expected="a fraction strictly between 0 and 1",
     )
 
@@ -145,11 +155,14 @@ def split_by_time(data, val: float = 0.2, test: float = 0.2, gap=None, time_col:
     val = _check_fraction("val", val)
     test = _check_fraction("test", test)
     if val + test >= 1.0:
-        raise invalid_argument("val", val, f"a fraction with val + test < 1 (test={test})",
-                               "Leave some of the time span for training.")
+        raise invalid_argument(
+            "val", val, f"a fraction with val + test < 1 (test={test})", "Leave some of the time span for training."
+        )
     frame = _frame_of(data)
     if time_col not in frame.columns:
-        raise DataError(f"Invalid value for argument `data`: it has no column {time_col!r}; found {list(frame.columns)}.")
+        raise DataError(
+            f"Invalid value for argument `data`: it has no column {time_col!r}; found {list(frame.columns)}."
+        )
     t = pd.to_datetime(frame[time_col])
     t0, t1 = t.min(), t.max()
     span = t1 - t0
@@ -180,8 +193,9 @@ def _resolve_groups(name, value, all_groups, rng_order):
     groups = [str(g) for g in value]
     unknown = [g for g in groups if g not in all_groups]
     if unknown:
-        raise invalid_argument(name, unknown[0], f"a group id present in the data, one of {sorted(all_groups)[:10]}",
-                               error=DataError)
+        raise invalid_argument(
+            name, unknown[0], f"a group id present in the data, one of {sorted(all_groups)[:10]}", error=DataError
+        )
     return groups
 
 
@@ -214,7 +228,9 @@ def split_by_group(data, val=0.2, test=0.2, group_col: str = "server", seed: int
     """
     frame = _frame_of(data)
     if group_col not in frame.columns:
-        raise DataError(f"Invalid value for argument `data`: it has no column {group_col!r}; found {list(frame.columns)}.")
+        raise DataError(
+            f"Invalid value for argument `data`: it has no column {group_col!r}; found {list(frame.columns)}."
+        )
     g = frame[group_col].astype(str)
     all_groups = sorted(g.unique().tolist())
     rng = np.random.default_rng(seed)

@@ -205,8 +205,11 @@ def load_tabular(
     found = [str(c) for c in df.columns]
     if len(df) == 0:
         raise DataError(f"Invalid value for argument `csv`: {what} has no rows.")
-    for name, cols in (("label", [label] if label is not None else []), ("numeric", numeric or []),
-                       ("categorical", categorical or [])):
+    for name, cols in (
+        ("label", [label] if label is not None else []),
+        ("numeric", numeric or []),
+        ("categorical", categorical or []),
+    ):
         absent = [c for c in cols if c not in df.columns]
         if absent:
             raise DataError(
@@ -214,8 +217,9 @@ def load_tabular(
             )
     rest = [c for c in df.columns if c != label]
     if numeric is None:
-        inferred = check_numeric_columns(df[[c for c in rest if c not in (categorical or [])]], source=what,
-                                         first_line=first_line)
+        inferred = check_numeric_columns(
+            df[[c for c in rest if c not in (categorical or [])]], source=what, first_line=first_line
+        )
         numeric = [c for c in rest if c in inferred]
     else:
         check_numeric_columns(df, numeric, source=what, first_line=first_line)
@@ -237,8 +241,8 @@ def load_tabular(
             first = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise DataError(
                 f"Column {c!r} of {what} has {int(values.isna().sum())} missing values (first at row "
-                f"{first}); fill or drop them, or pass missing=\"keep\" and build the encoder with "
-                "impute=\"median\"."
+                f'{first}); fill or drop them, or pass missing="keep" and build the encoder with '
+                'impute="median".'
             )
         x[c] = values.to_numpy(dtype=np.float32)
     for c in categorical:

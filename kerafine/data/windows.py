@@ -28,7 +28,9 @@ def _as_2d(series, argument: str = "series") -> np.ndarray:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise invalid_argument(
-            argument, f"an array of shape {arr.shape}", "a 1-d array (n_steps,) or a 2-d array (n_steps, n_features)",
+            argument,
+            f"an array of shape {arr.shape}",
+            "a 1-d array (n_steps,) or a 2-d array (n_steps, n_features)",
             error=DataError,
         )
     if arr.shape[0] == 0:

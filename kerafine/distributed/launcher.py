@@ -46,7 +46,9 @@ def tf_config(ports: list[int], index: int) -> str:
     >>> json.loads(tf_config([5001, 5002], 1))["task"]
     {'type': 'worker', 'index': 1}
     """
-    return json.dumps({"cluster": {"worker": [f"{HOST}:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"{HOST}:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def _pump(stream, prefix: str, out, lock: threading.Lock) -> None:

@@ -155,9 +155,19 @@ class DriftDetector:
         seed: int = 0,
     ):
         if method not in METHODS:
-            raise invalid_argument("method", method, " or ".join(f'"{m}"' for m in METHODS), did_you_mean(str(method), METHODS).strip() or None)
+            raise invalid_argument(
+                "method",
+                method,
+                " or ".join(f'"{m}"' for m in METHODS),
+                did_you_mean(str(method), METHODS).strip() or None,
+            )
         if correction not in CORRECTIONS:
-            raise invalid_argument("correction", correction, '"bonferroni", "fdr" or "none"', did_you_mean(str(correction), CORRECTIONS).strip() or None)
+            raise invalid_argument(
+                "correction",
+                correction,
+                '"bonferroni", "fdr" or "none"',
+                did_you_mean(str(correction), CORRECTIONS).strip() or None,
+            )
         if not _is_real(p_value) or not 0.0 < p_value < 1.0:
             raise invalid_argument("p_value", p_value, "a float in (0, 1)")
         if not _is_real(min_effect) or not 0.0 <= min_effect < 1.0:
@@ -166,7 +176,9 @@ class DriftDetector:
             raise invalid_argument("share_threshold", share_threshold, "a float in [0, 1]")
         if threshold is not None:
             if method not in DEFAULT_THRESHOLDS:
-                raise invalid_argument("threshold", threshold, f"None with method={method!r} (only distance methods take a threshold)")
+                raise invalid_argument(
+                    "threshold", threshold, f"None with method={method!r} (only distance methods take a threshold)"
+                )
             if not _is_real(threshold) or threshold <= 0:
                 raise invalid_argument("threshold", threshold, "None or a positive float")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -180,7 +192,9 @@ class DriftDetector:
                 )
             profile = reference
         else:
-            profile = ReferenceProfile.from_data(reference, feature_names=feature_names, categorical=categorical, max_samples=max_samples)
+            profile = ReferenceProfile.from_data(
+                reference, feature_names=feature_names, categorical=categorical, max_samples=max_samples
+            )
         self.reference = reference
         self.method = method
         self.p_value = float(p_value)
@@ -325,8 +339,9 @@ class DriftDetector:
             for i in np.flatnonzero(tested & (statistic >= thr)):
                 if method == "wasserstein":
                     scale = std[i] if std[i] > 0 else 1.0
-                    sampler = functools.partial(_wasserstein_null, ref[i, : n_valid[i]], int(m_valid[i]), rng=rng,
-                                                scale=scale)
+                    sampler = functools.partial(
+                        _wasserstein_null, ref[i, : n_valid[i]], int(m_valid[i]), rng=rng, scale=scale
+                    )
                 else:
                     sampler = functools.partial(_binned_null, ref_counts[i], int(m_valid[i]), rng=rng, method=method)
                 p_col[i] = _null_pvalue(float(statistic[i]), sampler, draws)
@@ -334,7 +349,9 @@ class DriftDetector:
         miss_cur = (table.n_rows - m_valid) / table.n_rows if table.n_rows else np.full(p, np.nan)
         constant = arrays["min"] == arrays["max"]
         # Python lists once, rather than numpy scalars feature by feature.
-        cols = [x.tolist() for x in (statistic, p_col, d, n_valid, m_valid, psi, js, w_norm, miss_ref, miss_cur, tested)]
+        cols = [
+            x.tolist() for x in (statistic, p_col, d, n_valid, m_valid, psi, js, w_norm, miss_ref, miss_cur, tested)
+        ]
         out = {}
         for i, name in enumerate(names):
             st, pvi, di, ni, mi, psii, jsi, wi, mr, mc, ti = (c[i] for c in cols)

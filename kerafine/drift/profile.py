@@ -219,7 +219,9 @@ class ReferenceProfile:
         max_samples: bound on the rows kept for the KS and MMD tests.
     """
 
-    def __init__(self, *, feature_names, categorical, n_rows, max_samples, n_bins, cont, cat, sample, seed, _sorted=None):
+    def __init__(
+        self, *, feature_names, categorical, n_rows, max_samples, n_bins, cont, cat, sample, seed, _sorted=None
+    ):
         self.feature_names = tuple(feature_names)
         self.categorical = tuple(categorical)
         self.continuous = tuple(n for n in self.feature_names if n not in set(self.categorical))
@@ -511,7 +513,11 @@ class ReferenceProfile:
         cat = {}
         for name in cat_names:
             levels = sorted(cat_counts[name])
-            cat[name] = {"levels": levels, "counts": [cat_counts[name][k] for k in levels], "n_missing": cat_missing[name]}
+            cat[name] = {
+                "levels": levels,
+                "counts": [cat_counts[name][k] for k in levels],
+                "n_missing": cat_missing[name],
+            }
         return cls(
             feature_names=names,
             categorical=cat_names,
@@ -584,8 +590,10 @@ class ReferenceProfile:
         smallest = min(p.max_samples for p in profiles)
         if max_samples is None:
             max_samples = smallest
-        elif isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or not (
-            MIN_ROWS["ks"] <= max_samples <= smallest
+        elif (
+            isinstance(max_samples, bool)
+            or not isinstance(max_samples, (int, np.integer))
+            or not (MIN_ROWS["ks"] <= max_samples <= smallest)
         ):
             raise invalid_argument(
                 "max_samples",
@@ -727,7 +735,10 @@ class ReferenceProfile:
         path = Path(path)
         if path.exists() and not _is_profile_dir(path):
             raise invalid_argument(
-                "path", os.fspath(path), "a new path or an existing profile directory", "It exists and is not a profile."
+                "path",
+                os.fspath(path),
+                "a new path or an existing profile directory",
+                "It exists and is not a profile.",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.new-{uuid.uuid4().hex[:8]}")
@@ -763,7 +774,9 @@ class ReferenceProfile:
         meta = _io.read_manifest_meta(path)
         version = meta.get("format_version", None)
         if meta.get("kind") != _KIND:
-            raise CheckpointError(f"{os.fspath(path)!r} is not a kerafine reference profile (kind {meta.get('kind')!r}).")
+            raise CheckpointError(
+                f"{os.fspath(path)!r} is not a kerafine reference profile (kind {meta.get('kind')!r})."
+            )
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CheckpointError(
                 f"The reference profile at {os.fspath(path)!r} has format version {version!r}, newer than this "
@@ -786,7 +799,6 @@ class ReferenceProfile:
             if isinstance(exc, CheckpointError):
                 raise
             raise CheckpointError(f"The reference profile at {os.fspath(path)!r} is malformed: {exc!r}.") from exc
-
 
     def to_bytes(self) -> bytes:
         """The profile as bytes, for sending to another process (see :meth:`from_bytes`).
@@ -895,6 +907,9 @@ def _resolve_categorical(categorical, names: list[str]) -> set[str]:
             from kerafine.errors import did_you_mean
 
             raise invalid_argument(
-                "categorical", c, f"names of columns of the data, among {names[:20]}", did_you_mean(str(c), names).strip() or None
+                "categorical",
+                c,
+                f"names of columns of the data, among {names[:20]}",
+                did_you_mean(str(c), names).strip() or None,
             )
     return out

@@ -150,8 +150,11 @@ class DriftReport:
     def _display(self):
         top = ", ".join(f.name for f in self.top(3) if f.drifted) or "none"
         return f"DriftReport: {'DRIFT' if self.is_drift else 'no drift'}", [
-            ("drifted", f"{self.n_drifted} of {len(self.features)} features (share {self.drift_share:.2f}, "
-                        f"threshold {self.threshold:g})"),
+            (
+                "drifted",
+                f"{self.n_drifted} of {len(self.features)} features (share {self.drift_share:.2f}, "
+                f"threshold {self.threshold:g})",
+            ),
             ("most shifted", top),
             ("test", f"{self.method}, p < {self.p_value:g} ({self.correction}), effect >= {self.min_effect:g}"),
             ("rows", f"{self.n_reference_rows} reference, {self.n_current_rows} current"),
@@ -206,7 +209,13 @@ class DriftReport:
                 what += f", missing {f.missing_reference:.1%} -> {f.missing_current:.1%}"
             parts.append(what + ")")
         more = "" if self.n_drifted <= k else f" and {self.n_drifted - k} more"
-        return ("Drift detected: " if self.is_drift else "Drift below the share threshold: ") + head + ": " + ", ".join(parts) + more
+        return (
+            ("Drift detected: " if self.is_drift else "Drift below the share threshold: ")
+            + head
+            + ": "
+            + ", ".join(parts)
+            + more
+        )
 
     # ------------------------------------------------------------ convert
     def to_frame(self):
@@ -305,7 +314,7 @@ class DriftReport:
         ncols = max(1, min(ncols, n))
         nrows = int(math.ceil(n / ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (4.0 * ncols, 3.0 * nrows), squeeze=False)
-        for ax in axes.ravel()[len(feats):]:
+        for ax in axes.ravel()[len(feats) :]:
             ax.axis("off")
         for ax, f in zip(axes.ravel(), feats):
             kind, a, b, c = self.histograms[f.name]
@@ -333,6 +342,7 @@ def _densities(r: np.ndarray, c: np.ndarray, bins: int = 30):
     lo, hi = min(r[0], c[0]), max(r[-1], c[-1])
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     width = np.diff(edges)
+
     # np.histogram's bins: [a, b) except the last, [a, b]; on sorted data, by position.
     def dens(x):
         pos = np.searchsorted(x, edges, side="left")

@@ -360,8 +360,12 @@ class MMDResult:
     n_cur: int
 
     def _display(self):
-        return "MMDResult", [("statistic", f"{self.statistic:.4g}"), ("p-value", f"{self.p_value:.4g}"),
-                             ("sigma", f"{self.sigma:.4g}"), ("rows", f"{self.n_ref} reference, {self.n_cur} current")]
+        return "MMDResult", [
+            ("statistic", f"{self.statistic:.4g}"),
+            ("p-value", f"{self.p_value:.4g}"),
+            ("sigma", f"{self.sigma:.4g}"),
+            ("rows", f"{self.n_ref} reference, {self.n_cur} current"),
+        ]
 
 
 def _as_2d(name, x):

@@ -107,7 +107,9 @@ class StreamDriftDetector:
         }
         for name, value in given.items():
             if value is not None and name not in _DEFAULTS[method]:
-                raise invalid_argument(name, value, f"None with method={method!r} (it is a parameter of the other method)")
+                raise invalid_argument(
+                    name, value, f"None with method={method!r} (it is a parameter of the other method)"
+                )
         params = {k: (given[k] if given[k] is not None else v) for k, v in _DEFAULTS[method].items()}
         _validate(method, params)
         self.method = method
@@ -267,7 +269,9 @@ def _validate(method: str, p: dict) -> None:
 
     def pos_float(name, upper=None):
         expected = "a positive float" + (f" below {upper}" if upper else "")
-        check_number(name, p[name], minimum=0, min_inclusive=False, maximum=upper, max_inclusive=False, expected=expected)
+        check_number(
+            name, p[name], minimum=0, min_inclusive=False, maximum=upper, max_inclusive=False, expected=expected
+        )
 
     if method == "adwin":
         pos_float("delta", upper=1.0)

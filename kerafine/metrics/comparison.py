@@ -71,7 +71,6 @@ class AUCComparison:
     n_pos: int
     n_neg: int
 
-
     def _display(self):
         return "AUCComparison (paired DeLong)", [
             ("ROC-AUC", f"a {self.auc_a:.4f}  b {self.auc_b:.4f}  difference {self.difference:+.4f}"),
@@ -165,8 +164,9 @@ def roc_auc_compare(y_true, score_a, score_b, *, level: float = 0.95, alternativ
     tb = check_targets(y_true, check_scores(score_b, "score_b"))
     for name, t, raw in (("score_a", ta, score_a), ("score_b", tb, score_b)):
         if t.kind != "binary":
-            raise invalid_argument(name, f"scores of shape {tuple(np.shape(raw))}", "1-d scores of a binary problem",
-                                   error=DataError)
+            raise invalid_argument(
+                name, f"scores of shape {tuple(np.shape(raw))}", "1-d scores of a binary problem", error=DataError
+            )
     y = ta.y
     m = int(np.count_nonzero(y))
     n = int(y.size - m)
@@ -197,7 +197,20 @@ def roc_auc_compare(y_true, score_a, score_b, *, level: float = 0.95, alternativ
         p = 1.0 if diff == 0 else float({"two-sided": 0.0, "greater": diff < 0, "less": diff > 0}[alternative])
     else:
         z = diff / se
-        p = {"two-sided": min(1.0, 2.0 * _normal_sf(abs(z))), "greater": _normal_sf(z),
-             "less": _normal_sf(-z)}[alternative]
-    return AUCComparison(float(auc_a), float(auc_b), float(diff), se, float(z), float(p),
-                         float(diff - zq * se), float(diff + zq * se), float(level), alternative, m, n)
+        p = {"two-sided": min(1.0, 2.0 * _normal_sf(abs(z))), "greater": _normal_sf(z), "less": _normal_sf(-z)}[
+            alternative
+        ]
+    return AUCComparison(
+        float(auc_a),
+        float(auc_b),
+        float(diff),
+        se,
+        float(z),
+        float(p),
+        float(diff - zq * se),
+        float(diff + zq * se),
+        float(level),
+        alternative,
+        m,
+        n,
+    )

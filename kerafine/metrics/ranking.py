@@ -439,7 +439,12 @@ def _delong(g: _Groups) -> tuple[float, float]:
 
 def _check_level(level) -> None:
     check_number(
-        "level", level, minimum=0, maximum=1, min_inclusive=False, max_inclusive=False,
+        "level",
+        level,
+        minimum=0,
+        maximum=1,
+        min_inclusive=False,
+        max_inclusive=False,
         expected="a float strictly between 0 and 1, e.g. 0.95",
     )
 

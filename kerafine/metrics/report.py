@@ -137,7 +137,6 @@ class ClassificationReport:
     membership: Any = dataclasses.field(repr=False, default=None)
     nonfinite_excluded: int = 0
 
-
     def _display(self):
         return f"ClassificationReport ({self.kind})", self._headline()
 
@@ -260,7 +259,9 @@ class ClassificationReport:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        head = "".join(f"<tr><th style='text-align:left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self._headline())
+        head = "".join(
+            f"<tr><th style='text-align:left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in self._headline()
+        )
         names = [esc(str(c)) for c in self.classes]
         cm_head = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{n}</th>" for n in names) + "</tr>"
         cm_rows = "".join(
@@ -296,7 +297,7 @@ class ClassificationReport:
         ax_roc, ax_pr, ax_cal, ax_cm = axes[:4]
         for ax, section in zip(axes[4:], sections):
             section.draw(ax)
-        for ax in axes[4 + len(sections):]:
+        for ax in axes[4 + len(sections) :]:
             ax.set_axis_off()
         _draw_roc(ax_roc, self.roc_curve, self.classes if self.kind == "multiclass" else None, self.roc_auc)
         prevalence = None
@@ -363,7 +364,14 @@ def _draw_confusion(ax, matrix, classes):
     top = matrix.max() if matrix.size else 0
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, _count(matrix[i, j]), ha="center", va="center", color="white" if matrix[i, j] > top / 2 else "black")
+            ax.text(
+                j,
+                i,
+                _count(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > top / 2 else "black",
+            )
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
 
 
@@ -537,8 +545,9 @@ def classification_report(
         report = _binary_report(t, y_true, threshold, float(level), int(n_bins))
         if classes is not None:
             per_class = [dict(row, **{"class": classes[int(bool(row["class"]))]}) for row in report.per_class]
-            report = dataclasses.replace(report, classes=[classes[int(bool(c))] for c in report.classes],
-                                         per_class=per_class)
+            report = dataclasses.replace(
+                report, classes=[classes[int(bool(c))] for c in report.classes], per_class=per_class
+            )
     else:
         report = _multiclass_report(t, float(level), int(n_bins))
     report = dataclasses.replace(report, baseline_accuracy=_majority_share(report.confusion_matrix))
@@ -546,7 +555,11 @@ def classification_report(
         warnings.warn(
             f"Accuracy {_fmt(report.accuracy)} does not beat the majority-class baseline "
             f"{_fmt(report.baseline_accuracy)} (always predicting the most frequent class)"
-            + (f" at threshold {report.threshold:.6g} ({report.threshold_rule})" if report.threshold is not None else "")
+            + (
+                f" at threshold {report.threshold:.6g} ({report.threshold_rule})"
+                if report.threshold is not None
+                else ""
+            )
             + "; look at ROC-AUC / PR-AUC, or choose another threshold.",
             UserWarning,
             stacklevel=2,
@@ -671,7 +684,9 @@ def _multiclass_report(t: Targets, level: float, n_bins: int) -> ClassificationR
         fp = float(cm[:, c].sum() - tp)
         fn = float(cm[c, :].sum() - tp)
         p, r, f = _prf(tp, fp, fn)
-        per_class.append({"class": t.classes[c], "precision": p, "recall": r, "f1": f, "support": float(cm[c, :].sum())})
+        per_class.append(
+            {"class": t.classes[c], "precision": p, "recall": r, "f1": f, "support": float(cm[c, :].sum())}
+        )
         summary = _binary_summary(Y[:, c], S[:, c], w, None)
         aucs.append(summary.roc_auc)
         aps.append(summary.pr_auc)

@@ -19,7 +19,9 @@ IMAGE_RANGE = (0.0, 255.0)
 
 def check_epsilon(epsilon, name: str = "epsilon") -> float:
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not math.isfinite(epsilon) or epsilon <= 0:
-        raise invalid_argument(name, epsilon, "a finite number > 0 (the L-infinity radius, in the units the model sees)")
+        raise invalid_argument(
+            name, epsilon, "a finite number > 0 (the L-infinity radius, in the units the model sees)"
+        )
     return float(epsilon)
 
 
@@ -60,7 +62,9 @@ class Inputs:
             arrays = {"x": np.asarray(x)}
         lengths = {k: (a.shape[0] if a.ndim else None) for k, a in arrays.items()}
         if any(n is None for n in lengths.values()) or len(set(lengths.values())) != 1:
-            raise invalid_argument("x", f"arrays of lengths {lengths}", "arrays with the same number of rows", error=DataError)
+            raise invalid_argument(
+                "x", f"arrays of lengths {lengths}", "arrays with the same number of rows", error=DataError
+            )
         self.n = next(iter(lengths.values()))
         if self.n == 0:
             raise invalid_argument("x", "0 rows", "at least one row", error=DataError)
@@ -81,7 +85,9 @@ class Inputs:
                         else "holds integers (category codes); cast it to float if it is truly continuous."
                     )
                     raise invalid_argument(
-                        "perturb", perturb if perturb is not None else k, "names of continuous (float) inputs only",
+                        "perturb",
+                        perturb if perturb is not None else k,
+                        "names of continuous (float) inputs only",
                         f"Input {k!r} {why}",
                     )
             if not moving:
@@ -104,7 +110,9 @@ class Inputs:
         for k in moving:
             a = arrays[k].astype(np.float32, copy=False)
             if not np.all(np.isfinite(a)):
-                raise invalid_argument(k if self.is_dict else "x", "values with NaN or infinity", "finite inputs", error=DataError)
+                raise invalid_argument(
+                    k if self.is_dict else "x", "values with NaN or infinity", "finite inputs", error=DataError
+                )
             arrays[k] = a
         self.clip = self._resolve_clip(clip, model)
 
@@ -156,7 +164,12 @@ class Inputs:
 
 def _is_unsupported_container(x) -> bool:
     name = type(x).__module__ + "." + type(x).__name__
-    return "tensorflow" in name and "data" in name or hasattr(x, "__next__") or type(x).__name__ in ("DataFrame", "PyDataset")
+    return (
+        "tensorflow" in name
+        and "data" in name
+        or hasattr(x, "__next__")
+        or type(x).__name__ in ("DataFrame", "PyDataset")
+    )
 
 
 def _iter_layers(model):
@@ -176,12 +189,16 @@ def _takes_raw_images(model) -> bool:
 
 def check_labels(y, n: int, name: str = "y") -> np.ndarray:
     if y is None:
-        raise invalid_argument(name, None, "the labels of x (the attacks move x to increase the loss on them)", error=DataError)
+        raise invalid_argument(
+            name, None, "the labels of x (the attacks move x to increase the loss on them)", error=DataError
+        )
     y = np.asarray(y)
     if y.ndim == 0 or y.shape[0] != n:
         raise invalid_argument(name, f"labels of shape {y.shape}", f"{n} labels (one per row of x)", error=DataError)
     if y.dtype.kind not in "biuf":
-        raise invalid_argument(name, f"labels of dtype {y.dtype}", "numeric labels (0/1, class indices or one-hot)", error=DataError)
+        raise invalid_argument(
+            name, f"labels of dtype {y.dtype}", "numeric labels (0/1, class indices or one-hot)", error=DataError
+        )
     return y
 
 
@@ -207,7 +224,9 @@ def per_sample_loss(model, loss=None):
         loss = loss[0]
     if isinstance(loss, (dict, list, tuple)):
         raise invalid_argument(
-            "loss" if given is not None else "model", "a model with several losses", "a model with one output and one loss"
+            "loss" if given is not None else "model",
+            "a model with several losses",
+            "a model with one output and one loss",
         )
     if isinstance(loss, str):
         loss = keras.losses.get(loss)

@@ -79,7 +79,9 @@ class Attacker:
         if random_start:
             # Noise for every row at once, so the result does not depend on the batch size.
             rng = np.random.default_rng(seed)
-            noise = {k: rng.uniform(-epsilon, epsilon, inputs.arrays[k].shape).astype(np.float32) for k in inputs.moving}
+            noise = {
+                k: rng.uniform(-epsilon, epsilon, inputs.arrays[k].shape).astype(np.float32) for k in inputs.moving
+            }
         eps_t = tf.constant(epsilon, tf.float32)
         size_t = tf.constant(step_size, tf.float32)
         y_dtype = np.float32 if y.dtype.kind in "bf" else np.int64
@@ -102,7 +104,9 @@ class Attacker:
                 moved[k][start:stop] = a.numpy()
         return inputs.rebuild(moved)
 
-    def attack(self, inputs, y, attack: str, epsilon: float, steps: int = 10, step_size=None, random_start=True, seed=0):
+    def attack(
+        self, inputs, y, attack: str, epsilon: float, steps: int = 10, step_size=None, random_start=True, seed=0
+    ):
         if attack == "fgsm":
             return self.run(inputs, y, epsilon, 1, epsilon, False, None)
         size = default_step_size(epsilon, steps) if step_size is None else step_size
@@ -245,4 +249,3 @@ def pgd(
     attacker = Attacker(model, loss, batch_size)
     inputs, y = attacker.prepare(x, y, perturb, clip)
     return attacker.attack(inputs, y, "pgd", epsilon, steps, step_size, bool(random_start), seed)
-

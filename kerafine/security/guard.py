@@ -73,8 +73,11 @@ class GuardReport:
         """One string per rejected row (indexed by position): ``"column: rule (detail); ..."``."""
         if self.violations.empty:
             return pd.Series([], dtype=object)
-        text = self.violations["column"] + ": " + self.violations["rule"] + self.violations["detail"].map(
-            lambda d: f" ({d})" if d else ""
+        text = (
+            self.violations["column"]
+            + ": "
+            + self.violations["rule"]
+            + self.violations["detail"].map(lambda d: f" ({d})" if d else "")
         )
         return text.groupby(self.violations["row"].to_numpy()).agg("; ".join)
 
@@ -117,8 +120,11 @@ class FilterResult:
     report: GuardReport
 
     def _display(self):
-        return "FilterResult", [("accepted", f"{len(self.accepted)} rows"), ("rejected", f"{len(self.rejected)} rows"),
-                                ("report", str(self.report))]
+        return "FilterResult", [
+            ("accepted", f"{len(self.accepted)} rows"),
+            ("rejected", f"{len(self.rejected)} rows"),
+            ("report", str(self.report)),
+        ]
 
 
 class InputGuard:
@@ -149,7 +155,10 @@ class InputGuard:
 
         if not isinstance(profile, ReferenceProfile):
             raise invalid_argument(
-                "profile", type(profile).__name__, "a kerafine.drift.ReferenceProfile", "Build one with ReferenceProfile.from_data(train)."
+                "profile",
+                type(profile).__name__,
+                "a kerafine.drift.ReferenceProfile",
+                "Build one with ReferenceProfile.from_data(train).",
             )
         if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not math.isfinite(margin) or margin < 0:
             raise invalid_argument("margin", margin, "a finite number >= 0 (a fraction of each training range)")
@@ -208,7 +217,9 @@ class InputGuard:
         extra = [c for c in cols if c not in names]
         if missing or extra:
             detail = "; ".join(
-                part for part in (f"missing {missing}" if missing else "", f"not in training {extra}" if extra else "") if part
+                part
+                for part in (f"missing {missing}" if missing else "", f"not in training {extra}" if extra else "")
+                if part
             )
             raise invalid_argument(
                 "batch",
@@ -268,7 +279,13 @@ class InputGuard:
             outside = ~np.isnan(numeric) & ((numeric < lo) | (numeric > hi))
             if "out_of_range" in self.rules and outside.any():
                 idx = np.flatnonzero(outside)
-                add(idx, name, "out_of_range", numeric[idx], lambda v, lo=lo, hi=hi: f"{v:.6g} outside [{lo:.6g}, {hi:.6g}]")
+                add(
+                    idx,
+                    name,
+                    "out_of_range",
+                    numeric[idx],
+                    lambda v, lo=lo, hi=hi: f"{v:.6g} outside [{lo:.6g}, {hi:.6g}]",
+                )
         for name, (levels, n_missing) in self._levels.items():
             col = frame[name]
             absent = pd.isna(col).to_numpy()
@@ -280,14 +297,25 @@ class InputGuard:
             if "unseen_category" in self.rules and unseen.any():
                 idx = np.flatnonzero(unseen)
                 add(idx, name, "unseen_category", col.to_numpy()[idx], lambda v: f"{v}")
-        order = np.lexsort((np.array([self.profile.feature_names.index(c) for c in cols], dtype=np.int64), np.array(rows, dtype=np.int64))) if rows else []
+        order = (
+            np.lexsort(
+                (
+                    np.array([self.profile.feature_names.index(c) for c in cols], dtype=np.int64),
+                    np.array(rows, dtype=np.int64),
+                )
+            )
+            if rows
+            else []
+        )
         violations = pd.DataFrame(
             {
                 "row": np.array(rows, dtype=np.int64)[order] if rows else np.array([], dtype=np.int64),
                 "column": pd.Series(cols, dtype=object).iloc[order].to_numpy() if rows else np.array([], dtype=object),
                 "rule": pd.Series(rules, dtype=object).iloc[order].to_numpy() if rows else np.array([], dtype=object),
                 "value": pd.Series(values, dtype=object).iloc[order].to_numpy() if rows else np.array([], dtype=object),
-                "detail": pd.Series(details, dtype=object).iloc[order].to_numpy() if rows else np.array([], dtype=object),
+                "detail": pd.Series(details, dtype=object).iloc[order].to_numpy()
+                if rows
+                else np.array([], dtype=object),
             }
         )
         return GuardReport(int(len(frame)), violations)
@@ -318,7 +346,9 @@ class InputGuard:
 
         reasons = report.reasons()
         if isinstance(batch, pd.DataFrame):
-            reasons = pd.Series(reasons.to_numpy(), index=batch.index[reasons.index.to_numpy(dtype=np.int64)], dtype=object)
+            reasons = pd.Series(
+                reasons.to_numpy(), index=batch.index[reasons.index.to_numpy(dtype=np.int64)], dtype=object
+            )
         return FilterResult(take(~bad), take(bad), reasons, report)
 
     def __repr__(self) -> str:

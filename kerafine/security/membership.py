@@ -144,8 +144,13 @@ class MembershipReport:
             fpr, tpr = a.roc_curve
             ax.plot(fpr, tpr, label=f"{a.name} (AUC {a.auc.auc:.3f})")
         ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
-        ax.set(xlabel="false positive rate (held-out rows)", ylabel="true positive rate (training rows)",
-               title="Membership inference", xlim=(0, 1), ylim=(0, 1.01))
+        ax.set(
+            xlabel="false positive rate (held-out rows)",
+            ylabel="true positive rate (training rows)",
+            title="Membership inference",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+        )
         ax.legend(fontsize="small")
 
     def plot(self, figsize=(5, 4)):
@@ -224,7 +229,9 @@ def _reading(attacks) -> str:
     )
 
 
-def membership_inference(model, train_data, holdout_data, *, loss=None, level: float = 0.95, batch_size: int = 256) -> MembershipReport:
+def membership_inference(
+    model, train_data, holdout_data, *, loss=None, level: float = 0.95, batch_size: int = 256
+) -> MembershipReport:
     """Loss- and confidence-threshold membership attacks on ``model``.
 
     Args:

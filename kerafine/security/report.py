@@ -17,11 +17,15 @@ def check_options(data, robustness, membership) -> None:
         check_epsilons(robustness, "robustness")
         if not (isinstance(data, tuple) and len(data) in (2, 3)):
             raise invalid_argument(
-                "data", type(data).__name__, "(x, y) arrays when robustness is asked (attacks need the inputs in memory)"
+                "data",
+                type(data).__name__,
+                "(x, y) arrays when robustness is asked (attacks need the inputs in memory)",
             )
     if membership is not None:
         if not (isinstance(membership, (tuple, list)) and len(membership) == 2):
-            raise invalid_argument("membership", type(membership).__name__, "a pair (train_data, holdout_data) of (x, y) tuples")
+            raise invalid_argument(
+                "membership", type(membership).__name__, "a pair (train_data, holdout_data) of (x, y) tuples"
+            )
         split_data(membership[0], "membership[0] (train_data)")
         split_data(membership[1], "membership[1] (holdout_data)")
 

@@ -158,14 +158,18 @@ def check_epsilons(epsilons, name: str = "epsilons") -> list[float]:
         raise invalid_argument(name, epsilons, "a non-empty list of numbers > 0")
     for e in values:
         if isinstance(e, bool) or not isinstance(e, numbers.Real) or not math.isfinite(e) or e <= 0:
-            raise invalid_argument(name, epsilons, "a non-empty list of finite numbers > 0 (0, the clean inputs, is always included)")
+            raise invalid_argument(
+                name, epsilons, "a non-empty list of finite numbers > 0 (0, the clean inputs, is always included)"
+            )
     return sorted(set(float(e) for e in values))
 
 
 def split_data(data, name: str = "data"):
     if isinstance(data, tuple) and len(data) in (2, 3):
         return data[0], data[1]
-    raise invalid_argument(name, type(data).__name__, "an (x, y) tuple of arrays (or of a dict of arrays and labels)", error=DataError)
+    raise invalid_argument(
+        name, type(data).__name__, "an (x, y) tuple of arrays (or of a dict of arrays and labels)", error=DataError
+    )
 
 
 def _scores(pred: np.ndarray) -> np.ndarray:
@@ -179,7 +183,9 @@ def _labels(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     if scores.ndim == 1:
         y = np.asarray(y).reshape(len(y), -1)
         if y.shape[1] != 1:
-            raise invalid_argument("data", f"labels of shape {y.shape}", "one 0/1 label per row for a one-output model", error=DataError)
+            raise invalid_argument(
+                "data", f"labels of shape {y.shape}", "one 0/1 label per row for a one-output model", error=DataError
+            )
         return (y[:, 0] > 0.5).astype(np.int64) if y.dtype.kind == "f" else (y[:, 0] > 0).astype(np.int64)
     if np.ndim(y) == 2:
         return np.argmax(y, axis=1)
@@ -277,7 +283,9 @@ def robustness_curve(
     steps = _common.check_positive_int(steps, "steps")
     step_size = check_step_size(step_size)
     _common.check_seed(seed)
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold)):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold)
+    ):
         raise invalid_argument("threshold", threshold, "None or a finite number")
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise invalid_argument("level", level, "a float strictly between 0 and 1, e.g. 0.95")
@@ -288,7 +296,19 @@ def robustness_curve(
     inputs, y = attacker.prepare(x, y, perturb, clip)
 
     rows, clean, threshold = _curve(
-        model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, float(level), batch_size,
+        model,
+        attacker,
+        inputs,
+        y,
+        eps,
+        attack,
+        steps,
+        step_size,
+        random_start,
+        seed,
+        threshold,
+        float(level),
+        batch_size,
         progress,
     )
     acc, auc, lo, hi = (np.array(c, dtype=np.float64) for c in zip(*rows))
@@ -307,10 +327,26 @@ def robustness_curve(
     )
 
 
-def _curve(model, attacker, inputs, y, eps, attack, steps, step_size, random_start, seed, threshold, level, batch_size,
-           progress=False):
+def _curve(
+    model,
+    attacker,
+    inputs,
+    y,
+    eps,
+    attack,
+    steps,
+    step_size,
+    random_start,
+    seed,
+    threshold,
+    level,
+    batch_size,
+    progress=False,
+):
     """Rows ``(accuracy, auc, lower, upper)`` at 0 and each radius; also the clean scores and the threshold used."""
-    clean = _scores(model.predict(inputs.rebuild({k: inputs.arrays[k] for k in inputs.moving}), batch_size=batch_size, verbose=0))
+    clean = _scores(
+        model.predict(inputs.rebuild({k: inputs.arrays[k] for k in inputs.moving}), batch_size=batch_size, verbose=0)
+    )
     labels = _labels(y, clean)
     if clean.ndim == 1 and threshold is None:
         threshold = 0.5 if clean.min() >= 0 and clean.max() <= 1 else 0.0
@@ -319,8 +355,9 @@ def _curve(model, attacker, inputs, y, eps, attack, steps, step_size, random_sta
     from tqdm.auto import tqdm
 
     # disable=None: tqdm stays silent when stderr is not a terminal (logs, CI, pytest).
-    for e in tqdm(eps, desc=f"robustness ({attack})", unit="radius", delay=1.0, leave=False,
-                  disable=None if progress else True):
+    for e in tqdm(
+        eps, desc=f"robustness ({attack})", unit="radius", delay=1.0, leave=False, disable=None if progress else True
+    ):
         # PGD's curve also folds in the FGSM point (one more gradient pass): a random start can
         # leave PGD a hair short of FGSM's corner on a near-linear model, and the adversary has both.
         tries = ["fgsm"] if attack == "fgsm" else ["pgd", "fgsm"]

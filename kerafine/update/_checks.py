@@ -19,13 +19,21 @@ def check_xy(data, name: str, *, both_classes: bool = False, allow_none: bool = 
     if x.ndim == 0 or len(x) == 0:
         raise invalid_argument(name, f"x of shape {x.shape}", "at least one row", error=DataError)
     if y.shape[:1] != x.shape[:1]:
-        raise invalid_argument(name, f"x with {len(x)} rows and y with {y.shape[0] if y.ndim else 0}",
-                               "as many labels as rows", error=DataError)
+        raise invalid_argument(
+            name,
+            f"x with {len(x)} rows and y with {y.shape[0] if y.ndim else 0}",
+            "as many labels as rows",
+            error=DataError,
+        )
     if both_classes:
         labels = np.unique(y.reshape(len(y), -1)[:, 0] if y.ndim > 1 and y.shape[-1] == 1 else y)
         if labels.size < 2:
-            raise invalid_argument(name, f"labels of a single class {labels.tolist()}",
-                                   "labels with both classes (ROC-AUC is undefined otherwise)", error=DataError)
+            raise invalid_argument(
+                name,
+                f"labels of a single class {labels.tolist()}",
+                "labels with both classes (ROC-AUC is undefined otherwise)",
+                error=DataError,
+            )
     return x, y
 
 

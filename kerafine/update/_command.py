@@ -50,7 +50,8 @@ _METRIC_FILES = ("cpu", "memory", "diskio", "uptime", "failures")
 def add_parser(sub) -> None:
     """Register ``update`` on the ``kerafine`` subparsers object ``sub``."""
     p = sub.add_parser(
-        "update", help="update a model of `kerafine fit` on new data: candidates, comparison, promotion",
+        "update",
+        help="update a model of `kerafine fit` on new data: candidates, comparison, promotion",
         description=textwrap.dedent("""\
             Check NEW_DATA for drift against the run's reference, train candidate replacements of the run's
             model on it (refresh: fine-tune on the new labels with a replay of the old; retrain: the same
@@ -63,16 +64,32 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="output directory of `kerafine fit`")
-    p.add_argument("new_data", nargs="?", metavar="NEW_DATA",
-                   help="new labelled data: a directory of the five metric CSVs, or a CSV for a tabular run")
-    p.add_argument("--candidates", default=",".join(CANDIDATES), metavar="LIST",
-                   help=f"comma-separated candidates among {','.join(CANDIDATES)} (default: all)")
+    p.add_argument(
+        "new_data",
+        nargs="?",
+        metavar="NEW_DATA",
+        help="new labelled data: a directory of the five metric CSVs, or a CSV for a tabular run",
+    )
+    p.add_argument(
+        "--candidates",
+        default=",".join(CANDIDATES),
+        metavar="LIST",
+        help=f"comma-separated candidates among {','.join(CANDIDATES)} (default: all)",
+    )
     p.add_argument("--rollback", type=int, metavar="VERSION", help="serve model version VERSION again and exit")
     p.add_argument("--epochs", type=int, default=6, help="training epochs of each candidate (default: 6)")
-    p.add_argument("--margin", type=float, default=0.01,
-                   help="largest ROC-AUC loss on the old test data a promoted model may have (default: 0.01)")
-    p.add_argument("--alpha", type=float, default=0.05,
-                   help="significance level of the paired DeLong test on the new data (default: 0.05)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.01,
+        help="largest ROC-AUC loss on the old test data a promoted model may have (default: 0.01)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="significance level of the paired DeLong test on the new data (default: 0.05)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the new data's split and of training (default: 0)")
     p.add_argument("--quiet-fit", action="store_true", help="no per-epoch lines from Keras")
     p.set_defaults(func=_main)
@@ -82,14 +99,28 @@ def _main(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.rollback is not None:
         if args.new_data is not None:
-            raise invalid_argument("NEW_DATA", args.new_data, "nothing with --rollback",
-                                   "Roll back with `kerafine update RUN_DIR --rollback VERSION` alone.")
+            raise invalid_argument(
+                "NEW_DATA",
+                args.new_data,
+                "nothing with --rollback",
+                "Roll back with `kerafine update RUN_DIR --rollback VERSION` alone.",
+            )
         return rollback(args.run_dir, args.rollback)
     if args.new_data is None:
-        raise KerafineError("Missing argument `NEW_DATA`: expected the new labelled data, e.g. "
-                            "`kerafine update RUN_DIR data/fleet-c`, or --rollback VERSION.")
-    return run(args.run_dir, args.new_data, candidates=args.candidates, epochs=args.epochs, margin=args.margin,
-               alpha=args.alpha, seed=args.seed, verbose=0 if args.quiet_fit else 2)
+        raise KerafineError(
+            "Missing argument `NEW_DATA`: expected the new labelled data, e.g. "
+            "`kerafine update RUN_DIR data/fleet-c`, or --rollback VERSION."
+        )
+    return run(
+        args.run_dir,
+        args.new_data,
+        candidates=args.candidates,
+        epochs=args.epochs,
+        margin=args.margin,
+        alpha=args.alpha,
+        seed=args.seed,
+        verbose=0 if args.quiet_fit else 2,
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -108,8 +139,12 @@ def _check_candidates(value) -> list[str]:
     if unknown:
         from kerafine.errors import did_you_mean
 
-        raise invalid_argument("--candidates", value, f"names among {', '.join(CANDIDATES)}",
-                               f"Unknown: {', '.join(unknown)}.{did_you_mean(unknown[0], CANDIDATES)}")
+        raise invalid_argument(
+            "--candidates",
+            value,
+            f"names among {', '.join(CANDIDATES)}",
+            f"Unknown: {', '.join(unknown)}.{did_you_mean(unknown[0], CANDIDATES)}",
+        )
     return [n for n in CANDIDATES if n in names]  # training order: refresh first (distil and ensemble use it)
 
 
@@ -117,8 +152,9 @@ def _check_run_dir(run_dir) -> Path:
     run = Path(run_dir)
     needed = ("report.json", "model.keras", "model.kerafine.json")
     if not run.is_dir() or any(not (run / n).is_file() for n in needed):
-        raise invalid_argument("RUN_DIR", os.fspath(run), "an output directory of `kerafine fit`, holding "
-                               + ", ".join(needed))
+        raise invalid_argument(
+            "RUN_DIR", os.fspath(run), "an output directory of `kerafine fit`, holding " + ", ".join(needed)
+        )
     return run
 
 
@@ -135,21 +171,35 @@ def _load_new(spec: dict, path: Path):
         from kerafine.data import load_server_metrics
 
         if not path.is_dir():
-            raise invalid_argument("NEW_DATA", os.fspath(path), "a directory holding "
-                                   + ", ".join(f"{n}.csv" for n in _METRIC_FILES), "This run reads server metrics.",
-                                   error=DataError)
+            raise invalid_argument(
+                "NEW_DATA",
+                os.fspath(path),
+                "a directory holding " + ", ".join(f"{n}.csv" for n in _METRIC_FILES),
+                "This run reads server metrics.",
+                error=DataError,
+            )
         missing = [f"{n}.csv" for n in _METRIC_FILES if not (path / f"{n}.csv").is_file()]
         if missing:
-            raise invalid_argument("NEW_DATA", os.fspath(path), "a directory holding "
-                                   + ", ".join(f"{n}.csv" for n in _METRIC_FILES), f"Missing: {', '.join(missing)}.",
-                                   error=DataError)
-        m = load_server_metrics(**{n: path / f"{n}.csv" for n in _METRIC_FILES}, freq=spec["freq"],
-                                horizon=spec["horizon"], max_gap=spec["max_gap"])
+            raise invalid_argument(
+                "NEW_DATA",
+                os.fspath(path),
+                "a directory holding " + ", ".join(f"{n}.csv" for n in _METRIC_FILES),
+                f"Missing: {', '.join(missing)}.",
+                error=DataError,
+            )
+        m = load_server_metrics(
+            **{n: path / f"{n}.csv" for n in _METRIC_FILES},
+            freq=spec["freq"],
+            horizon=spec["horizon"],
+            max_gap=spec["max_gap"],
+        )
         missing_cols = [c for c in spec["features"] if c not in m.features]
         if missing_cols:
-            raise DataError(f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r} has other columns than the "
-                            f"run was trained on (missing {missing_cols}); the model expects {spec['features']}, "
-                            f"the data has {list(m.features)}.")
+            raise DataError(
+                f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r} has other columns than the "
+                f"run was trained on (missing {missing_cols}); the model expects {spec['features']}, "
+                f"the data has {list(m.features)}."
+            )
         return m
     import pandas as pd
 
@@ -162,8 +212,10 @@ def _load_new(spec: dict, path: Path):
     want = spec["numeric"] + spec["categorical"] + [spec["label"]]
     missing_cols = [c for c in want if c not in header]
     if missing_cols:
-        raise DataError(f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r} has other columns than the run "
-                        f"was trained on (missing {missing_cols}); the model expects {want}, the data has {header}.")
+        raise DataError(
+            f"Invalid value for argument `NEW_DATA`: {os.fspath(path)!r} has other columns than the run "
+            f"was trained on (missing {missing_cols}); the model expects {want}, the data has {header}."
+        )
     table = load_tabular(path, spec["label"], numeric=spec["numeric"], categorical=spec["categorical"])
     from kerafine import _finite
 
@@ -186,19 +238,27 @@ def _split_new(spec: dict, new, seed: int) -> dict:
 
         n = len(new.servers)
         if n < 4:
-            raise invalid_argument("NEW_DATA", f"{n} server(s)", "at least 4 servers (train, validation and test "
-                                   "each need their own)", error=DataError)
+            raise invalid_argument(
+                "NEW_DATA",
+                f"{n} server(s)",
+                "at least 4 servers (train, validation and test each need their own)",
+                error=DataError,
+            )
         splits = split_by_group(new, val=max(1, round(0.2 * n)) / n, test=max(1, round(0.4 * n)) / n, seed=seed)
         norm = Normalizer.from_dict(spec["normalizer"])  # the model's own input scaling, not refitted
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            parts = {k: getattr(splits, k).windows(spec["window"], stride=spec["stride"], features=spec["features"],
-                                                   normalizer=norm) for k in ("train", "val", "test")}
+            parts = {
+                k: getattr(splits, k).windows(
+                    spec["window"], stride=spec["stride"], features=spec["features"], normalizer=norm
+                )
+                for k in ("train", "val", "test")
+            }
     else:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(new))
         n_test, n_val = int(round(0.4 * len(new))), int(round(0.2 * len(new)))
-        idx = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+        idx = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
         parts = {}
         for k, rows in idx.items():
             sub = new.take(np.sort(rows))
@@ -214,9 +274,13 @@ def _split_new(spec: dict, new, seed: int) -> dict:
                 "Fix or remove the rows behind these windows before updating the model."
             )
         if len(y) == 0 or len(np.unique(y)) < 2:
-            raise invalid_argument("NEW_DATA", f"a {k} part with {len(y)} rows and {len(np.unique(y))} class(es)",
-                                   "new data with failures (positives) and normal rows in each of train, "
-                                   "validation and test", "Give more servers or a longer period.", error=DataError)
+            raise invalid_argument(
+                "NEW_DATA",
+                f"a {k} part with {len(y)} rows and {len(np.unique(y))} class(es)",
+                "new data with failures (positives) and normal rows in each of train, validation and test",
+                "Give more servers or a longer period.",
+                error=DataError,
+            )
     return parts
 
 
@@ -306,8 +370,9 @@ def rollback(run_dir, version) -> int:
         if version == versions["current"]:
             print(f"Version {version} is already served.")
             return 0
-        raise invalid_argument("--rollback", version, "a version whose model file is kept",
-                               f"{src} is missing.", error=KerafineError)
+        raise invalid_argument(
+            "--rollback", version, "a version whose model file is kept", f"{src} is missing.", error=KerafineError
+        )
     _copy_atomically(src, run / "model.keras")
     versions["current"] = version
     _write_versions(run, versions)
@@ -331,15 +396,25 @@ def _small_student(teacher, spec: dict):
     budget = teacher.count_params() / 4
     for units in (16, 12, 8, 6, 4, 2):
         keras.utils.set_random_seed(0)
-        student = kerafine.build_transfer_model(backbones.sequence_encoder(shape, units=(units,)),
-                                                heads.classification(2), freeze="none")
+        student = kerafine.build_transfer_model(
+            backbones.sequence_encoder(shape, units=(units,)), heads.classification(2), freeze="none"
+        )
         if student.count_params() <= budget:
             return student
     return student
 
 
-def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: float = 0.01, alpha: float = 0.05,
-        seed: int = 0, verbose: int = 2) -> int:
+def run(
+    run_dir,
+    new_data,
+    *,
+    candidates=CANDIDATES,
+    epochs: int = 6,
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    seed: int = 0,
+    verbose: int = 2,
+) -> int:
     """Run ``kerafine update``; returns the exit status (0; errors raise :class:`KerafineError`)."""
     names = _check_candidates(candidates)
     run = _check_run_dir(run_dir)
@@ -362,8 +437,11 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
     work = run / "updates" / uid
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "state.json"
-    state = read_json(state_path) if state_path.is_file() else {"new_data": os.fspath(new_path.resolve()),
-                                                                "candidates": names, "from_version": versions["current"]}
+    state = (
+        read_json(state_path)
+        if state_path.is_file()
+        else {"new_data": os.fspath(new_path.resolve()), "candidates": names, "from_version": versions["current"]}
+    )
     if state.get("done"):
         _say(f"This update finished earlier ({work}):")
         print(state["table"])
@@ -392,8 +470,10 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
     x_new_all = np.concatenate([new_parts[k][0] for k in ("train", "val", "test")])
     drift = DriftDetector(profile).check(_profile_rows(x_new_all))
     drifted = [f.name for f in drift.features if f.drifted]
-    _say(f"Drift against the run's reference: {'DETECTED' if drift.is_drift else 'none'}"
-         + (f" ({', '.join(drifted)})" if drifted else ""))
+    _say(
+        f"Drift against the run's reference: {'DETECTED' if drift.is_drift else 'none'}"
+        + (f" ({', '.join(drifted)})" if drifted else "")
+    )
 
     import keras
 
@@ -429,24 +509,46 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
 
     _say(f"Training candidates {', '.join(names)} on {len(y_tr)} new windows ({int(y_tr.sum())} positive)")
     if "refresh" in names:
+
         def build_refresh():
             m = kerafine.load_model(run / "model.keras")
-            return refresh(m, (x_tr, y_tr), replay=old["train"], replay_fraction=0.3, validation_data=val,
-                           epochs=epochs, learning_rate=float(report.get("finetune_learning_rate") or 1e-4) * 3,
-                           callbacks=callbacks("refresh"), batch_size=64, seed=seed, verbose=verbose).model
+            return refresh(
+                m,
+                (x_tr, y_tr),
+                replay=old["train"],
+                replay_fraction=0.3,
+                validation_data=val,
+                epochs=epochs,
+                learning_rate=float(report.get("finetune_learning_rate") or 1e-4) * 3,
+                callbacks=callbacks("refresh"),
+                batch_size=64,
+                seed=seed,
+                verbose=verbose,
+            ).model
+
         trained["refresh"] = saved("refresh", build_refresh)
     if "retrain" in names:
+
         def build_retrain():
             m = keras.models.clone_model(current)  # the same architecture, fresh weights
             for layer in m.layers:
                 layer.trainable = True
             x = np.concatenate([old["train"][0], x_tr])
             y = np.concatenate([old["train"][1], y_tr])
-            m.compile(optimizer=keras.optimizers.Adam(float(report.get("learning_rate") or 1e-3)),
-                      loss="binary_crossentropy")
-            m.fit(x, y, epochs=2 * epochs, batch_size=64, validation_data=val,
-                  callbacks=_console(callbacks("retrain"), verbose), verbose=0)
+            m.compile(
+                optimizer=keras.optimizers.Adam(float(report.get("learning_rate") or 1e-3)), loss="binary_crossentropy"
+            )
+            m.fit(
+                x,
+                y,
+                epochs=2 * epochs,
+                batch_size=64,
+                validation_data=val,
+                callbacks=_console(callbacks("retrain"), verbose),
+                verbose=0,
+            )
             return m
+
         trained["retrain"] = saved("retrain", build_retrain)
     if "distil" in names:
         teacher = trained.get("refresh", current)
@@ -454,13 +556,25 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
         if student is None:
             _say("  distil: skipped (a student architecture is only defined for server-metrics runs)")
         else:
+
             def build_distil():
                 from kerafine.update import replay_mix
 
                 x, y, _ = replay_mix((x_tr, y_tr), old["train"], 0.3, seed)
-                return distill(teacher, student, (x, y), temperature=3.0, alpha=0.5, validation_data=val,
-                               epochs=2 * epochs, learning_rate=3e-3, batch_size=64,
-                               callbacks=_console(callbacks("distil"), verbose), verbose=0)
+                return distill(
+                    teacher,
+                    student,
+                    (x, y),
+                    temperature=3.0,
+                    alpha=0.5,
+                    validation_data=val,
+                    epochs=2 * epochs,
+                    learning_rate=3e-3,
+                    batch_size=64,
+                    callbacks=_console(callbacks("distil"), verbose),
+                    verbose=0,
+                )
+
             trained["distil"] = saved("distil", build_distil)
     if "ensemble" in names:
         members = [current] + [trained[k] for k in ("refresh", "retrain") if k in trained]
@@ -470,8 +584,9 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
             trained["ensemble"] = saved("ensemble", lambda: ensemble(members, "weighted", validation_data=val))
 
     _say("Comparing on the old and the new test servers")
-    comparison = compare({"current": current, **trained}, {"old": old["test"], "new": new_parts["test"]},
-                         current="current")
+    comparison = compare(
+        {"current": current, **trained}, {"old": old["test"], "new": new_parts["test"]}, current="current"
+    )
     decision = decide(comparison, new="new", old="old", alpha=alpha, margin=margin)
     comparison.to_json(work / "comparison.json")
     fig = comparison.plot()
@@ -484,17 +599,26 @@ def run(run_dir, new_data, *, candidates=CANDIDATES, epochs: int = 6, margin: fl
     print(table)
     print()
     print(decision.text)
-    result = {"drift": {"is_drift": bool(drift.is_drift), "features": drifted},
-              "decision": decision.to_dict(), "comparison": comparison.to_dict()}
+    result = {
+        "drift": {"is_drift": bool(drift.is_drift), "features": drifted},
+        "decision": decision.to_dict(),
+        "comparison": comparison.to_dict(),
+    }
     if decision.promote:
         row = comparison.row(decision.champion, "new")
-        record = {"source": f"kerafine update ({decision.champion})", "update": uid,
-                  "new_roc_auc": row["roc_auc"], "p_value": row["p_value"],
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        record = {
+            "source": f"kerafine update ({decision.champion})",
+            "update": uid,
+            "new_roc_auc": row["roc_auc"],
+            "p_value": row["p_value"],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         number = _promote(run, cand_dir / f"{decision.champion}.keras", record)
         result["promoted_version"] = number
-        print(f"\nPromoted {decision.champion!r} as model version {number}: {run / 'model.keras'} "
-              f"(roll back with `kerafine update {run} --rollback {versions['current']}`)")
+        print(
+            f"\nPromoted {decision.champion!r} as model version {number}: {run / 'model.keras'} "
+            f"(roll back with `kerafine update {run} --rollback {versions['current']}`)"
+        )
     else:
         print("\nThe current model keeps serving.")
     atomic_write_json(work / "result.json", result)

@@ -16,9 +16,23 @@ from kerafine.update._checks import check_model, check_xy, input_signature
 
 __all__ = ["compare", "decide", "Comparison", "Decision"]
 
-_COLUMNS = ["candidate", "test_set", "roc_auc", "roc_auc_lower", "roc_auc_upper", "pr_auc", "ece", "params",
-            "predict_ms_per_1k", "auc_difference", "difference_lower", "difference_upper", "p_value", "rows",
-            "positives"]
+_COLUMNS = [
+    "candidate",
+    "test_set",
+    "roc_auc",
+    "roc_auc_lower",
+    "roc_auc_upper",
+    "pr_auc",
+    "ece",
+    "params",
+    "predict_ms_per_1k",
+    "auc_difference",
+    "difference_lower",
+    "difference_upper",
+    "p_value",
+    "rows",
+    "positives",
+]
 
 
 @displayable
@@ -45,8 +59,11 @@ class Comparison:
     def _display(self):
         t = self.table
         best = t.loc[t["roc_auc"].idxmax()] if len(t) else None
-        rows = [("current", self.current), ("candidates", ", ".join(dict.fromkeys(map(str, t["candidate"])))),
-                ("test sets", ", ".join(dict.fromkeys(map(str, t["test_set"]))))]
+        rows = [
+            ("current", self.current),
+            ("candidates", ", ".join(dict.fromkeys(map(str, t["candidate"])))),
+            ("test sets", ", ".join(dict.fromkeys(map(str, t["test_set"])))),
+        ]
         if best is not None:
             rows.append(("best ROC-AUC", f"{best['candidate']} on {best['test_set']}: {best['roc_auc']:.4f}"))
         return "Comparison (print() shows the table)", rows
@@ -70,8 +87,10 @@ class Comparison:
         return self.table.copy()
 
     def to_dict(self) -> dict:
-        rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-                for r in self.table.to_dict(orient="records")]
+        rows = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in self.table.to_dict(orient="records")
+        ]
         return {"current": self.current, "level": self.level, "rows": rows}
 
     def to_json(self, path=None) -> str:
@@ -83,19 +102,25 @@ class Comparison:
         return text
 
     def __str__(self) -> str:
-        lines = [f"{'candidate':<12}{'test set':<10}{'ROC-AUC':>8} {'interval':<15}{'PR-AUC':>7}{'ECE':>7}"
-                 f"{'params':>9}{'ms/1k':>8}{'vs current':>11}{'p-value':>9}"]
+        lines = [
+            f"{'candidate':<12}{'test set':<10}{'ROC-AUC':>8} {'interval':<15}{'PR-AUC':>7}{'ECE':>7}"
+            f"{'params':>9}{'ms/1k':>8}{'vs current':>11}{'p-value':>9}"
+        ]
         for r in self.table.to_dict(orient="records"):
             diff = "" if math.isnan(r["auc_difference"]) else f"{r['auc_difference']:+.4f}"
             p = "" if math.isnan(r["p_value"]) else f"{r['p_value']:.2g}"
-            lines.append(f"{r['candidate']:<12}{r['test_set']:<10}{r['roc_auc']:>8.4f} "
-                         f"[{r['roc_auc_lower']:.3f}, {r['roc_auc_upper']:.3f}] {r['pr_auc']:>7.4f}{r['ece']:>7.3f}"
-                         f"{int(r['params']):>9}{r['predict_ms_per_1k']:>8.1f}{diff:>11}{p:>9}")
+            lines.append(
+                f"{r['candidate']:<12}{r['test_set']:<10}{r['roc_auc']:>8.4f} "
+                f"[{r['roc_auc_lower']:.3f}, {r['roc_auc_upper']:.3f}] {r['pr_auc']:>7.4f}{r['ece']:>7.3f}"
+                f"{int(r['params']):>9}{r['predict_ms_per_1k']:>8.1f}{diff:>11}{p:>9}"
+            )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return (f"<p><b>Champion/challenger</b> (current model: <code>{self.current}</code>; paired DeLong "
-                f"p-values against it)</p>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        return (
+            f"<p><b>Champion/challenger</b> (current model: <code>{self.current}</code>; paired DeLong "
+            f"p-values against it)</p>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        )
 
     def plot(self, figsize=(9, 4)):
         """ROC-AUC with its interval per candidate, one panel per test set; returns the figure."""
@@ -118,8 +143,9 @@ class Comparison:
             ax.set_ylim(max(0.0, lo - 0.05), 1.0)
             for x, p in zip(pos, t["p_value"]):
                 if not math.isnan(p):
-                    ax.annotate(f"p={p:.2g}", (x, 1.0), xytext=(0, -12), textcoords="offset points", ha="center",
-                                fontsize=8)
+                    ax.annotate(
+                        f"p={p:.2g}", (x, 1.0), xytext=(0, -12), textcoords="offset points", ha="center", fontsize=8
+                    )
         axes[0][0].set_ylabel("ROC-AUC (DeLong interval)")
         fig.tight_layout()
         return fig
@@ -135,8 +161,9 @@ def _timed_predict(model, x, repeats: int = 2):
     return np.asarray(p, dtype=np.float64).reshape(-1), best
 
 
-def compare(candidates, test_sets, current: str | None = None, *, level: float = 0.95,
-            timing_repeats: int = 2) -> Comparison:
+def compare(
+    candidates, test_sets, current: str | None = None, *, level: float = 0.95, timing_repeats: int = 2
+) -> Comparison:
     """Compare candidate models on the same test sets (champion/challenger table).
 
     For each candidate and each test set: the exact ROC-AUC with its DeLong
@@ -200,8 +227,12 @@ def compare(candidates, test_sets, current: str | None = None, *, level: float =
         if tuple(x.shape[1:]) != want:
             from kerafine.errors import DataError
 
-            raise invalid_argument(f"test_sets[{ts!r}]", f"rows of shape {tuple(x.shape[1:])}",
-                                   f"rows of the candidates' input shape {want}", error=DataError)
+            raise invalid_argument(
+                f"test_sets[{ts!r}]",
+                f"rows of shape {tuple(x.shape[1:])}",
+                f"rows of the candidates' input shape {want}",
+                error=DataError,
+            )
         checked[ts] = (x, np.asarray(y).reshape(-1))
     timing_repeats = max(1, int(timing_repeats))
 
@@ -220,11 +251,25 @@ def compare(candidates, test_sets, current: str | None = None, *, level: float =
             else:
                 r = roc_auc_compare(y, scores[current], scores[name], level=level)
                 diff, lo, hi, p = r.difference, r.lower, r.upper, r.p_value
-            rows.append({"candidate": name, "test_set": ts, "roc_auc": float(rep.roc_auc),
-                         "roc_auc_lower": ci.lower, "roc_auc_upper": ci.upper, "pr_auc": float(rep.pr_auc),
-                         "ece": float(ece), "params": int(m.count_params()), "predict_ms_per_1k": float(ms[name]),
-                         "auc_difference": diff, "difference_lower": lo, "difference_upper": hi, "p_value": p,
-                         "rows": int(len(y)), "positives": int(np.count_nonzero(y))})
+            rows.append(
+                {
+                    "candidate": name,
+                    "test_set": ts,
+                    "roc_auc": float(rep.roc_auc),
+                    "roc_auc_lower": ci.lower,
+                    "roc_auc_upper": ci.upper,
+                    "pr_auc": float(rep.pr_auc),
+                    "ece": float(ece),
+                    "params": int(m.count_params()),
+                    "predict_ms_per_1k": float(ms[name]),
+                    "auc_difference": diff,
+                    "difference_lower": lo,
+                    "difference_upper": hi,
+                    "p_value": p,
+                    "rows": int(len(y)),
+                    "positives": int(np.count_nonzero(y)),
+                }
+            )
     return Comparison(pd.DataFrame(rows, columns=_COLUMNS), current, float(level))
 
 
@@ -244,12 +289,15 @@ class Decision:
     reasons: list
 
     def _display(self):
-        return "Decision", [("promote", str(self.promote)), ("champion", self.champion),
-                            *((f"reason {i + 1}", r) for i, r in enumerate(self.reasons[:4]))]
+        return "Decision", [
+            ("promote", str(self.promote)),
+            ("champion", self.champion),
+            *((f"reason {i + 1}", r) for i, r in enumerate(self.reasons[:4])),
+        ]
 
     @property
     def text(self) -> str:
-        head = (f"Promote {self.champion!r}." if self.promote else f"Keep {self.champion!r}: no challenger qualifies.")
+        head = f"Promote {self.champion!r}." if self.promote else f"Keep {self.champion!r}: no challenger qualifies."
         return "\n".join([head, *(f"- {r}" for r in self.reasons)])
 
     def __str__(self) -> str:
@@ -259,8 +307,9 @@ class Decision:
         return {"promote": self.promote, "champion": self.champion, "reasons": list(self.reasons)}
 
 
-def decide(comparison: Comparison, *, new: str = "new", old: str | None = "old", alpha: float = 0.05,
-           margin: float = 0.01) -> Decision:
+def decide(
+    comparison: Comparison, *, new: str = "new", old: str | None = "old", alpha: float = 0.05, margin: float = 0.01
+) -> Decision:
     """Promote a challenger only on evidence: better on the new data, not worse on the old.
 
     A challenger qualifies when, against the current model, its ROC-AUC on
@@ -314,8 +363,10 @@ def decide(comparison: Comparison, *, new: str = "new", old: str | None = "old",
         if name == cur:
             continue
         rn = comparison.row(name, new)
-        why = (f"{name}: ROC-AUC on {new!r} {rn['roc_auc']:.4f} vs {comparison.row(cur, new)['roc_auc']:.4f} "
-               f"({rn['auc_difference']:+.4f}, paired DeLong p={rn['p_value']:.2g})")
+        why = (
+            f"{name}: ROC-AUC on {new!r} {rn['roc_auc']:.4f} vs {comparison.row(cur, new)['roc_auc']:.4f} "
+            f"({rn['auc_difference']:+.4f}, paired DeLong p={rn['p_value']:.2g})"
+        )
         better = rn["auc_difference"] > 0 and rn["p_value"] < alpha
         if not better:
             reasons.append(why + f": not significantly better at alpha={alpha:g}.")

@@ -68,14 +68,26 @@ def _binary_logits_loss(temperature: float):
         def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
             t = keras.ops.sigmoid(teacher_outputs / self.temperature)
             bce = keras.losses.binary_crossentropy(t, student_outputs / self.temperature, from_logits=True)
-            return keras.ops.mean(bce) * (self.temperature ** 2)
+            return keras.ops.mean(bce) * (self.temperature**2)
 
     return BinaryLogitsDistillation(temperature=temperature)
 
 
-def distill(teacher, student, train_data, unlabeled=None, temperature: float = 3.0, alpha: float = 0.5, *,
-            validation_data=None, epochs: int = 10, learning_rate: float = 1e-3, batch_size: int = 64,
-            callbacks=None, verbose="auto"):
+def distill(
+    teacher,
+    student,
+    train_data,
+    unlabeled=None,
+    temperature: float = 3.0,
+    alpha: float = 0.5,
+    *,
+    validation_data=None,
+    epochs: int = 10,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    callbacks=None,
+    verbose="auto",
+):
     """Train ``student`` to imitate ``teacher`` (and the labels) with ``keras.distillation.Distiller``.
 
     The loss is ``alpha * supervised + (1 - alpha) * distillation``, Keras's
@@ -135,57 +147,102 @@ def distill(teacher, student, train_data, unlabeled=None, temperature: float = 3
     if teacher is student:
         raise invalid_argument("student", student.name, "another model than the teacher")
     if input_signature(teacher) != input_signature(student):
-        raise invalid_argument("student", f"a model taking inputs of shape {input_signature(student)}",
-                               f"the teacher's input shape {input_signature(teacher)}")
+        raise invalid_argument(
+            "student",
+            f"a model taking inputs of shape {input_signature(student)}",
+            f"the teacher's input shape {input_signature(teacher)}",
+        )
     if output_signature(teacher) != output_signature(student):
-        raise invalid_argument("student", f"a model with outputs of shape {output_signature(student)}",
-                               f"the teacher's output shape {output_signature(teacher)}")
+        raise invalid_argument(
+            "student",
+            f"a model with outputs of shape {output_signature(student)}",
+            f"the teacher's output shape {output_signature(teacher)}",
+        )
     kind = _output_kind(teacher)
     if kind == "linear" or _output_kind(student) != kind:
-        raise invalid_argument("student", f"a {_output_kind(student)} output (teacher: {kind})",
-                               "teacher and student both ending in a sigmoid, or both in a softmax")
+        raise invalid_argument(
+            "student",
+            f"a {_output_kind(student)} output (teacher: {kind})",
+            "teacher and student both ending in a sigmoid, or both in a softmax",
+        )
     binary = kind == "sigmoid"
     if binary and output_signature(teacher) != (1,):
-        raise invalid_argument("teacher", f"a sigmoid output of shape {output_signature(teacher)}",
-                               "one sigmoid unit (binary) or a softmax over the classes")
+        raise invalid_argument(
+            "teacher",
+            f"a sigmoid output of shape {output_signature(teacher)}",
+            "one sigmoid unit (binary) or a softmax over the classes",
+        )
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise invalid_argument("temperature", temperature, "a number > 0")
     alpha = check_fraction("alpha", alpha, high_open=False)
     epochs = check_positive_int("epochs", epochs)
     x, y = check_xy(train_data, "train_data")
     if tuple(x.shape[1:]) != input_signature(teacher):
-        raise invalid_argument("train_data", f"rows of shape {tuple(x.shape[1:])}",
-                               f"rows of the models' input shape {input_signature(teacher)}", error=DataError)
+        raise invalid_argument(
+            "train_data",
+            f"rows of shape {tuple(x.shape[1:])}",
+            f"rows of the models' input shape {input_signature(teacher)}",
+            error=DataError,
+        )
     x = x.astype("float32", copy=False)
     sparse = not binary and (y.ndim == 1 or y.shape[-1] == 1)
-    y = y.astype("float32").reshape(-1, 1) if binary else (y.reshape(-1).astype("int32") if sparse else
-                                                             y.astype("float32"))
+    y = (
+        y.astype("float32").reshape(-1, 1)
+        if binary
+        else (y.reshape(-1).astype("int32") if sparse else y.astype("float32"))
+    )
     if unlabeled is not None:
         xu = np.asarray(unlabeled)
         if xu.ndim < 1 or len(xu) == 0 or tuple(xu.shape[1:]) != input_signature(teacher):
-            raise invalid_argument("unlabeled", f"an array of shape {xu.shape}",
-                                   f"rows of the models' input shape {input_signature(teacher)}", error=DataError)
+            raise invalid_argument(
+                "unlabeled",
+                f"an array of shape {xu.shape}",
+                f"rows of the models' input shape {input_signature(teacher)}",
+                error=DataError,
+            )
         pu = np.asarray(teacher.predict(xu.astype("float32"), batch_size=1024, verbose=0))
         # Soft pseudo-labels keep the teacher's uncertainty (binary, one-hot targets); integer labels
         # can only take the teacher's top class.
-        yu = pu.reshape(-1, 1).astype("float32") if binary else (pu.argmax(-1).astype("int32") if sparse else
-                                                                 pu.astype("float32"))
+        yu = (
+            pu.reshape(-1, 1).astype("float32")
+            if binary
+            else (pu.argmax(-1).astype("int32") if sparse else pu.astype("float32"))
+        )
         x = np.concatenate([x, xu.astype("float32")])
         y = np.concatenate([y, yu])
 
     flags = [(layer, layer.trainable) for layer in _all_layers(teacher)]
     t_logits, s_logits = _logit_model(teacher, kind), _logit_model(student, kind)
-    loss = (_binary_logits_loss(float(temperature)) if binary
-            else keras.distillation.LogitsDistillation(temperature=float(temperature)))
-    distiller = keras.distillation.Distiller(teacher=t_logits, student=s_logits, distillation_losses=loss,
-                                             student_loss_weight=alpha, name="kerafine_distiller")
-    supervised = (keras.losses.BinaryCrossentropy(from_logits=True) if binary else
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True) if sparse else
-                  keras.losses.CategoricalCrossentropy(from_logits=True))
+    loss = (
+        _binary_logits_loss(float(temperature))
+        if binary
+        else keras.distillation.LogitsDistillation(temperature=float(temperature))
+    )
+    distiller = keras.distillation.Distiller(
+        teacher=t_logits,
+        student=s_logits,
+        distillation_losses=loss,
+        student_loss_weight=alpha,
+        name="kerafine_distiller",
+    )
+    supervised = (
+        keras.losses.BinaryCrossentropy(from_logits=True)
+        if binary
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if sparse
+        else keras.losses.CategoricalCrossentropy(from_logits=True)
+    )
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=supervised)
     try:
-        distiller.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=verbose,
-                      validation_data=_logit_targets(validation_data, binary, sparse))
+        distiller.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            callbacks=callbacks,
+            verbose=verbose,
+            validation_data=_logit_targets(validation_data, binary, sparse),
+        )
     finally:
         # The Distiller freezes the teacher it was given (our wrapper), which freezes the teacher's
         # layers too: give them back their flags.

@@ -75,8 +75,9 @@ def _predict(model, x) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=1024, verbose=0), dtype=np.float64).reshape(len(x), -1)
 
 
-def ensemble(models, method: str = "mean", validation_data=None, *, name: str = "ensemble", folds: int = 5,
-             seed: int = 0):
+def ensemble(
+    models, method: str = "mean", validation_data=None, *, name: str = "ensemble", folds: int = 5, seed: int = 0
+):
     """Combine models that take the same inputs into one functional ``keras.Model``.
 
     The ensemble feeds its input to every member and combines their outputs:
@@ -143,8 +144,12 @@ def ensemble(models, method: str = "mean", validation_data=None, *, name: str = 
     if len(set(outs)) > 1:
         raise invalid_argument("models", f"models with output shapes {outs}", "models with the same output shape")
     if method != "mean" and outs[0] != (1,):
-        raise invalid_argument("method", method, '"mean" for models with several outputs',
-                               "'weighted' and 'stacking' combine binary (one-unit) probabilities.")
+        raise invalid_argument(
+            "method",
+            method,
+            '"mean" for models with several outputs',
+            "'weighted' and 'stacking' combine binary (one-unit) probabilities.",
+        )
     weights = intercept = None
     if method != "mean":
         if validation_data is None:
@@ -168,8 +173,13 @@ def ensemble(models, method: str = "mean", validation_data=None, *, name: str = 
         out = keras.layers.Average(name="mean")(members)
     else:
         stacked = keras.layers.Concatenate(name="member_scores")(members)
-        dense = keras.layers.Dense(1, activation="linear" if method == "weighted" else "sigmoid",
-                                   use_bias=method == "stacking", trainable=False, name="combiner")
+        dense = keras.layers.Dense(
+            1,
+            activation="linear" if method == "weighted" else "sigmoid",
+            use_bias=method == "stacking",
+            trainable=False,
+            name="combiner",
+        )
         out = dense(stacked)
         values = [np.asarray(weights, dtype="float32").reshape(-1, 1)]
         if method == "stacking":

@@ -71,8 +71,12 @@ def replay_mix(new_data, replay=None, replay_fraction: float = 0.3, seed: int = 
     if x_old.shape[1:] != x_new.shape[1:]:
         from kerafine.errors import DataError, invalid_argument
 
-        raise invalid_argument("replay", f"rows of shape {x_old.shape[1:]}",
-                               f"rows of the shape of new_data's, {x_new.shape[1:]}", error=DataError)
+        raise invalid_argument(
+            "replay",
+            f"rows of shape {x_old.shape[1:]}",
+            f"rows of the shape of new_data's, {x_new.shape[1:]}",
+            error=DataError,
+        )
     want = int(round(len(x_new) * replay_fraction / (1.0 - replay_fraction)))
     n = min(want, len(x_old))
     pick = rng.choice(len(x_old), n, replace=False)
@@ -82,9 +86,21 @@ def replay_mix(new_data, replay=None, replay_fraction: float = 0.3, seed: int = 
     return x[order], y[order], n
 
 
-def refresh(model, new_data, replay=None, replay_fraction: float = 0.3, *, validation_data=None, epochs: int = 5,
-            learning_rate: float = 1e-4, unfreeze_top="all", callbacks=None, batch_size: int = 32, seed: int = 0,
-            verbose="auto"):
+def refresh(
+    model,
+    new_data,
+    replay=None,
+    replay_fraction: float = 0.3,
+    *,
+    validation_data=None,
+    epochs: int = 5,
+    learning_rate: float = 1e-4,
+    unfreeze_top="all",
+    callbacks=None,
+    batch_size: int = 32,
+    seed: int = 0,
+    verbose="auto",
+):
     """Continue fine-tuning a trained transfer model on new labels mixed with replayed old rows.
 
     Training on the new rows alone adapts the model to them and makes it
@@ -145,9 +161,22 @@ def refresh(model, new_data, replay=None, replay_fraction: float = 0.3, *, valid
     if tuple(x.shape[1:]) != input_signature(model):
         from kerafine.errors import DataError, invalid_argument
 
-        raise invalid_argument("new_data", f"rows of shape {tuple(x.shape[1:])}",
-                               f"rows of the model's input shape {input_signature(model)}", error=DataError)
-    result = kerafine.fine_tune(model, (x, y), validation_data=validation_data, head_epochs=0,
-                                finetune_epochs=epochs, finetune_lr=learning_rate, unfreeze_top=unfreeze_top,
-                                callbacks=callbacks, batch_size=batch_size, verbose=verbose)
+        raise invalid_argument(
+            "new_data",
+            f"rows of shape {tuple(x.shape[1:])}",
+            f"rows of the model's input shape {input_signature(model)}",
+            error=DataError,
+        )
+    result = kerafine.fine_tune(
+        model,
+        (x, y),
+        validation_data=validation_data,
+        head_epochs=0,
+        finetune_epochs=epochs,
+        finetune_lr=learning_rate,
+        unfreeze_top=unfreeze_top,
+        callbacks=callbacks,
+        batch_size=batch_size,
+        verbose=verbose,
+    )
     return RefreshResult(model, result, int(len(x) - n_replayed), int(n_replayed))

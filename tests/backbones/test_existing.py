@@ -65,7 +65,10 @@ def test_keras_round_trip_keeps_predictions(tmp_path, seeded):
 
 
 def test_unknown_layer_name_lists_close_names():
-    with pytest.raises(KerafineError, match=r"argument `cut_at`: received 'embeding'; expected the name of a layer of model 'pretrained'\. Did you mean \"embedding\"\? Its layers: \['features', 'dense_a', 'embedding', 'old_head'\]"):
+    with pytest.raises(
+        KerafineError,
+        match=r"argument `cut_at`: received 'embeding'; expected the name of a layer of model 'pretrained'\. Did you mean \"embedding\"\? Its layers: \['features', 'dense_a', 'embedding', 'old_head'\]",
+    ):
         from_model(_pretrained(), cut_at="embeding")
 
 
@@ -120,7 +123,10 @@ def test_layer_inside_a_nested_model_points_to_its_owner():
     inner = _pretrained()
     inputs = keras.Input((6,))
     outer = keras.Model(inputs, keras.layers.Dense(2, name="new_head")(inner(inputs)), name="outer")
-    with pytest.raises(KerafineError, match=r"'embedding' is inside the nested model 'pretrained'.*from_model\(model.get_layer\('pretrained'\), cut_at='embedding'\)"):
+    with pytest.raises(
+        KerafineError,
+        match=r"'embedding' is inside the nested model 'pretrained'.*from_model\(model.get_layer\('pretrained'\), cut_at='embedding'\)",
+    ):
         from_model(outer, cut_at="embedding")
     assert from_model(outer, cut_at="pretrained").output.shape == (None, 3)
     assert from_model(inner, cut_at="embedding").output.shape == (None, 8)

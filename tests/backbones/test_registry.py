@@ -12,9 +12,7 @@ from kerafine.errors import KerafineError
 
 def _keras_constructors():
     return sorted(
-        attr
-        for attr in dir(keras.applications)
-        if attr[:1].isupper() and callable(getattr(keras.applications, attr))
+        attr for attr in dir(keras.applications) if attr[:1].isupper() and callable(getattr(keras.applications, attr))
     )
 
 
@@ -49,7 +47,9 @@ def test_names_are_case_and_underscore_insensitive(given, canonical):
 
 
 def test_unknown_name_suggests_close_names():
-    with pytest.raises(KerafineError, match=r'argument `name`: received \'vgg61\'.*Did you mean "vgg1[69]" or "vgg1[69]"\?'):
+    with pytest.raises(
+        KerafineError, match=r'argument `name`: received \'vgg61\'.*Did you mean "vgg1[69]" or "vgg1[69]"\?'
+    ):
         vision("vgg61", weights=None)
     with pytest.raises(KerafineError, match=r'Did you mean "mobilenet_v2"'):
         vision("mobilenet_v22", weights=None)

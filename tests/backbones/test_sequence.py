@@ -134,7 +134,9 @@ def test_forecast_with_variable_length_encoder_cuts_the_last_step():
 
 
 def test_bad_input_shape_is_a_data_error():
-    with pytest.raises(DataError, match=r"argument `input_shape`: received \(32, 12, 3\); expected \(timesteps, features\)"):
+    with pytest.raises(
+        DataError, match=r"argument `input_shape`: received \(32, 12, 3\); expected \(timesteps, features\)"
+    ):
         sequence_encoder((32, 12, 3))
     with pytest.raises(DataError, match=r"`input_shape`"):
         sequence_encoder((12, 0))
@@ -153,7 +155,10 @@ def test_bad_encoder_arguments_are_rejected():
 
 def test_windows_of_the_wrong_rank_are_a_data_error():
     encoder = sequence_encoder((12, 3), units=(4,))
-    with pytest.raises(DataError, match=r"argument `windows`: received 'an array of rank 2 with shape \(12, 3\)'; expected an array of shape \(n_windows, timesteps, 3\)"):
+    with pytest.raises(
+        DataError,
+        match=r"argument `windows`: received 'an array of rank 2 with shape \(12, 3\)'; expected an array of shape \(n_windows, timesteps, 3\)",
+    ):
         pretrain_sequence_encoder(encoder, np.zeros((12, 3)))
     with pytest.raises(DataError, match=r"rank 4"):
         pretrain_sequence_encoder(encoder, np.zeros((2, 2, 12, 3)))
@@ -250,8 +255,15 @@ def test_masked_pretraining_fills_in_hidden_steps_better_than_the_mean(seeded):
     encoder = sequence_encoder((12, 1), kind="gru", units=(16,), mask_value=None)
     before = [w.copy() for w in encoder.get_weights()]
     pretrain_sequence_encoder(
-        encoder, windows, "masked", epochs=20, optimizer=keras.optimizers.Adam(0.02),
-        mask_rate=0.2, seed=0, batch_size=32, verbose=0,
+        encoder,
+        windows,
+        "masked",
+        epochs=20,
+        optimizer=keras.optimizers.Adam(0.02),
+        mask_rate=0.2,
+        seed=0,
+        batch_size=32,
+        verbose=0,
     )
     losses = encoder.pretraining_history.history["loss"]
     # The first epoch's loss is close to that of predicting the mean (0) for the

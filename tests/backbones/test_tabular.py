@@ -97,7 +97,10 @@ def test_keras_round_trip_keeps_predictions(tmp_path, seeded):
 
 def test_missing_columns_are_named_with_those_found():
     frame = _clicks().drop(columns=["browser"])
-    with pytest.raises(DataError, match=r"Missing columns in `data`: \['browser', 'browsr'\]; found columns: \['latency', 'bytes', 'country', 'user', 'ignored'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"Missing columns in `data`: \['browser', 'browsr'\]; found columns: \['latency', 'bytes', 'country', 'user', 'ignored'\]",
+    ):
         tabular_encoder(["latency"], ["browser", "browsr"], data=frame)
     with pytest.raises(DataError, match=r"Missing columns in `data`: \['latncy'\].*Did you mean \"latency\""):
         tabular_encoder(["latncy"], [], data=_clicks())
@@ -108,7 +111,9 @@ def test_nan_in_a_categorical_column_is_a_data_error_with_the_count():
     frame["browser"] = frame["browser"].astype(object)
     frame.loc[[1, 5, 9], "browser"] = None
     frame.loc[2, "browser"] = np.nan
-    with pytest.raises(DataError, match=r"Categorical column 'browser' of `data` holds 4 missing values \(NaN/None\) out of 64"):
+    with pytest.raises(
+        DataError, match=r"Categorical column 'browser' of `data` holds 4 missing values \(NaN/None\) out of 64"
+    ):
         _encoder(frame)
     floats = _clicks()
     floats["country"] = floats["country"].astype(float)
@@ -143,7 +148,9 @@ def test_bad_column_lists_are_rejected():
     frame = _clicks()
     with pytest.raises(KerafineError, match=r"at least one column"):
         tabular_encoder([], [], data=frame)
-    with pytest.raises(KerafineError, match=r"argument `categorical_features`.*no column also in numeric_features \['country'\]"):
+    with pytest.raises(
+        KerafineError, match=r"argument `categorical_features`.*no column also in numeric_features \['country'\]"
+    ):
         tabular_encoder(["country"], ["country"], data=frame)
     with pytest.raises(KerafineError, match=r"argument `numeric_features`.*without duplicates"):
         tabular_encoder(["latency", "latency"], [], data=frame)

@@ -119,7 +119,9 @@ def main(config):
     if train is not None:
         model.fit(train, epochs=30, validation_data=(xv, yv), shuffle=False, verbose=0, callbacks=callbacks)
     else:
-        model.fit(x, y, batch_size=8, epochs=30, validation_data=(xv, yv), shuffle=False, verbose=0, callbacks=callbacks)
+        model.fit(
+            x, y, batch_size=8, epochs=30, validation_data=(xv, yv), shuffle=False, verbose=0, callbacks=callbacks
+        )
 
     arrays = {f"w{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})

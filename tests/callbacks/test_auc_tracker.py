@@ -72,9 +72,7 @@ def test_reduce_lr_on_plateau_and_early_stopping_react_to_val_auc():
     keras_stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2, min_delta=0.01)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a missing key would make the monitors warn
-        history = model.fit(
-            x, y, epochs=10, verbose=0, callbacks=[AUCTracker((x, y)), reduce, keras_stop, stop]
-        )
+        history = model.fit(x, y, epochs=10, verbose=0, callbacks=[AUCTracker((x, y)), reduce, keras_stop, stop])
     epochs = len(history.history["loss"])
     assert epochs == 3  # Keras EarlyStopping: best at epoch 0, patience 2
     assert keras_stop.stopped_epoch == 2 and stop.wait == 2
@@ -92,7 +90,8 @@ def test_a_monitor_placed_before_the_tracker_gets_a_warning_with_the_fix(tmp_pat
         model.fit(x, y, epochs=1, verbose=0, callbacks=[reduce, logger, AUCTracker((x, y))])
     messages = [str(w.message) for w in caught]
     assert any(
-        "ReduceLROnPlateau(monitor='val_auc') comes before AUCTracker" in m and "Put AUCTracker first" in m for m in messages
+        "ReduceLROnPlateau(monitor='val_auc') comes before AUCTracker" in m and "Put AUCTracker first" in m
+        for m in messages
     )
     assert any(m.startswith("CSVLogger comes before AUCTracker") for m in messages)
     # and the misplaced monitor indeed never saw the key:
@@ -170,7 +169,9 @@ def test_weighted_average_equals_sklearn_and_the_metrics_function():
     expected = roc_auc_score(y, p, multi_class="ovr", average="weighted", sample_weight=w)
     assert history.history["val_auc"][0] == pytest.approx(expected, abs=1e-12)
     assert history.history["val_auc"][0] != pytest.approx(roc_auc(y, p, sample_weight=w, average="macro"), abs=1e-6)
-    assert history.history["val_pr_auc"][0] == pytest.approx(pr_auc(y, p, sample_weight=w, average="weighted"), abs=1e-12)
+    assert history.history["val_pr_auc"][0] == pytest.approx(
+        pr_auc(y, p, sample_weight=w, average="weighted"), abs=1e-12
+    )
 
 
 def test_predictions_are_shared_between_trackers(monkeypatch):
@@ -209,7 +210,9 @@ def test_best_survives_a_restart_through_checkpoint_restart(tmp_path):
     x, y = _data(64, flip=True)
     xv, yv = _data(64)
     first = AUCTracker((xv, yv), ci_level=None)
-    _model(lr=0.5).fit(x, y, epochs=2, shuffle=False, verbose=0, callbacks=[first, CheckpointRestart(tmp_path / "ckpt")])
+    _model(lr=0.5).fit(
+        x, y, epochs=2, shuffle=False, verbose=0, callbacks=[first, CheckpointRestart(tmp_path / "ckpt")]
+    )
     assert first.best_epoch == 0
     second = AUCTracker((xv, yv), ci_level=None)
     history = _model(lr=0.5).fit(
@@ -277,7 +280,9 @@ def test_tf_dataset_validation_data_and_logits_are_accepted():
     model.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True), run_eagerly=True)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     history = model.fit(x, y, epochs=1, verbose=0, callbacks=[AUCTracker(dataset)])
-    assert history.history["val_auc"][0] == pytest.approx(roc_auc_score(y, model.predict(x, verbose=0).ravel()), abs=1e-12)
+    assert history.history["val_auc"][0] == pytest.approx(
+        roc_auc_score(y, model.predict(x, verbose=0).ravel()), abs=1e-12
+    )
 
 
 def test_tensorboard_gets_val_pr_auc_also_when_curve_is_roc(tmp_path):

@@ -103,7 +103,9 @@ def test_checkpoints_are_atomic_verified_and_only_the_newest_kept(tmp_path):
     assert "batch/checkpoint" in tags["text"] and "batch/checkpoint/save_seconds" in tags["scalars"]
     batch_scalars = tensorboard.read_scalars(tmp_path / "logs", subdir=tensorboard.BATCH_SUBDIR)
     assert batch_scalars["batch/checkpoint/restored_epoch"][0][1] == 4.0
-    assert not any(t.startswith("checkpoint") for t in tensorboard.read_tags(tmp_path / "logs", subdir=None).get("scalars", ()))
+    assert not any(
+        t.startswith("checkpoint") for t in tensorboard.read_tags(tmp_path / "logs", subdir=None).get("scalars", ())
+    )
 
 
 @pytest.mark.parametrize("save_freq", ["epoch", 3])
@@ -153,7 +155,9 @@ def test_state_of_other_callbacks_is_restored_wherever_the_checkpoint_sits(tmp_p
         es = EarlyStopping("loss", patience=50, restore_best_weights=True)
         kes = keras.callbacks.EarlyStopping("loss", patience=50)
         rlr = keras.callbacks.ReduceLROnPlateau("loss", patience=1, factor=0.5, min_delta=10.0)
-        mc = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), "loss", save_best_only=True, save_weights_only=True)
+        mc = keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "best.weights.h5"), "loss", save_best_only=True, save_weights_only=True
+        )
         # Keras's stateless writers ride along unharmed.
         tb = keras.callbacks.TensorBoard(str(tmp_path / "tb"), write_graph=False, profile_batch=0)
         csv = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"), append=True)
@@ -206,7 +210,10 @@ def test_foreground_and_background_saves_write_the_same_checkpoint(tmp_path, bac
 
 def test_checkpoint_from_a_different_model_raises(tmp_path):
     _fit(_model(units=4), [CheckpointRestart(tmp_path / "c")], epochs=1)
-    with pytest.raises(CheckpointError, match=r"different model \(variable #0: kernel \(3, 4\) float32 in the checkpoint, kernel \(3, 5\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"different model \(variable #0: kernel \(3, 4\) float32 in the checkpoint, kernel \(3, 5\)",
+    ):
         _fit(_model(units=5), [CheckpointRestart(tmp_path / "c")], epochs=2)
 
 
@@ -307,7 +314,10 @@ def test_disk_full_during_save_reports_it_and_keeps_previous_checkpoints(tmp_pat
         original(directory, groups, state, checksums)
 
     monkeypatch.setattr(cr, "_write_checkpoint", write_until_full)
-    with pytest.raises(CheckpointError, match=r"failed: the disk is full.*previous checkpoints are intact \(ckpt-00000002, ckpt-00000001\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"failed: the disk is full.*previous checkpoints are intact \(ckpt-00000002, ckpt-00000001\)",
+    ):
         _fit(_model(), [CheckpointRestart(tmp_path / "c")], epochs=4)
     monkeypatch.setattr(cr, "_write_checkpoint", original)
     assert sorted(os.listdir(tmp_path / "c")) == ["ckpt-00000001", "ckpt-00000002"]  # no temp dir left
@@ -405,16 +415,26 @@ def test_killed_runs_finish_bit_identical_to_an_uninterrupted_run(tmp_path):
     threads = [
         threading.Thread(
             target=_chain,
-            args=(tmp_path / "A", tmp_path / "A.npz", epoch_level, [["batch", 2, 3], ["epoch_begin", 5], ["write", 2]], logs["A"]),
+            args=(
+                tmp_path / "A",
+                tmp_path / "A.npz",
+                epoch_level,
+                [["batch", 2, 3], ["epoch_begin", 5], ["write", 2]],
+                logs["A"],
+            ),
         ),
         threading.Thread(
-            target=_chain, args=(tmp_path / "B", tmp_path / "B.npz", batch_level, [["batch", 1, 4], ["write", 3]], logs["B"])
+            target=_chain,
+            args=(tmp_path / "B", tmp_path / "B.npz", batch_level, [["batch", 1, 4], ["write", 3]], logs["B"]),
         ),
     ]
     for t in threads:
         t.start()
     reference = _run_script(
-        [dict(epoch_level, directory=None, out=str(tmp_path / "refA.npz")), dict(batch_level, directory=None, out=str(tmp_path / "refB.npz"))]
+        [
+            dict(epoch_level, directory=None, out=str(tmp_path / "refA.npz")),
+            dict(batch_level, directory=None, out=str(tmp_path / "refB.npz")),
+        ]
     )
     for t in threads:
         t.join()
@@ -510,7 +530,9 @@ def test_checkpoint_from_a_model_with_other_trainable_variables_still_raises(tmp
     # Without Dropout the trainable variables sit at other positions (another
     # phase key): the architecture check must still come first.
     _fit(_model(dropout=False), [CheckpointRestart(tmp_path / "c")], epochs=1)
-    with pytest.raises(CheckpointError, match=r"different model \(layer #\d+: Dense in the checkpoint, Dropout in the model\)"):
+    with pytest.raises(
+        CheckpointError, match=r"different model \(layer #\d+: Dense in the checkpoint, Dropout in the model\)"
+    ):
         _fit(_model(), [CheckpointRestart(tmp_path / "c")], epochs=2)
 
 
@@ -554,7 +576,9 @@ def test_weights_poisoned_right_before_a_save_are_rolled_back_and_never_written(
 
 def test_nonfinite_weights_without_rollback_raise_instead_of_saving(tmp_path):
     ckpt = CheckpointRestart(tmp_path / "c", rollback_on_divergence=False, background_save=False)
-    with pytest.raises(TrainingError, match=r"Refusing to save a checkpoint after epoch 2: the weight .*kernel holds NaN/inf"):
+    with pytest.raises(
+        TrainingError, match=r"Refusing to save a checkpoint after epoch 2: the weight .*kernel holds NaN/inf"
+    ):
         _fit(_model(), [_PoisonBeforeSave({1}), ckpt], epochs=3)
     assert len(ckpt.checkpoints()) == 1 and _all_checkpoint_values_finite(ckpt)
 
@@ -573,7 +597,10 @@ def test_a_restore_warns_about_unclaimed_states_and_callbacks_without_state(tmp_
         re.search(r"EarlyStopping \(state key 'EarlyStopping\[loss\|renamed\]'\) found no state in checkpoint ckpt-", m)
         for m in messages
     )
-    assert any(re.search(r"holds the state of a callback with key 'EarlyStopping\[loss\]' that no callback", m) for m in messages)
+    assert any(
+        re.search(r"holds the state of a callback with key 'EarlyStopping\[loss\]' that no callback", m)
+        for m in messages
+    )
 
 
 def test_a_full_restore_is_silent_and_keys_do_not_depend_on_log_dir_or_order(tmp_path):

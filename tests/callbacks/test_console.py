@@ -30,10 +30,22 @@ def _model():
 
 # A logs dict as the demo's kerafine callbacks fill it (TrainingMonitor, AUCTracker, DriftMonitor).
 FULL_LOGS = {
-    "loss": 0.1636, "accuracy": 0.91, "val_loss": 0.0803, "val_accuracy": 0.93, "val_auc": 0.9261,
-    "val_auc_lower": 0.8863, "val_auc_upper": 0.9659, "drift_share": 0.6667, "drift_detected": 1.0,
-    "learning_rate": 0.003, "step_seconds": 0.2014, "samples_per_second": 626.0272, "cpu_percent": 34.9,
-    "rss_mb": 771.668, "update_ratio": 0.0031, "val_pr_auc": 0.61,
+    "loss": 0.1636,
+    "accuracy": 0.91,
+    "val_loss": 0.0803,
+    "val_accuracy": 0.93,
+    "val_auc": 0.9261,
+    "val_auc_lower": 0.8863,
+    "val_auc_upper": 0.9659,
+    "drift_share": 0.6667,
+    "drift_detected": 1.0,
+    "learning_rate": 0.003,
+    "step_seconds": 0.2014,
+    "samples_per_second": 626.0272,
+    "cpu_percent": 34.9,
+    "rss_mb": 771.668,
+    "update_ratio": 0.0031,
+    "val_pr_auc": 0.61,
 }
 
 
@@ -65,12 +77,15 @@ def test_explicit_keys_are_shown_in_the_order_given():
     assert cb.line(0, 1.0, FULL_LOGS).endswith("val_auc 0.9261  rss_mb 771.6680")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"verbose": 0}, "verbose.*received 0"),
-    ({"verbose": True}, "verbose.*received True"),
-    ({"width": 10}, "width.*received 10"),
-    ({"keys": "loss"}, "keys.*received 'loss'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"verbose": 0}, "verbose.*received 0"),
+        ({"verbose": True}, "verbose.*received True"),
+        ({"width": 10}, "width.*received 10"),
+        ({"keys": "loss"}, "keys.*received 'loss'"),
+    ],
+)
 def test_bad_arguments_are_refused_by_name(kwargs, match):
     with pytest.raises(KerafineError, match=match):
         ConsoleProgress(**kwargs)
@@ -95,8 +110,16 @@ def test_the_batch_counter_stays_off_when_not_a_terminal():
 
 def test_fine_tune_prints_one_short_line_per_epoch(capsys):
     x, y = _data()
-    kerafine.fine_tune(_model(), (x, y), validation_data=(x, y), head_epochs=2, finetune_epochs=1, verbose=2,
-                       metrics=["accuracy"], callbacks=[AUCTracker((x, y)), TrainingMonitor()])
+    kerafine.fine_tune(
+        _model(),
+        (x, y),
+        validation_data=(x, y),
+        head_epochs=2,
+        finetune_epochs=1,
+        verbose=2,
+        metrics=["accuracy"],
+        callbacks=[AUCTracker((x, y)), TrainingMonitor()],
+    )
     out = capsys.readouterr().out
     epoch_lines = [l for l in out.splitlines() if EPOCH_LINE.match(l)]
     assert [l.split("  ")[0] for l in epoch_lines] == ["epoch 1/2", "epoch 2/2", "epoch 3/3"]
@@ -109,8 +132,14 @@ def test_fine_tune_prints_one_short_line_per_epoch(capsys):
 def test_fine_tune_keeps_the_users_own_console_progress(capsys):
     x, y = _data()
     stream = io.StringIO()
-    kerafine.fine_tune(_model(), (x, y), head_epochs=1, finetune_epochs=1, verbose=2,
-                       callbacks=[ConsoleProgress(keys=["loss"], stream=stream)])
+    kerafine.fine_tune(
+        _model(),
+        (x, y),
+        head_epochs=1,
+        finetune_epochs=1,
+        verbose=2,
+        callbacks=[ConsoleProgress(keys=["loss"], stream=stream)],
+    )
     assert not [l for l in capsys.readouterr().out.splitlines() if EPOCH_LINE.match(l)]
     assert [l.split("  ")[0] for l in stream.getvalue().splitlines()] == ["epoch 1/1", "epoch 2/2"]
 
@@ -124,8 +153,7 @@ def test_fine_tune_verbose_0_prints_nothing(capsys):
 def test_the_diagnostics_still_reach_history(capsys):
     # The console hides them; History (hence CSVLogger, EarlyStopping) still has them.
     x, y = _data()
-    r = kerafine.fine_tune(_model(), (x, y), head_epochs=1, finetune_epochs=1, verbose=2,
-                           callbacks=[TrainingMonitor()])
+    r = kerafine.fine_tune(_model(), (x, y), head_epochs=1, finetune_epochs=1, verbose=2, callbacks=[TrainingMonitor()])
     assert {"cpu_percent", "rss_mb", "samples_per_second"} <= set(r.finetune_history.history)
 
 
@@ -136,8 +164,14 @@ def test_a_finished_restartable_run_rerun_says_so_in_one_line(tmp_path, capsys):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
         model.compile("adam", "binary_crossentropy")
-        model.fit(x, y, epochs=2, batch_size=32, verbose=0,
-                  callbacks=[CheckpointRestart(str(tmp_path / "ckpt")), ConsoleProgress()])
+        model.fit(
+            x,
+            y,
+            epochs=2,
+            batch_size=32,
+            verbose=0,
+            callbacks=[CheckpointRestart(str(tmp_path / "ckpt")), ConsoleProgress()],
+        )
 
     run()
     first = capsys.readouterr().out
@@ -152,8 +186,14 @@ def test_fine_tune_rerun_after_finishing_says_so_once(tmp_path, capsys):
 
     def run():
         keras.utils.set_random_seed(0)
-        kerafine.fine_tune(_model(), (x, y), head_epochs=1, finetune_epochs=1, verbose=2,
-                           callbacks=[CheckpointRestart(str(tmp_path / "ckpt"))])
+        kerafine.fine_tune(
+            _model(),
+            (x, y),
+            head_epochs=1,
+            finetune_epochs=1,
+            verbose=2,
+            callbacks=[CheckpointRestart(str(tmp_path / "ckpt"))],
+        )
 
     run()
     capsys.readouterr()
@@ -170,9 +210,11 @@ def test_console_notes_are_whole_wrapped_at_words_and_printed_once():
 
     stream = io.StringIO()
     con = _Console(stream=stream)
-    text = ("TrainingMonitor: learning rate looks too high for the full fine-tuning phase (learning rate 0.003): "
-            "each step moves the trainable weights by 0.05 of their norm at epoch 2 (healthy 0.0001..0.01). "
-            "Try: a 3-10x lower learning rate or kerafine.lr_find.")
+    text = (
+        "TrainingMonitor: learning rate looks too high for the full fine-tuning phase (learning rate 0.003): "
+        "each step moves the trainable weights by 0.05 of their norm at epoch 2 (healthy 0.0001..0.01). "
+        "Try: a 3-10x lower learning rate or kerafine.lr_find."
+    )
     assert con.note(text, "TrainingProblemWarning")
     assert not con.note(text.replace("epoch 2", "epoch 5"), "TrainingProblemWarning")  # same note, other epoch
     assert con.note("another note", "DriftWarning")
@@ -201,7 +243,8 @@ def test_kerafine_fit_prints_short_epoch_lines_and_whole_notes(tmp_path, capsys,
         "head: {hidden: []}\n"
         "schedule: {head_epochs: 2, finetune_epochs: 1, learning_rate: 0.01}\n"
         "callbacks: {drift: true}\n"
-        "output_dir: run\n")
+        "output_dir: run\n"
+    )
     assert main(["fit", "fit.yaml"]) == 0
     out = capsys.readouterr().out
     epoch_lines = [l for l in out.splitlines() if EPOCH_LINE.match(l)]

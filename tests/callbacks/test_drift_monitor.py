@@ -30,7 +30,9 @@ def _dense_model():
     The input-drift checks do not depend on the weights, so reusing it is safe.
     """
     if not _MODEL:
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+        model = keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+        )
         model.compile("sgd", "binary_crossentropy")
         _MODEL.append(model)
     _MODEL[0].stop_training = False
@@ -41,7 +43,9 @@ def test_writes_logs_keys_warns_and_writes_tensorboard_events(tmp_path):
     x, y = _tabular()
     current = x[:200] + np.array([0.0, 0.0, 1.5], "float32")
     monitor = DriftMonitor(reference=(x, y), current_data=current, log_dir=tmp_path)
-    with pytest.warns(DriftWarning, match=r"DriftMonitor\[inputs\] at epoch \d: Drift detected: 1 of 3 .*f2 \(ks effect"):
+    with pytest.warns(
+        DriftWarning, match=r"DriftMonitor\[inputs\] at epoch \d: Drift detected: 1 of 3 .*f2 \(ks effect"
+    ):
         history = _dense_model().fit(x, y, epochs=2, verbose=0, callbacks=[monitor])
     assert history.history["drift_share"] == pytest.approx([1 / 3, 1 / 3])
     assert history.history["drift_detected"] == [1.0, 1.0]
@@ -153,7 +157,9 @@ def test_bad_arguments_raise_before_fit(tmp_path):
     with pytest.raises(KerafineError, match="`log_dir`"):
         DriftMonitor(x, x, log_dir=tmp_path / "file")
     profile = ReferenceProfile.from_data(x)
-    with pytest.raises(KerafineError, match="`reference`: received 'a ReferenceProfile'; expected data the model can predict on"):
+    with pytest.raises(
+        KerafineError, match="`reference`: received 'a ReferenceProfile'; expected data the model can predict on"
+    ):
         DriftMonitor(profile, x, on="outputs")
     assert DriftMonitor(profile, x).reference is profile  # a profile is fine for inputs
 
@@ -179,6 +185,8 @@ def test_reference_is_shard_outside_a_cluster_checks_against_the_whole_reference
         assert [(f.name, f.drifted) for f in a.features] == [(f.name, f.drifted) for f in b.features]
         assert [f.p_value for f in a.features] == pytest.approx([f.p_value for f in b.features], rel=1e-6)
     assert reports[True, "inputs"].drifted_features == ["f1"]
+
+
 def _embedding_fit(log_dir, **kwargs):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -190,8 +198,9 @@ def _embedding_fit(log_dir, **kwargs):
     emb = keras.layers.GlobalAveragePooling2D(name="embedding")(h)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(emb))
     model.compile("adam", "binary_crossentropy")
-    monitor = DriftMonitor(images, brighter, on="embeddings", layer="embedding", log_dir=log_dir,
-                           on_drift=lambda r: None, **kwargs)
+    monitor = DriftMonitor(
+        images, brighter, on="embeddings", layer="embedding", log_dir=log_dir, on_drift=lambda r: None, **kwargs
+    )
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         model.fit(images, labels, epochs=1, batch_size=64, verbose=0, callbacks=[monitor])
@@ -233,9 +242,15 @@ def test_named_input_features_keep_their_per_feature_scalars(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"per_dimension": "yes"}, r"Invalid value for argument `per_dimension`: received 'yes'; expected True or False"),
+        (
+            {"per_dimension": "yes"},
+            r"Invalid value for argument `per_dimension`: received 'yes'; expected True or False",
+        ),
         ({"per_dimension": True}, r"`per_dimension`: received True; expected False when on=\"inputs\""),
-        ({"per_dimension": True, "on": "outputs"}, r"`per_dimension`: received True; expected False when on=\"outputs\""),
+        (
+            {"per_dimension": True, "on": "outputs"},
+            r"`per_dimension`: received True; expected False when on=\"outputs\"",
+        ),
     ],
 )
 def test_per_dimension_is_refused_where_it_does_not_apply(kwargs, message):
@@ -250,7 +265,10 @@ def test_nan_rows_of_the_current_inputs_are_warned_about_every_check():
     current = _tabular(seed=2, n=200)[0]
     current[[5, 6], 1] = np.nan
     monitor = DriftMonitor(x, current, on_drift=lambda report: None)
-    with pytest.warns(DriftWarning, match=r"DriftMonitor\[inputs\] at epoch 1: 2 of 200 current rows of the inputs "
-                                          r"hold NaN or inf \(first rows \[5, 6\]\)"):
+    with pytest.warns(
+        DriftWarning,
+        match=r"DriftMonitor\[inputs\] at epoch 1: 2 of 200 current rows of the inputs "
+        r"hold NaN or inf \(first rows \[5, 6\]\)",
+    ):
         _dense_model().fit(x, y, epochs=1, verbose=0, callbacks=[monitor])
     assert monitor.history[-1]["nonfinite_current_rows"] == 2

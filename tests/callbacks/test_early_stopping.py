@@ -168,13 +168,13 @@ def _tiny_fit(callback, validation=True):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", loss="mse", metrics=["mae"])
     x, y = np.ones((8, 2)), np.ones((8, 1))
-    return model.fit(
-        x, y, epochs=3, verbose=0, callbacks=[callback], validation_data=(x, y) if validation else None
-    )
+    return model.fit(x, y, epochs=3, verbose=0, callbacks=[callback], validation_data=(x, y) if validation else None)
 
 
 def test_monitor_key_that_never_appears_raises_listing_available_keys():
-    with pytest.raises(KerafineError, match=r"val_mea.*Available keys: loss, mae, val_loss, val_mae.*Did you mean \"val_mae\""):
+    with pytest.raises(
+        KerafineError, match=r"val_mea.*Available keys: loss, mae, val_loss, val_mae.*Did you mean \"val_mae\""
+    ):
         _tiny_fit(EarlyStopping("val_mea", mode="min"))
 
 
@@ -246,7 +246,9 @@ def test_array_of_several_values_is_an_error_naming_the_shape():
         stop.on_epoch_end(0, {"f1_score": np.array([0.2, 0.5, 0.9])})
 
 
-@pytest.mark.parametrize("monitor, mode, op", [("val_loss", "auto", "less"), ("val_mae", "max", "greater"), ("mae", "min", "less")])
+@pytest.mark.parametrize(
+    "monitor, mode, op", [("val_loss", "auto", "less"), ("val_mae", "max", "greater"), ("mae", "min", "less")]
+)
 def test_monitor_op_is_public_and_equals_keras(monitor, mode, op):
     ours = EarlyStopping(monitor, mode=mode)
     assert ours.monitor_op is None  # as Keras: unknown until the first epoch end

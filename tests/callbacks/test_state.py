@@ -133,10 +133,13 @@ def test_a_compiled_metric_and_a_callback_writing_one_key_warn_naming_both():
     model, x, y = _auc_setup()
     model.compile("sgd", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
     with pytest.warns(state.LogKeyConflictWarning) as record:
-        model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0,
-                  callbacks=[AUCTracker((x, y), name="val_auc")])
+        model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[AUCTracker((x, y), name="val_auc")])
     (message,) = _conflicts(record)  # once per fit, not every epoch
-    assert message.startswith("Two writers of the log key(s) 'val_auc'") and "the compiled metric 'auc'" in message and "AUCTracker(name='val_auc')" in message
+    assert (
+        message.startswith("Two writers of the log key(s) 'val_auc'")
+        and "the compiled metric 'auc'" in message
+        and "AUCTracker(name='val_auc')" in message
+    )
 
 
 def test_two_callbacks_writing_one_key_warn_naming_both():

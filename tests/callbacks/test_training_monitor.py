@@ -36,23 +36,30 @@ def _kinds(problems):
 
 # ---------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(every_n_batches=0), "`every_n_batches`: received 0"),
-    (dict(every_n_batches=2.5), "`every_n_batches`"),
-    (dict(histograms_every_n_epochs=-1), "`histograms_every_n_epochs`"),
-    (dict(overfit_patience=0), "`overfit_patience`"),
-    (dict(explode_factor=1.0), "`explode_factor`"),
-    (dict(loss_smoothing=0), "`loss_smoothing`: received 0"),
-    (dict(weight_check_freq=0), "`weight_check_freq`: received 0; expected an int >= 1"),
-    (dict(update_ratio_band=(1e-2, 1e-4)), "`update_ratio_band`"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(every_n_batches=0), "`every_n_batches`: received 0"),
+        (dict(every_n_batches=2.5), "`every_n_batches`"),
+        (dict(histograms_every_n_epochs=-1), "`histograms_every_n_epochs`"),
+        (dict(overfit_patience=0), "`overfit_patience`"),
+        (dict(explode_factor=1.0), "`explode_factor`"),
+        (dict(loss_smoothing=0), "`loss_smoothing`: received 0"),
+        (dict(weight_check_freq=0), "`weight_check_freq`: received 0; expected an int >= 1"),
+        (dict(update_ratio_band=(1e-2, 1e-4)), "`update_ratio_band`"),
+    ],
+)
 def test_bad_arguments_are_rejected_before_training(kwargs, match):
     with pytest.raises(KerafineError, match=match):
         TrainingMonitor(**kwargs)
 
 
 def test_unknown_on_problem_is_rejected_with_a_suggestion():
-    with pytest.raises(KerafineError, match=r'`on_problem`: received \'stopp\'; expected "warn", "stop" or a callable.*Did you mean "stop"'):
+    with pytest.raises(
+        KerafineError,
+        match=r'`on_problem`: received \'stopp\'; expected "warn", "stop" or a callable.*Did you mean "stop"',
+    ):
         TrainingMonitor(on_problem="stopp")
 
 
@@ -64,6 +71,7 @@ def test_log_dir_that_is_a_file_is_rejected(tmp_path):
 
 
 # ------------------------------------------------------------ logged values
+
 
 class _LRAtStepProbe(keras.callbacks.Callback):
     """Independent record of the learning rate each step uses: read before the step."""
@@ -103,7 +111,9 @@ def test_logged_lr_is_the_schedule_at_the_last_step_not_the_next_one():
     history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[monitor, probe])
     np.testing.assert_allclose(history.history["learning_rate"], probe.per_epoch, rtol=1e-5)
     # 4 steps per epoch: epoch e's last step is step 4e + 3.
-    np.testing.assert_allclose(history.history["learning_rate"], [0.05 * 0.8 ** (4 * e + 3) for e in range(3)], rtol=1e-5)
+    np.testing.assert_allclose(
+        history.history["learning_rate"], [0.05 * 0.8 ** (4 * e + 3) for e in range(3)], rtol=1e-5
+    )
 
 
 class _NormProbe(keras.callbacks.Callback):
@@ -115,14 +125,18 @@ class _NormProbe(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations)
-        self.norms[step] = math.sqrt(sum(float(np.sum(w.numpy().astype(np.float64) ** 2)) for w in self.model.trainable_weights))
+        self.norms[step] = math.sqrt(
+            sum(float(np.sum(w.numpy().astype(np.float64) ** 2)) for w in self.model.trainable_weights)
+        )
 
 
 def test_epoch_keys_are_stable_and_tensorboard_holds_the_scalars_and_histograms(tmp_path, seeded):
     x, y = _regression(n=64)
     model = _linear_model()
     probe = _NormProbe()
-    monitor = TrainingMonitor(log_dir=tmp_path, every_n_batches=2, histograms_every_n_epochs=1, on_problem=lambda p: None)
+    monitor = TrainingMonitor(
+        log_dir=tmp_path, every_n_batches=2, histograms_every_n_epochs=1, on_problem=lambda p: None
+    )
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor, probe])
     for key in LOG_KEYS:
         assert len(history.history[key]) == 2, key
@@ -132,8 +146,15 @@ def test_epoch_keys_are_stable_and_tensorboard_holds_the_scalars_and_histograms(
         assert sps == pytest.approx(64 / (4 * step), rel=1e-6)
     assert all(v > 10 for v in history.history["rss_mb"])
     scalars = tensorboard.read_scalars(tmp_path)
-    for tag in ("batch/monitor/learning_rate", "batch/monitor/update_ratio", "batch/monitor/step_seconds",
-                "batch/weight_norm/out", "batch/update_ratio/out", "epoch/rss_mb", "epoch/cpu_percent"):
+    for tag in (
+        "batch/monitor/learning_rate",
+        "batch/monitor/update_ratio",
+        "batch/monitor/step_seconds",
+        "batch/weight_norm/out",
+        "batch/update_ratio/out",
+        "epoch/rss_mb",
+        "epoch/cpu_percent",
+    ):
         assert tag in scalars, (tag, sorted(scalars))
     # No mixing: per-epoch series in kerafine/, per-iteration ones (batch/...) in kerafine/batch/.
     assert all(t.startswith("batch/") for t in tensorboard.read_scalars(tmp_path, subdir=tensorboard.BATCH_SUBDIR))
@@ -163,12 +184,19 @@ def test_update_ratio_is_the_relative_size_of_one_step():
     err = float((x @ w0[:2] + w0[2] - y)[0, 0])
     grad = 2 * err * np.array([1.0, 2.0, 1.0])
     expected = np.linalg.norm(0.1 * grad) / np.linalg.norm(w0)
-    history = model.fit(x, y, batch_size=1, epochs=1, verbose=0,
-                        callbacks=[TrainingMonitor(every_n_batches=1, on_problem=lambda p: None)])
+    history = model.fit(
+        x,
+        y,
+        batch_size=1,
+        epochs=1,
+        verbose=0,
+        callbacks=[TrainingMonitor(every_n_batches=1, on_problem=lambda p: None)],
+    )
     assert history.history["update_ratio"][0] == pytest.approx(expected, rel=1e-5)
 
 
 # ----------------------------------------------------------------- problems
+
 
 def _poisoned_batches(x, y, batch_size, poisoned_global_batch):
     i = 0
@@ -183,13 +211,16 @@ def _poisoned_batches(x, y, batch_size, poisoned_global_batch):
 
 def test_nan_loss_from_a_poisoned_batch_is_named_with_its_epoch_and_batch_and_stops(seeded):
     x, y = _regression(n=96)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(1, name="out")])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(1, name="out")]
+    )
     model.compile(keras.optimizers.SGD(0.002), loss="mse")
     monitor = TrainingMonitor(on_problem="stop")
     # 6 batches per epoch: global batch 9 is epoch 1, batch 3.
     with pytest.warns(TrainingProblemWarning, match=r"loss became nan at epoch 2, batch 3.*probed weights only"):
-        history = model.fit(_poisoned_batches(x, y, 16, 9), steps_per_epoch=6, epochs=4, shuffle=False, verbose=0,
-                            callbacks=[monitor])
+        history = model.fit(
+            _poisoned_batches(x, y, 16, 9), steps_per_epoch=6, epochs=4, shuffle=False, verbose=0, callbacks=[monitor]
+        )
     assert _kinds(monitor.problems)[0] == ("nonfinite_loss", 1)
     problem = monitor.problems[0]
     assert problem.batch == 3
@@ -203,12 +234,14 @@ def test_nan_loss_from_a_poisoned_batch_is_named_with_its_epoch_and_batch_and_st
 def test_nan_probe_with_probe_data_finds_bad_input_rows_and_the_layer_that_makes_nan(seeded):
     x, y = _regression(n=64)
     # A log of a linear output: NaN as soon as one pre-activation is negative.
-    model = keras.Sequential([
-        keras.Input((4,)),
-        keras.layers.Dense(3, name="linear"),
-        keras.layers.Lambda(keras.ops.log, name="log"),
-        keras.layers.Dense(1, name="out"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, name="linear"),
+            keras.layers.Lambda(keras.ops.log, name="log"),
+            keras.layers.Dense(1, name="out"),
+        ]
+    )
     model.compile(keras.optimizers.SGD(0.01), loss="mse")
     probe_x = x.copy()
     probe_x[[5, 40], 2] = np.inf
@@ -251,8 +284,15 @@ def test_rare_positives_of_imbalanced_data_are_not_called_an_explosion(seeded):
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
         model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
         found = []
-        model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False,
-                  callbacks=[TrainingMonitor(on_problem=found.append, **kwargs)])
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=3,
+            verbose=0,
+            shuffle=False,
+            callbacks=[TrainingMonitor(on_problem=found.append, **kwargs)],
+        )
         return [p for p in found if p.kind == "loss_exploding"]
 
     # Judged batch by batch the data does trip the rule, so the smoothed default is what keeps quiet.
@@ -260,10 +300,13 @@ def test_rare_positives_of_imbalanced_data_are_not_called_an_explosion(seeded):
     assert run() == []
 
 
-@pytest.mark.parametrize("optimizer, kind", [
-    (lambda: keras.optimizers.SGD(1e-7), "lr_too_low"),
-    (lambda: keras.optimizers.Adam(0.5), "lr_too_high"),
-])
+@pytest.mark.parametrize(
+    "optimizer, kind",
+    [
+        (lambda: keras.optimizers.SGD(1e-7), "lr_too_low"),
+        (lambda: keras.optimizers.Adam(0.5), "lr_too_high"),
+    ],
+)
 def test_learning_rate_too_low_or_too_high_is_reported_with_a_tensorboard_text_event(tmp_path, seeded, optimizer, kind):
     x, y = _regression(n=64)
     model = _linear_model(optimizer=optimizer())
@@ -280,8 +323,15 @@ def test_healthy_run_reports_nothing(seeded):
     x, y = _regression(n=128)
     model = _linear_model(optimizer=keras.optimizers.SGD(0.0005))
     found = []
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=_regression(n=32, seed=1),
-              callbacks=[TrainingMonitor(every_n_batches=3, on_problem=found.append)])
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        validation_data=_regression(n=32, seed=1),
+        callbacks=[TrainingMonitor(every_n_batches=3, on_problem=found.append)],
+    )
     assert found == []
 
 
@@ -292,11 +342,13 @@ def _overfit_setup(seed=3):
     y = rng.integers(0, 2, size=(16, 1)).astype("float32")
     xv = rng.normal(size=(64, 20)).astype("float32")
     yv = rng.integers(0, 2, size=(64, 1)).astype("float32")
-    model = keras.Sequential([
-        keras.Input((20,)),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), loss="binary_crossentropy")
     return model, (x, y), (xv, yv)
 
@@ -333,11 +385,20 @@ def test_frozen_backbone_modified_by_hand_is_a_freezing_bug_but_trainable_batchn
 
     x, y = _regression(n=64, d=6)
     monitor = TrainingMonitor()  # on_problem="warn": a warning, training goes on
-    with pytest.warns(TrainingProblemWarning, match=r"frozen layer group 'backbone' changed during epoch 2 .*freezing bug"):
-        history = model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[
-            keras.callbacks.LambdaCallback(on_epoch_end=tamper),
-            monitor,
-        ])
+    with pytest.warns(
+        TrainingProblemWarning, match=r"frozen layer group 'backbone' changed during epoch 2 .*freezing bug"
+    ):
+        history = model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=4,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.LambdaCallback(on_epoch_end=tamper),
+                monitor,
+            ],
+        )
     assert len(history.epoch) == 4
     found = monitor.problems
     frozen = [p for p in found if p.kind == "frozen_weights_changed"]
@@ -348,12 +409,14 @@ def test_frozen_backbone_modified_by_hand_is_a_freezing_bug_but_trainable_batchn
 
 
 def test_trainable_layer_whose_weights_never_change_is_reported(seeded):
-    model = keras.Sequential([
-        keras.Input((4,)),
-        # Pre-activations near -100: every ReLU is dead, so its gradients are exactly zero.
-        keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-100.0), name="dead"),
-        keras.layers.Dense(1, name="out"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            # Pre-activations near -100: every ReLU is dead, so its gradients are exactly zero.
+            keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(-100.0), name="dead"),
+            keras.layers.Dense(1, name="out"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.01), loss="mse")
     found = []
     x, y = _regression(n=64)
@@ -392,6 +455,7 @@ def test_optimizer_without_learning_rate_is_said_once_and_the_rest_is_monitored(
 
 # -------------------------------------------------------------------- state
 
+
 def test_state_round_trips_through_get_state_and_set_state():
     monitor = TrainingMonitor(overfit_patience=2, on_problem=lambda p: None)
     model, (x, y), val = _overfit_setup()
@@ -417,8 +481,9 @@ def test_overfitting_is_reported_with_gap_and_best_epoch_and_its_memory_survives
         found = []
         monitor = TrainingMonitor(overfit_patience=3, on_problem=found.append)
         callbacks = [monitor] if ckpt_dir is None else [monitor, CheckpointRestart(ckpt_dir)]
-        history = model.fit(x, y, validation_data=val, batch_size=16, epochs=epochs, shuffle=False,
-                            verbose=0, callbacks=callbacks)
+        history = model.fit(
+            x, y, validation_data=val, batch_size=16, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks
+        )
         return found, history
 
     # Uninterrupted reference run: over-fitting is found at the epoch the documented rule gives.
@@ -460,8 +525,9 @@ def _softmax_transfer(collapsed):
     from kerafine.transfer import build_transfer_model
     from tests._dead_models import bn_backbone
 
-    model = build_transfer_model(bn_backbone(collapsed), keras.layers.Dense(3, activation="softmax",
-                                                                            name="predictions"))
+    model = build_transfer_model(
+        bn_backbone(collapsed), keras.layers.Dense(3, activation="softmax", name="predictions")
+    )
     model.compile(keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     return model
 
@@ -513,8 +579,14 @@ def test_one_class_on_validation_is_reported_after_two_epochs_in_a_row_or_at_the
     assert values["majority_baseline"] == pytest.approx(max(y.mean(), 1 - y.mean()))
     # A one-epoch fit ending on a one-class model is still reported (at train end).
     found.clear()
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[TrainingMonitor(on_problem=found.append,
-                                                                                   validation_data=(x, y))])
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        verbose=0,
+        callbacks=[TrainingMonitor(on_problem=found.append, validation_data=(x, y))],
+    )
     assert [k for k in _kinds(found) if k[0] == "one_class_predictions"] == [("one_class_predictions", 0)]
 
 
@@ -525,8 +597,14 @@ def test_a_model_that_separates_the_classes_is_not_one_class(seeded):
     model.get_layer("out").kernel.assign(np.array([[3.0], [0], [0], [0]], "float32"))
     model.compile(keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
     found = []
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0,
-              callbacks=[TrainingMonitor(on_problem=found.append, validation_data=(x, y))])
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=2,
+        verbose=0,
+        callbacks=[TrainingMonitor(on_problem=found.append, validation_data=(x, y))],
+    )
     assert "one_class_predictions" not in [p.kind for p in found]
 
 
@@ -538,6 +616,7 @@ def test_validation_data_is_checked_when_the_monitor_is_built():
 
 
 # ------------------------------------------------- non-finite weights (issue 19)
+
 
 def _relu_cnn():
     inputs = keras.Input((6, 6, 1))
@@ -628,8 +707,14 @@ def test_finite_training_reports_no_nonfinite_weights(seeded):
     x, y = _images_with_two_nan_rows(rows=())
     model = _relu_cnn()
     found = []
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
-              callbacks=[TrainingMonitor(on_problem=found.append, every_n_batches=1)])
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=[TrainingMonitor(on_problem=found.append, every_n_batches=1)],
+    )
     assert "nonfinite_weights" not in [p.kind for p in found]
 
 
@@ -646,8 +731,15 @@ def test_weights_poisoned_by_hand_with_inf_are_flagged_at_the_next_weight_check(
                 kernel = self.model.get_layer("out").kernel
                 kernel.assign(np.full(kernel.shape, np.inf, "float32"))
 
-    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
-              callbacks=[Poison(), TrainingMonitor(on_problem=found.append, weight_check_freq=freq)])
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[Poison(), TrainingMonitor(on_problem=found.append, weight_check_freq=freq)],
+    )
     weights = [p for p in found if p.kind == "nonfinite_weights"]
     # Checked after batches 0, 1, 2, 3 (freq 1) or after the 4th batch only (freq 4).
     assert [(p.epoch, p.batch) for p in weights] == [(0, flagged_at)]

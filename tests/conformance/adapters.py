@@ -38,7 +38,9 @@ def _only_default(api: str, **options) -> None:
 # ------------------------------------------------------------ scikit-learn
 
 
-def roc_auc_score(y_true, y_score, *, average="macro", sample_weight=None, max_fpr=None, multi_class="raise", labels=None):
+def roc_auc_score(
+    y_true, y_score, *, average="macro", sample_weight=None, max_fpr=None, multi_class="raise", labels=None
+):
     # kerafine's only multiclass strategy is one-vs-rest: "ovr" names it, "raise" (the default) gets it too.
     if multi_class not in ("raise", "ovr"):
         raise OptionNotOffered("roc_auc_score", "multi_class", multi_class)

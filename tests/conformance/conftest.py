@@ -33,7 +33,11 @@ def _tests_another_library(item) -> bool:
     return False
 
 
-_FILES = {"test_keras_early_stopping.py": "keras", "test_sklearn_ranking.py": "scikit-learn", "test_river_drift.py": "river"}
+_FILES = {
+    "test_keras_early_stopping.py": "keras",
+    "test_sklearn_ranking.py": "scikit-learn",
+    "test_river_drift.py": "river",
+}
 
 
 def _check_no_stale_patterns(config, names_by_anchor):

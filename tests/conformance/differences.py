@@ -272,8 +272,7 @@ _ANCHORS = {
 # Deliberate differences that no upstream test reaches (documented, not marked).
 NOT_REACHED = {
     "keras": (
-        "`EarlyStopping(mode=...)` with an unknown mode raises `KerafineError`; Keras warns and falls back to "
-        '"auto".',
+        '`EarlyStopping(mode=...)` with an unknown mode raises `KerafineError`; Keras warns and falls back to "auto".',
         "A monitor key missing from the epoch logs raises, naming the keys that are logged; Keras warns and "
         "skips the epoch (a `val_*` monitor on an epoch without validation is still skipped, with one warning).",
         '`min_delta` must be >= 0 (Keras takes its absolute value) and may be relative ("1%").',

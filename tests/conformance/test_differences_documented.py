@@ -34,7 +34,11 @@ def test_every_difference_has_a_reason_and_a_test():
 
 @pytest.mark.parametrize(
     "name",
-    ["test_roc_curve_toydata", "test_precision_recall_curve_toydata[True]", "test_roc_auc_score_multiclass_error[msg2-kwargs2]"],
+    [
+        "test_roc_curve_toydata",
+        "test_precision_recall_curve_toydata[True]",
+        "test_roc_auc_score_multiclass_error[msg2-kwargs2]",
+    ],
 )
 def test_a_test_is_listed_once(name):
     difference, _ = differences._lookup(name)

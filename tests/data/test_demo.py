@@ -34,10 +34,14 @@ def test_fleet_c_is_fleet_b_shifted_enough_for_a_drift_alert():
     assert c["diskio"]["diskio"].median() < 0.7 * b["diskio"]["diskio"].median()  # slower storage
     assert len(c["failures"]) > 0 and set(c["failures"]["precursor"]) <= {"memory_leak", "cpu_saturation", "io_stall"}
     # The same seed gives fleet C its own stream, not fleet B's values shifted.
-    assert not np.allclose(c["cpu"]["cpu"].to_numpy()[:50] - b["cpu"]["cpu"].to_numpy()[:50],
-                           c["cpu"]["cpu"].to_numpy()[0] - b["cpu"]["cpu"].to_numpy()[0])
+    assert not np.allclose(
+        c["cpu"]["cpu"].to_numpy()[:50] - b["cpu"]["cpu"].to_numpy()[:50],
+        c["cpu"]["cpu"].to_numpy()[0] - b["cpu"]["cpu"].to_numpy()[0],
+    )
     names = ["cpu", "memory", "diskio"]
-    rows = lambda t: t["cpu"].merge(t["memory"], on=["server", "timestamp"]).merge(t["diskio"], on=["server", "timestamp"])
+    rows = lambda t: (
+        t["cpu"].merge(t["memory"], on=["server", "timestamp"]).merge(t["diskio"], on=["server", "timestamp"])
+    )
     report = DriftDetector(rows(b)[names].to_numpy(), feature_names=names).check(rows(c)[names].to_numpy())
     assert report.is_drift and {f.name for f in report.features if f.drifted} == set(names)
 
@@ -84,10 +88,13 @@ def test_digits_task_splits_classes_without_overlap():
     assert n == 1797  # every bundled digit used exactly once
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"fleet": "D"}, "argument `fleet`"),
-    ({"n_servers": 0}, "argument `n_servers`"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"fleet": "D"}, "argument `fleet`"),
+        ({"n_servers": 0}, "argument `n_servers`"),
+    ],
+)
 def test_bad_fleet_arguments(kwargs, match):
     with pytest.raises(KerafineError, match=match):
         simulate_fleet(**kwargs)

@@ -12,8 +12,11 @@ T0 = pd.Timestamp("2024-05-01 00:00:00")
 
 def _csv(tmp_path, name, server, steps, column, values, jitter=0):
     """A metric CSV: one row per (server, step), timestamps every 5 s plus `jitter` seconds."""
-    rows = {"server": server, "timestamp": [str(T0 + pd.Timedelta(seconds=5 * s + jitter)) for s in steps],
-            column: values}
+    rows = {
+        "server": server,
+        "timestamp": [str(T0 + pd.Timedelta(seconds=5 * s + jitter)) for s in steps],
+        column: values,
+    }
     path = tmp_path / f"{name}.csv"
     df = pd.DataFrame(rows)
     if path.exists():
@@ -38,7 +41,8 @@ def fleet(tmp_path):
             up = [1000 + 5 * s for s in steps]
         _csv(tmp_path, "uptime", server, steps, "uptime", up, jitter=3)
     pd.DataFrame({"server": ["b"], "timestamp": [str(T0 + pd.Timedelta(seconds=40))]}).to_csv(
-        tmp_path / "failures.csv", index=False)
+        tmp_path / "failures.csv", index=False
+    )
     return {k: tmp_path / f"{k}.csv" for k in ("cpu", "memory", "diskio", "uptime", "failures")}
 
 
@@ -46,8 +50,17 @@ def test_loader_joins_fills_short_gaps_drops_long_ones_and_finds_restarts(fleet)
     m = load_server_metrics(**fleet, freq="5s", horizon=2, max_gap=3)
     f = m.frame
     assert m.features == ("cpu", "memory", "diskio")
-    assert list(f.columns) == ["server", "timestamp", "segment", "cpu", "memory", "diskio", "uptime", "restart",
-                               "label"]
+    assert list(f.columns) == [
+        "server",
+        "timestamp",
+        "segment",
+        "cpu",
+        "memory",
+        "diskio",
+        "uptime",
+        "restart",
+        "label",
+    ]
     a, b = f[f.server == "a"], f[f.server == "b"]
     # Server a: steps 7..11 of memory missing (5 > max_gap) are dropped; step 12 starts a new segment.
     assert a["timestamp"].tolist() == [T0 + pd.Timedelta(seconds=5 * s) for s in [0, 1, 2, 3, 4, 5, 6, 12]]
@@ -88,8 +101,11 @@ def test_timestamps_may_be_epoch_seconds(tmp_path, fleet):
 def test_missing_column_is_named_with_the_columns_found(fleet):
     df = pd.read_csv(fleet["memory"]).rename(columns={"timestamp": "time"})
     df.to_csv(fleet["memory"], index=False)
-    with pytest.raises(DataError, match=r"argument `memory`: .* has no column 'timestamp'; found columns "
-                                        r"\['server', 'time', 'memory'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"argument `memory`: .* has no column 'timestamp'; found columns "
+        r"\['server', 'time', 'memory'\]",
+    ):
         load_server_metrics(**fleet, freq="5s")
 
 
@@ -123,11 +139,14 @@ def test_server_with_fewer_samples_than_a_window_is_named(fleet):
         m.windows(8)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"freq": "often"}, "argument `freq`: received 'often'"),
-    ({"horizon": 0}, "argument `horizon`: received 0; expected a positive int"),
-    ({"max_gap": -1}, "argument `max_gap`: received -1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"freq": "often"}, "argument `freq`: received 'often'"),
+        ({"horizon": 0}, "argument `horizon`: received 0; expected a positive int"),
+        ({"max_gap": -1}, "argument `max_gap`: received -1"),
+    ],
+)
 def test_bad_loader_arguments(fleet, kwargs, match):
     with pytest.raises(KerafineError, match=match):
         load_server_metrics(**fleet, **kwargs)

@@ -14,17 +14,29 @@ def _long_frame(n_servers=3, n_steps=200, seed=0):
     rows = []
     for s in range(n_servers):
         t = pd.date_range("2024-01-01", periods=n_steps, freq="1min")
-        rows.append(pd.DataFrame({"server": f"s{s}", "timestamp": t, "segment": s,
-                                  "cpu": rng.normal(50, 5, n_steps), "memory": rng.normal(30, 3, n_steps),
-                                  "diskio": rng.normal(10, 1, n_steps), "uptime": np.arange(n_steps) * 60.0,
-                                  "restart": 0, "label": (rng.random(n_steps) < 0.05).astype(float)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "server": f"s{s}",
+                    "timestamp": t,
+                    "segment": s,
+                    "cpu": rng.normal(50, 5, n_steps),
+                    "memory": rng.normal(30, 3, n_steps),
+                    "diskio": rng.normal(10, 1, n_steps),
+                    "uptime": np.arange(n_steps) * 60.0,
+                    "restart": 0,
+                    "label": (rng.random(n_steps) < 0.05).astype(float),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
 def test_time_split_never_trains_on_later_rows_and_stats_come_from_train_only():
     frame = _long_frame()
-    m = ServerMetrics(frame=frame, features=("cpu", "memory", "diskio"), gaps=None,
-                      freq=pd.Timedelta("1min"), horizon=10)
+    m = ServerMetrics(
+        frame=frame, features=("cpu", "memory", "diskio"), gaps=None, freq=pd.Timedelta("1min"), horizon=10
+    )
     s = split_by_time(m, val=0.25, test=0.25)
     assert s.train.frame["timestamp"].max() < s.val.frame["timestamp"].min()
     assert s.val.frame["timestamp"].max() < s.test.frame["timestamp"].min()
@@ -82,13 +94,16 @@ def test_server_metrics_and_the_package_re_export_the_split_names():
 @pytest.mark.parametrize("val", [0, 1.0, -0.1, float("nan"), True, "0.2"])
 def test_time_split_rejects_fractions_outside_zero_one(val):
     frame = _long_frame(n_servers=1, n_steps=20)
-    with pytest.raises(KerafineError, match=r"argument `val`: received .*; expected a fraction strictly between 0 and 1"):
+    with pytest.raises(
+        KerafineError, match=r"argument `val`: received .*; expected a fraction strictly between 0 and 1"
+    ):
         split_by_time(frame, val=val, test=0.2)
 
 
 def test_normalized_leaves_no_feature_raw_including_an_added_uptime():
-    m = ServerMetrics(frame=_long_frame(), features=("cpu", "memory", "diskio"), gaps=None,
-                      freq=pd.Timedelta("1min"), horizon=10)
+    m = ServerMetrics(
+        frame=_long_frame(), features=("cpu", "memory", "diskio"), gaps=None, freq=pd.Timedelta("1min"), horizon=10
+    )
     parts, norm = split_by_time(m, val=0.25, test=0.25).normalized()
     assert "uptime" in norm.columns and not {"segment", "restart", "label"} & set(norm.columns)
     # Uptime (up to ~1.2e4 s here) added as a model input reads standardised, like the metrics.

@@ -10,8 +10,14 @@ from kerafine.errors import DataError, KerafineError
 
 @pytest.fixture
 def clicks(tmp_path):
-    df = pd.DataFrame({"price": [1.5, 2.0, 3.0, 4.0], "age": [20, 30, 40, 50],
-                       "country": ["fr", "de", None, "fr"], "clicked": ["no", "yes", "no", "yes"]})
+    df = pd.DataFrame(
+        {
+            "price": [1.5, 2.0, 3.0, 4.0],
+            "age": [20, 30, 40, 50],
+            "country": ["fr", "de", None, "fr"],
+            "clicked": ["no", "yes", "no", "yes"],
+        }
+    )
     path = tmp_path / "clicks.csv"
     df.to_csv(path, index=False)
     return path
@@ -27,8 +33,11 @@ def test_columns_are_inferred_and_labels_mapped(clicks):
 
 
 def test_missing_column_is_named_with_the_columns_found(clicks):
-    with pytest.raises(DataError, match=r"argument `numeric`: .* has no column 'income'; found columns "
-                                        r"\['price', 'age', 'country', 'clicked'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"argument `numeric`: .* has no column 'income'; found columns "
+        r"\['price', 'age', 'country', 'clicked'\]",
+    ):
         load_tabular(clicks, "clicked", numeric=["price", "income"])
     with pytest.raises(DataError, match="argument `label`: .* has no column 'click'"):
         load_tabular(clicks, "click")
@@ -75,7 +84,9 @@ def test_criteo_style_headerless_tab_separated_file(tmp_path):
     assert t.y.tolist() == [1.0, 0.0, 0.0]
     np.testing.assert_array_equal(t.x["I2"], np.array([np.nan, 3.0, 1.0], np.float32))
     assert t.x["C1"].tolist() == ["68fd1e64", "80e26c9b", "68fd1e64"]
-    with pytest.raises(DataError, match=r"'I2'.*1 missing values \(first at row 0\).*missing=\"keep\".*impute=\"median\""):
+    with pytest.raises(
+        DataError, match=r"'I2'.*1 missing values \(first at row 0\).*missing=\"keep\".*impute=\"median\""
+    ):
         load_tabular(path, "label", sep="\t", names=names)
 
 
@@ -94,7 +105,10 @@ def test_an_inferred_numeric_column_with_a_stray_text_cell_is_named(tmp_path):
     values[17] = "n/a?"
     pd.DataFrame({"count": values, "city": ["x", "y"] * 15, "y": [0, 1] * 15}).to_csv(path, index=False)
     # Before: pandas reads the column as text and it silently became a categorical input.
-    with pytest.raises(DataError, match=r"Column 'count' .* is numeric \(29 of 30 values are numbers\) but row 17 \(line 19\) holds 'n/a\?'"):
+    with pytest.raises(
+        DataError,
+        match=r"Column 'count' .* is numeric \(29 of 30 values are numbers\) but row 17 \(line 19\) holds 'n/a\?'",
+    ):
         load_tabular(path, "y")
     # Declared categorical, it is accepted as categories.
     t = load_tabular(path, "y", categorical=["count", "city"])
@@ -102,7 +116,9 @@ def test_an_inferred_numeric_column_with_a_stray_text_cell_is_named(tmp_path):
 
 
 def test_numpy_string_names_are_accepted(clicks):
-    t = load_tabular(clicks, np.str_("clicked"), numeric=list(np.array(["price"])), categorical=list(np.array(["country"])))
+    t = load_tabular(
+        clicks, np.str_("clicked"), numeric=list(np.array(["price"])), categorical=list(np.array(["country"]))
+    )
     assert t.numeric == ("price",) and type(t.numeric[0]) is str
     assert set(t.x) == {"price", "country"}
 

@@ -46,16 +46,19 @@ def _naive(series, window, horizon, stride, labels, groups):
     n_features=st.integers(1, 3),
     with_labels=st.booleans(),
 )
-def test_windows_match_naive_reference_and_never_mix_groups(data, n_groups, window, horizon, stride, n_features,
-                                                           with_labels):
-    lengths = data.draw(st.lists(st.integers(window + horizon, window + horizon + 12), min_size=n_groups,
-                                 max_size=n_groups))
+def test_windows_match_naive_reference_and_never_mix_groups(
+    data, n_groups, window, horizon, stride, n_features, with_labels
+):
+    lengths = data.draw(
+        st.lists(st.integers(window + horizon, window + horizon + 12), min_size=n_groups, max_size=n_groups)
+    )
     groups = np.repeat(np.arange(n_groups) * 7 + 3, lengths)
     rng = np.random.default_rng(sum(lengths))
     series = rng.normal(size=(len(groups), n_features))
     labels = (rng.random(len(groups)) < 0.2).astype(float) if with_labels else None
-    x, y = sliding_windows(series, window, horizon=horizon, stride=stride, labels=labels, groups=groups,
-                           dtype="float64")
+    x, y = sliding_windows(
+        series, window, horizon=horizon, stride=stride, labels=labels, groups=groups, dtype="float64"
+    )
     ref_x, ref_y = _naive(series, window, horizon, stride, labels, groups)
     np.testing.assert_array_equal(x, ref_x)
     np.testing.assert_array_equal(y.reshape(ref_y.shape), ref_y)
@@ -118,7 +121,9 @@ def test_robust_normalize_standardises_each_group_by_its_own_statistics():
     for part, raw in ((x[:n_a], a), (x[n_a:], b)):
         # The group's rows as windows see them: first step of each window plus the tail.
         rows = np.concatenate([part[:, 0, :], part[-1, 1:, :]])
-        expected = (raw - np.median(raw, axis=0)) / ((np.percentile(raw, 75, axis=0) - np.percentile(raw, 25, axis=0)) / 1.349)
+        expected = (raw - np.median(raw, axis=0)) / (
+            (np.percentile(raw, 75, axis=0) - np.percentile(raw, 25, axis=0)) / 1.349
+        )
         np.testing.assert_allclose(rows, np.clip(expected[: len(rows)], -10, 10), rtol=1e-5, atol=1e-5)
     # Without labels the forecast targets are normalised the same way.
     np.testing.assert_allclose(y[: n_a - 1], x[1:n_a, -1, :], atol=1e-6)

@@ -47,7 +47,11 @@ def main():
         keras.utils.set_random_seed(7)
         with strategy.scope():
             model = keras.Sequential(
-                [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1, activation="sigmoid")]
+                [
+                    keras.Input((4,)),
+                    keras.layers.Dense(8, activation="tanh"),
+                    keras.layers.Dense(1, activation="sigmoid"),
+                ]
             )
             model.compile(keras.optimizers.SGD(lr, momentum=0.9), "binary_crossentropy")
         return model
@@ -112,11 +116,19 @@ def main():
         for cache in (False, "auto"):
             keras.utils.set_random_seed(1)
             with strategy.scope():
-                backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")], name="backbone")
+                backbone = keras.Sequential(
+                    [keras.Input((4,)), keras.layers.Dense(8, activation="relu")], name="backbone"
+                )
                 ft_model = kerafine.build_transfer_model(backbone, kerafine.heads.classification(2))
                 res = kerafine.fine_tune(
-                    ft_model, (x, y), validation_data=(xv, yv), head_epochs=1, finetune_epochs=1,
-                    cache_features=cache, batch_size=32, verbose=0,
+                    ft_model,
+                    (x, y),
+                    validation_data=(xv, yv),
+                    head_epochs=1,
+                    finetune_epochs=1,
+                    cache_features=cache,
+                    batch_size=32,
+                    verbose=0,
                 )
             result["fine_tune"][str(cache)] = {
                 "cached": bool(res.features_cached),
@@ -257,7 +269,13 @@ def main():
             """Worker 1, epoch 3, batch 5 of the first run: announce itself and wait to be killed."""
 
             def on_train_batch_end(self, batch, logs=None):
-                if pause_file and info.task_index == 1 and self._epoch == 2 and batch == 4 and not os.path.exists(pause_file):
+                if (
+                    pause_file
+                    and info.task_index == 1
+                    and self._epoch == 2
+                    and batch == 4
+                    and not os.path.exists(pause_file)
+                ):
                     with open(pause_file, "w") as f:
                         f.write(str(os.getpid()))
                     print("PAUSED", flush=True)
@@ -274,7 +292,6 @@ def main():
         result["epochs"] = record.epochs
         result["writes"] = writes
         np.savez(os.path.join(out, f"weights-{info.task_index}.npz"), *[v.numpy() for v in model.weights])
-
 
     with open(os.path.join(out, f"worker-{info.task_index}.json"), "w") as f:
         json.dump(result, f)

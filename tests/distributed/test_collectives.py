@@ -10,4 +10,3 @@ def test_outside_a_cluster_every_payload_is_its_own_and_no_collective_runs():
         assert num_workers_of(strategy) == 1
         assert all_gather_bytes(b"profile bytes", strategy) == [b"profile bytes"]
         assert all_gather_bytes(bytearray(b"\x00\x01"), strategy) == [b"\x00\x01"]
-

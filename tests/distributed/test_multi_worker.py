@@ -24,17 +24,33 @@ WORKER = Path(__file__).with_name("_worker.py")
 
 
 def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
     env.pop("TF_CONFIG", None)
     return env
 
 
 def _command(*args):
-    return [sys.executable, "-m", "kerafine.distributed", "--workers", "2", "--timeout", "400", "--grace", "5", str(WORKER), *map(str, args)]
+    return [
+        sys.executable,
+        "-m",
+        "kerafine.distributed",
+        "--workers",
+        "2",
+        "--timeout",
+        "400",
+        "--grace",
+        "5",
+        str(WORKER),
+        *map(str, args),
+    ]
 
 
 def _launch(*args):
-    return subprocess.Popen(_command(*args), cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        _command(*args), cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _finish(proc, timeout=450):

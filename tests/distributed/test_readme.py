@@ -50,7 +50,9 @@ def test_training_script_runs_as_written_in_one_process_and_resumes(tmp_path):
     script.write_text(code)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     env.pop("TF_CONFIG", None)
-    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    res = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "val_auc" in res.stdout
     assert sorted(p.name for p in (tmp_path / "runs" / "ckpt").iterdir())

@@ -64,7 +64,9 @@ def test_bad_arguments_are_refused_before_keras_is_touched(monkeypatch):
 
 
 def _two_workers(index):
-    return json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def test_a_non_chief_worker_writes_no_tensorboard_events(tmp_path, monkeypatch):
@@ -79,7 +81,9 @@ def test_a_non_chief_worker_writes_no_tensorboard_events(tmp_path, monkeypatch):
     assert len(list((tmp_path / "w0").rglob("events.out.tfevents.*"))) == 1
 
 
-def test_checkpoints_in_a_cluster_come_from_the_chief_only_and_are_written_before_training_goes_on(tmp_path, monkeypatch):
+def test_checkpoints_in_a_cluster_come_from_the_chief_only_and_are_written_before_training_goes_on(
+    tmp_path, monkeypatch
+):
     import keras
     import numpy as np
 

@@ -14,8 +14,12 @@ from kerafine.drift import ReferenceProfile
 @pytest.fixture
 def csvs(tmp_path):
     rng = np.random.default_rng(0)
-    ref = pd.DataFrame({"cpu": rng.normal(size=3000), "mem": rng.normal(size=3000), "region": rng.choice([1, 2, 3], 3000)})
-    same = pd.DataFrame({"cpu": rng.normal(size=800), "mem": rng.normal(size=800), "region": rng.choice([1, 2, 3], 800)})
+    ref = pd.DataFrame(
+        {"cpu": rng.normal(size=3000), "mem": rng.normal(size=3000), "region": rng.choice([1, 2, 3], 3000)}
+    )
+    same = pd.DataFrame(
+        {"cpu": rng.normal(size=800), "mem": rng.normal(size=800), "region": rng.choice([1, 2, 3], 800)}
+    )
     moved = same.copy()
     moved["mem"] += 0.5
     moved["region"] = rng.choice([1, 2, 3], 800, p=[0.6, 0.2, 0.2])

@@ -80,7 +80,10 @@ def test_categorical_frequency_change_is_detected_and_stable_levels_are_not():
     feat = report["region"]
     assert feat.kind == "categorical" and feat.method == "chi2"
     assert feat.effect == pytest.approx(0.1, abs=0.04)  # total variation: 10 points moved
-    counts = [[(ref.region == lv).sum() for lv in sorted(levels)], [(moved.region == lv).sum() for lv in sorted(levels)]]
+    counts = [
+        [(ref.region == lv).sum() for lv in sorted(levels)],
+        [(moved.region == lv).sum() for lv in sorted(levels)],
+    ]
     assert feat.statistic == pytest.approx(stats.chi2_contingency(counts, correction=False).statistic, rel=1e-10)
 
 
@@ -92,7 +95,9 @@ def test_report_statistics_equal_scipy_on_the_reference_sample():
         expected = stats.ks_2samp(ref[:, j], cur[:, j])
         assert f.statistic == pytest.approx(expected.statistic, abs=1e-15)
         assert f.p_value == pytest.approx(expected.pvalue, rel=1e-9)  # exact, as scipy, at 300 x 200
-        assert f.wasserstein == pytest.approx(stats.wasserstein_distance(ref[:, j], cur[:, j]) / ref[:, j].std(), rel=1e-10)
+        assert f.wasserstein == pytest.approx(
+            stats.wasserstein_distance(ref[:, j], cur[:, j]) / ref[:, j].std(), rel=1e-10
+        )
         assert f.p_value_adjusted == pytest.approx(min(1.0, 2 * f.p_value))
 
 
@@ -203,7 +208,9 @@ def test_column_mismatch_names_missing_and_extra_columns():
 def test_too_few_rows_names_the_test_and_the_minimum():
     rng = np.random.default_rng(0)
     detector = DriftDetector(rng.normal(size=(100, 2)))
-    with pytest.raises(DataError, match="it has 5 rows; the Kolmogorov-Smirnov test of the continuous features needs at least 10"):
+    with pytest.raises(
+        DataError, match="it has 5 rows; the Kolmogorov-Smirnov test of the continuous features needs at least 10"
+    ):
         detector.check(rng.normal(size=(5, 2)))
     cat = DriftDetector(pd.DataFrame({"k": rng.choice(["a", "b"], 100)}))
     with pytest.raises(DataError, match="chi-squared test of the categorical features needs at least 10"):
@@ -237,7 +244,9 @@ def test_bad_arguments_raise_before_any_work(kwargs, match):
 def test_profile_fixes_categorical_so_passing_it_again_is_an_error():
     rng = np.random.default_rng(0)
     profile = ReferenceProfile.from_data(rng.normal(size=(50, 2)))
-    with pytest.raises(KerafineError, match="`categorical`: received \\['f0'\\]; expected None when `reference` is a ReferenceProfile"):
+    with pytest.raises(
+        KerafineError, match="`categorical`: received \\['f0'\\]; expected None when `reference` is a ReferenceProfile"
+    ):
         DriftDetector(profile, categorical=["f0"])
 
 
@@ -288,6 +297,7 @@ def test_distance_rule_reports_are_reproducible_and_seeded():
 
 
 # ----------------------------------------------------------- non-finite values (issue 19)
+
 
 def test_nan_and_inf_rows_are_reported_and_never_enter_the_value_statistics():
     rng = np.random.default_rng(11)

@@ -103,7 +103,9 @@ def test_profile_from_a_newer_format_version_is_refused(tmp_path):
     meta = _io.read_manifest_meta(path)
     meta["format_version"] = 99
     _io.write_manifest(path, meta)  # checksums still verify: only the version is new
-    with pytest.raises(CheckpointError, match="format version 99, newer than this kerafine reads \\(up to 1\\); upgrade"):
+    with pytest.raises(
+        CheckpointError, match="format version 99, newer than this kerafine reads \\(up to 1\\); upgrade"
+    ):
         ReferenceProfile.load(path)
 
 
@@ -149,7 +151,9 @@ def test_batches_give_exact_summaries_and_a_uniform_reservoir():
     df = _frame(rng, 6000)
     df.loc[5990:, "cpu"] = np.nan
     whole = ReferenceProfile.from_data(df)
-    chunks = ReferenceProfile.from_batches((df.iloc[i : i + 700] for i in range(0, 6000, 700)), max_samples=1200, seed=3)
+    chunks = ReferenceProfile.from_batches(
+        (df.iloc[i : i + 700] for i in range(0, 6000, 700)), max_samples=1200, seed=3
+    )
     assert chunks.n_rows == 6000 and chunks.sample.shape == (1200, 3)
     for name in ("cpu", "latency", "tier"):
         a, b = whole.continuous_summary(name), chunks.continuous_summary(name)
@@ -181,7 +185,9 @@ def _shards(seed=0):
         x = rng.normal(c, 1.0 + i, size=n)
         x[rng.random(n) < 0.05] = np.nan  # missing values are counted exactly too
         frames.append(
-            pd.DataFrame({"x": x, "shard": np.full(n, float(i)), "region": rng.choice(["eu", "us", "ap"], n, p=[0.5, 0.3, 0.2])})
+            pd.DataFrame(
+                {"x": x, "shard": np.full(n, float(i)), "region": rng.choice(["eu", "us", "ap"], n, p=[0.5, 0.3, 0.2])}
+            )
         )
     return frames
 
@@ -211,9 +217,7 @@ def test_merge_sample_is_a_uniform_sample_of_all_rows():
     profiles = [ReferenceProfile.from_data(f, max_samples=400) for f in frames]
     m, n_small, n_all = 400, 1000, 4000
     # Rows of the small shard in the merged sample, over many merges: hypergeometric(4000, 1000, 400).
-    counts = np.array(
-        [int(np.sum(ReferenceProfile.merge(profiles, seed=s).sample[:, 1] == 1.0)) for s in range(300)]
-    )
+    counts = np.array([int(np.sum(ReferenceProfile.merge(profiles, seed=s).sample[:, 1] == 1.0)) for s in range(300)])
     law = stats.hypergeom(n_all, n_small, m)
     assert stats.ttest_1samp(counts, law.mean()).pvalue > 1e-3
     # Variance: (n-1) s^2 / sigma^2 is about chi-squared with n-1 degrees of freedom.
@@ -259,7 +263,12 @@ def test_to_bytes_round_trip_keeps_every_summary_and_the_checks():
     p = ReferenceProfile.from_data(frame, max_samples=300)
     q = ReferenceProfile.from_bytes(p.to_bytes())
     assert (q.feature_names, q.categorical, q.n_rows, q.max_samples, q.n_bins, q.seed) == (
-        p.feature_names, p.categorical, p.n_rows, p.max_samples, p.n_bins, p.seed
+        p.feature_names,
+        p.categorical,
+        p.n_rows,
+        p.max_samples,
+        p.n_bins,
+        p.seed,
     )
     np.testing.assert_array_equal(q.sample, p.sample)
     for name in p.continuous:
@@ -270,7 +279,9 @@ def test_to_bytes_round_trip_keeps_every_summary_and_the_checks():
     assert q.categorical_summary("region") == p.categorical_summary("region")
     current = _shards()[0]
     ra, rb = DriftDetector(p).check(current), DriftDetector(q).check(current)
-    assert [(f.name, f.p_value, f.drifted) for f in ra.features] == [(f.name, f.p_value, f.drifted) for f in rb.features]
+    assert [(f.name, f.p_value, f.drifted) for f in ra.features] == [
+        (f.name, f.p_value, f.drifted) for f in rb.features
+    ]
 
 
 def test_from_bytes_refuses_other_bytes_and_newer_versions():

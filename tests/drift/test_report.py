@@ -24,7 +24,9 @@ def test_frame_has_one_row_per_feature_most_shifted_first(report):
     # k moved 52 points of level share (x 50% -> 95%), a has a KS distance near 0.38.
     assert list(frame.index) == ["k", "a", "b"]
     assert list(frame["drifted"]) == [True, True, False]
-    assert {"statistic", "p_value", "p_value_adjusted", "effect", "psi", "js_distance", "wasserstein"} <= set(frame.columns)
+    assert {"statistic", "p_value", "p_value_adjusted", "effect", "psi", "js_distance", "wasserstein"} <= set(
+        frame.columns
+    )
     assert frame.loc["k", "unseen_levels"] == "z"
 
 

@@ -32,7 +32,8 @@ def _reference(y, a, b):
         return float(np.sum((u - u.mean()) * (v - v.mean())) / (len(u) - 1))
 
     var = (cov(v10a, v10a) + cov(v10b, v10b) - 2 * cov(v10a, v10b)) / m + (
-        cov(v01a, v01a) + cov(v01b, v01b) - 2 * cov(v01a, v01b)) / n
+        cov(v01a, v01a) + cov(v01b, v01b) - 2 * cov(v01a, v01b)
+    ) / n
     z = (auc_b - auc_a) / math.sqrt(var)
     return auc_a, auc_b, math.sqrt(var), math.erfc(abs(z) / math.sqrt(2))
 
@@ -134,14 +135,26 @@ def test_single_class_warns_and_returns_nan():
     "kwargs, error, match",
     [
         (dict(y_true=[0, 1, 0, 1], score_a=[0.1, 0.2, 0.3], score_b=[0.1, 0.2, 0.3, 0.4]), DataError, "score"),
-        (dict(y_true=[0, 1, 0, 1], score_a=[0.1, np.nan, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4]), DataError,
-         "score_a"),
-        (dict(y_true=[0, 1, 0, 0], score_a=[0.1, 0.2, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4]), DataError,
-         "at least 2 of each"),
-        (dict(y_true=[0, 1, 0, 1], score_a=[0.1, 0.2, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4], level=1.5),
-         KerafineError, "level"),
-        (dict(y_true=[0, 1, 0, 1], score_a=[0.1, 0.2, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4],
-              alternative="bigger"), KerafineError, "alternative"),
+        (
+            dict(y_true=[0, 1, 0, 1], score_a=[0.1, np.nan, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4]),
+            DataError,
+            "score_a",
+        ),
+        (
+            dict(y_true=[0, 1, 0, 0], score_a=[0.1, 0.2, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4]),
+            DataError,
+            "at least 2 of each",
+        ),
+        (
+            dict(y_true=[0, 1, 0, 1], score_a=[0.1, 0.2, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4], level=1.5),
+            KerafineError,
+            "level",
+        ),
+        (
+            dict(y_true=[0, 1, 0, 1], score_a=[0.1, 0.2, 0.3, 0.4], score_b=[0.1, 0.2, 0.3, 0.4], alternative="bigger"),
+            KerafineError,
+            "alternative",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, match):
@@ -150,6 +163,8 @@ def test_bad_input_names_the_argument(kwargs, error, match):
 
 
 def test_imports_without_tensorflow():
-    code = ("import sys; import kerafine.metrics.comparison; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys; import kerafine.metrics.comparison; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

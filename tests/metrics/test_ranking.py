@@ -130,9 +130,7 @@ def test_multilabel_equals_sklearn(problem, average):
 @given(binary_problems())
 def test_curves_equal_sklearn(problem):
     y, s, w = problem
-    for ours, theirs in zip(
-        roc_curve(y, s, sample_weight=w), skm.roc_curve(y, s, sample_weight=w)
-    ):
+    for ours, theirs in zip(roc_curve(y, s, sample_weight=w), skm.roc_curve(y, s, sample_weight=w)):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
     for ours, theirs in zip(
         precision_recall_curve(y, s, sample_weight=w), skm.precision_recall_curve(y, s, sample_weight=w)
@@ -193,8 +191,7 @@ def test_multiclass_labels_name_the_score_columns():
 # "95% CI: 0.6301-0.8326 (DeLong)"; for ndka "0.612" and "95% CI: 0.5012-0.7227
 # (DeLong)" (pROC reference manual, ``pROC-package`` and ``ci.auc`` examples).
 _ASAH_OUTCOME = (
-    "GGGGPPGPGGPGPPGGPGPPPGPGGGGGGGGGPGGPPGPPGGGGGGGGGPPGGGPGGGPG"
-    "PGGPPPGPPGPPPPGGGPPGPGGGGGGPGGGGGGGGGGGGPPPPPPGGGPGGG"
+    "GGGGPPGPGGPGPPGGPGPPPGPGGGGGGGGGPGGPPGPPGGGGGGGGGPPGGGPGGGPGPGGPPPGPPGPPPPGGGPPGPGGGGGGPGGGGGGGGGGGGPPPPPPGGGPGGG"
 )
 _ASAH_S100B = """
 0.13 0.14 0.1 0.04 0.13 0.1 0.47 0.16 0.18 0.1 0.12 0.1 0.44 0.71 0.04 0.08 0.49 0.04
@@ -317,7 +314,10 @@ def test_a_missing_class_in_multiclass_gives_nan_for_that_class_only():
     assert per_class[:2].tolist() == [1.0, 1.0] and np.isnan(per_class[2])
 
 
-@pytest.mark.parametrize("bad, message", [([np.nan, 0.2, np.nan, 0.1], "2 NaN value"), ([np.inf, 0.2, -np.inf, np.nan], "1 NaN and 2 infinite")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [([np.nan, 0.2, np.nan, 0.1], "2 NaN value"), ([np.inf, 0.2, -np.inf, np.nan], "1 NaN and 2 infinite")],
+)
 def test_non_finite_scores_are_an_error_that_counts_them(bad, message):
     with pytest.raises(DataError, match=f"`y_score`: received {message}"):
         roc_auc([0, 1, 0, 1], bad)

@@ -188,7 +188,9 @@ def test_the_majority_class_baseline_is_shown_and_a_model_that_does_not_beat_it_
     rng = np.random.default_rng(22)
     y = (rng.random(1000) < 0.08).astype(int)  # 92 % negatives
     score = np.clip(0.4 * y + rng.normal(0.3, 0.2, 1000), 0, 1)
-    with pytest.warns(UserWarning, match=r"Accuracy 0\.\d+ does not beat the majority-class baseline 0\.9\d+ .*threshold 0\.2"):
+    with pytest.warns(
+        UserWarning, match=r"Accuracy 0\.\d+ does not beat the majority-class baseline 0\.9\d+ .*threshold 0\.2"
+    ):
         weak = classification_report(y, score, threshold=0.25)
     assert weak.baseline_accuracy == pytest.approx(1 - y.mean())
     assert weak.accuracy < weak.baseline_accuracy

@@ -11,11 +11,13 @@ from kerafine.security import fgsm, pgd
 
 def _mlp(n_in=4, n_out=3, seed=0):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((n_in,)),
-        keras.layers.Dense(16, activation="tanh"),
-        keras.layers.Dense(n_out, activation="softmax" if n_out > 1 else "sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((n_in,)),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dense(n_out, activation="softmax" if n_out > 1 else "sigmoid"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy" if n_out > 1 else "binary_crossentropy")
     return model
 
@@ -55,8 +57,9 @@ def test_pgd_without_random_start_equals_art_projected_gradient_descent(steps, s
 
     model, (x, y) = _mlp(seed=1), _data(seed=1)
     clf = _art_classifier(model, keras.losses.SparseCategoricalCrossentropy(), 4, 3, (-1.2, 1.2))
-    art = ProjectedGradientDescent(clf, eps=0.15, eps_step=step_size, max_iter=steps, num_random_init=0,
-                                   batch_size=64, verbose=False)
+    art = ProjectedGradientDescent(
+        clf, eps=0.15, eps_step=step_size, max_iter=steps, num_random_init=0, batch_size=64, verbose=False
+    )
     expected = art.generate(x, np.eye(3)[y])
     got = pgd(model, x, y, 0.15, steps=steps, step_size=step_size, random_start=False, clip=(-1.2, 1.2))
     assert np.abs(got - x).max() <= 0.15 + 1e-6
@@ -110,10 +113,14 @@ def test_pgd_increases_the_loss_more_than_random_noise():
 
 def test_raw_image_model_is_clipped_to_0_255_by_default():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((4, 4, 1)), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
-        keras.layers.Dense(2, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 1)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.choice([0.0, 255.0], size=(20, 4, 4, 1)).astype("float32")  # every pixel on a bound
@@ -171,11 +178,15 @@ def test_epsilon_must_be_positive_and_finite(eps):
 def test_string_inputs_asked_to_move_are_refused():
     model = _dict_model()
     x, y = _dict_data()
-    with pytest.raises(KerafineError, match=r"argument `perturb`: received \['num', 'city'\].*continuous.*'city'.*strings"):
+    with pytest.raises(
+        KerafineError, match=r"argument `perturb`: received \['num', 'city'\].*continuous.*'city'.*strings"
+    ):
         fgsm(model, x, y, 0.1, perturb=["num", "city"])
     with pytest.raises(KerafineError, match=r"argument `perturb`.*'idx' holds integers"):
         pgd(model, x, y, 0.1, perturb="idx")
-    with pytest.raises(KerafineError, match=r"argument `perturb`.*names of numeric inputs among \['city', 'idx', 'num'\]"):
+    with pytest.raises(
+        KerafineError, match=r"argument `perturb`.*names of numeric inputs among \['city', 'idx', 'num'\]"
+    ):
         fgsm(model, x, y, 0.1, perturb=["nmu"])
 
 

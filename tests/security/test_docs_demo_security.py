@@ -26,7 +26,7 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 def _section():
     text = PAGE.read_text()
     start = text.index("## The demo's fine-tuned model")
-    section = text[start:text.index("\n## ", start + 1)]
+    section = text[start : text.index("\n## ", start + 1)]
     commands, shown = re.search(r"```bash\n(.*?)```\s*\n```\n(.*?)```", section, flags=re.S).groups()
     return section, commands.splitlines(), shown.splitlines()
 

@@ -15,28 +15,34 @@ from kerafine.security import InputGuard
 
 @pytest.fixture(scope="module")
 def profile():
-    train = pd.DataFrame({
-        "cpu": np.linspace(0.0, 100.0, 101),
-        "memory": np.r_[np.linspace(10.0, 20.0, 100), np.nan],  # training had a missing memory value
-        "region": ["eu", "us", "asia"] * 33 + ["eu", "us"],
-    })
+    train = pd.DataFrame(
+        {
+            "cpu": np.linspace(0.0, 100.0, 101),
+            "memory": np.r_[np.linspace(10.0, 20.0, 100), np.nan],  # training had a missing memory value
+            "region": ["eu", "us", "asia"] * 33 + ["eu", "us"],
+        }
+    )
     return ReferenceProfile.from_data(train)
 
 
 def test_each_rule_flags_the_rows_that_break_it(profile):
     guard = InputGuard(profile, margin=0.1)  # cpu accepted in [-10, 110], memory in [9, 21]
-    batch = pd.DataFrame({
-        "cpu": [50.0, 110.0, 110.5, -10.5, None, 20.0, "high"],
-        "memory": [15.0, 21.0, 15.0, 15.0, 15.0, None, 15.0],
-        "region": ["eu", "us", "asia", "mars", "eu", "eu", None],
-    })
+    batch = pd.DataFrame(
+        {
+            "cpu": [50.0, 110.0, 110.5, -10.5, None, 20.0, "high"],
+            "memory": [15.0, 21.0, 15.0, 15.0, 15.0, None, 15.0],
+            "region": ["eu", "us", "asia", "mars", "eu", "eu", None],
+        }
+    )
     report = guard.check(batch)
     rows = {(r.row, r.column, r.rule) for r in report.violations.itertuples()}
     assert rows == {
         (2, "cpu", "out_of_range"),
-        (3, "cpu", "out_of_range"), (3, "region", "unseen_category"),
+        (3, "cpu", "out_of_range"),
+        (3, "region", "unseen_category"),
         (4, "cpu", "missing"),
-        (6, "cpu", "dtype"), (6, "region", "missing"),
+        (6, "cpu", "dtype"),
+        (6, "region", "missing"),
     }
     # Row 1 sits exactly on the widened bounds; row 5's memory is missing but training had missing memory.
     assert report.rejected_rows.tolist() == [2, 3, 4, 6] and not report.ok
@@ -54,11 +60,15 @@ def test_margin_widens_the_training_range(profile):
 
 def test_filter_splits_rows_with_reasons_and_keeps_the_index(profile):
     guard = InputGuard(profile, margin=0.0)
-    batch = pd.DataFrame({"region": ["eu", "mars", "us"], "cpu": [1.0, 2.0, 300.0], "memory": [12.0, 12.0, 12.0]},
-                         index=[10, 11, 12])  # columns in another order are fine
+    batch = pd.DataFrame(
+        {"region": ["eu", "mars", "us"], "cpu": [1.0, 2.0, 300.0], "memory": [12.0, 12.0, 12.0]}, index=[10, 11, 12]
+    )  # columns in another order are fine
     result = guard.filter(batch)
     assert result.accepted.index.tolist() == [10] and result.rejected.index.tolist() == [11, 12]
-    assert result.reasons.to_dict() == {11: "region: unseen_category (mars)", 12: "cpu: out_of_range (300 outside [0, 100])"}
+    assert result.reasons.to_dict() == {
+        11: "region: unseen_category (mars)",
+        12: "cpu: out_of_range (300 outside [0, 100])",
+    }
 
 
 def test_arrays_and_dicts_are_checked_in_the_profile_order():
@@ -73,7 +83,9 @@ def test_arrays_and_dicts_are_checked_in_the_profile_order():
 def test_a_batch_with_other_columns_is_refused_as_a_whole(profile):
     guard = InputGuard(profile)
     extra = pd.DataFrame({"cpu": [1.0], "memory": [12.0], "region": ["eu"], "disk": [3.0]})
-    with pytest.raises(DataError, match=r"argument `batch`.*other columns than the model was trained on \(not in training \['disk'\]\)"):
+    with pytest.raises(
+        DataError, match=r"argument `batch`.*other columns than the model was trained on \(not in training \['disk'\]\)"
+    ):
         guard.check(extra)
     with pytest.raises(DataError, match=r"argument `batch`.*\(missing \['region'\]\)"):
         guard.filter(pd.DataFrame({"cpu": [1.0], "memory": [12.0]}))
@@ -82,7 +94,9 @@ def test_a_batch_with_other_columns_is_refused_as_a_whole(profile):
 
 
 def test_bad_constructor_arguments(profile):
-    with pytest.raises(KerafineError, match=r"argument `profile`: received 'DataFrame'; expected a kerafine.drift.ReferenceProfile"):
+    with pytest.raises(
+        KerafineError, match=r"argument `profile`: received 'DataFrame'; expected a kerafine.drift.ReferenceProfile"
+    ):
         InputGuard(pd.DataFrame({"a": [1.0]}))
     with pytest.raises(KerafineError, match=r"argument `margin`: received -0.1"):
         InputGuard(profile, margin=-0.1)

@@ -22,8 +22,9 @@ def _train_memorising(seed):
     x, xh = rng.normal(size=(60, 10)).astype("float32"), rng.normal(size=(60, 10)).astype("float32")
     y, yh = rng.integers(0, 2, 60).astype("float32"), rng.integers(0, 2, 60).astype("float32")
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(128, activation="relu"),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((10,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+    )
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
     model.fit(x, y, epochs=150, batch_size=20, verbose=0)
     return model, (x, y), (xh, yh)
@@ -35,8 +36,9 @@ def _regularised(seed):
     x = rng.normal(size=(4000, 5)).astype("float32")
     y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ np.array([1.0, -1, 0.5, 0, 0]))))).astype("float32")
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(
-        1, activation="sigmoid", kernel_regularizer=keras.regularizers.L2(1e-2))])
+    model = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=keras.regularizers.L2(1e-2))]
+    )
     model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
     model.fit(x[:2000], y[:2000], epochs=5, batch_size=100, verbose=0)
     return model, (x[:2000], y[:2000]), (x[2000:], y[2000:])
@@ -97,7 +99,9 @@ def test_a_logits_model_gives_the_same_attacks_as_its_probability_twin():
 def test_holdout_overlapping_train_is_refused():
     model, (x, y), (xh, yh) = _memorising()
     mixed = (np.concatenate([xh[:50], x[:3]]), np.concatenate([yh[:50], y[:3]]))
-    with pytest.raises(DataError, match=r"argument `holdout_data`: received '3 row\(s\) also in train_data \(first: holdout row 50\)'"):
+    with pytest.raises(
+        DataError, match=r"argument `holdout_data`: received '3 row\(s\) also in train_data \(first: holdout row 50\)'"
+    ):
         membership_inference(model, (x, y), mixed)
 
 

@@ -13,7 +13,9 @@ def test_security_is_a_public_lazy_submodule():
     from kerafine.security import attacks
 
     assert security.fgsm is attacks.fgsm and security.SecurityMonitor is callbacks.SecurityMonitor
-    assert {"fgsm", "pgd", "robustness_curve", "membership_inference", "InputGuard", "SecurityMonitor"} <= set(security.__all__)
+    assert {"fgsm", "pgd", "robustness_curve", "membership_inference", "InputGuard", "SecurityMonitor"} <= set(
+        security.__all__
+    )
 
 
 def test_the_metrics_report_with_its_new_sections_still_loads_without_tensorflow():

@@ -17,8 +17,9 @@ def _model_and_data(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(300, 4)).astype("float32")
     y = (x[:, 0] + 0.3 * rng.normal(size=300) > 0).astype("float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+    )
     model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
     model.fit(x[:100], y[:100], epochs=20, verbose=0)
     return model, x, y
@@ -26,8 +27,9 @@ def _model_and_data(seed=0):
 
 def test_evaluate_adds_robustness_and_membership_sections_everywhere():
     model, x, y = _model_and_data()
-    report = kerafine.evaluate(model, (x[200:], y[200:]), robustness=[0.5, 0.1],
-                               membership=((x[:100], y[:100]), (x[100:200], y[100:200])))
+    report = kerafine.evaluate(
+        model, (x[200:], y[200:]), robustness=[0.5, 0.1], membership=((x[:100], y[:100]), (x[100:200], y[100:200]))
+    )
     curve, member = report.robustness, report.membership
     assert curve.epsilon.tolist() == [0.0, 0.1, 0.5] and curve.threshold == report.threshold
     # The clean point of the curve is the report itself: same threshold, same data.
@@ -66,10 +68,13 @@ def test_evaluate_refuses_bad_security_options_before_predicting():
 def test_cli_refuses_bad_robustness_before_loading_anything(tmp_path, capsys):
     model = tmp_path / "model.keras"
     model.write_bytes(b"not read")
-    (tmp_path / "model.kerafine.json").write_text(json.dumps(
-        {"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]}))
-    for value, phrase in (("0,1", "argument `--robustness`: received [0.0, 1.0]"),
-                          ("1,x", "argument `--robustness`: received '1,x'; expected numbers separated by commas")):
+    (tmp_path / "model.kerafine.json").write_text(
+        json.dumps({"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]})
+    )
+    for value, phrase in (
+        ("0,1", "argument `--robustness`: received [0.0, 1.0]"),
+        ("1,x", "argument `--robustness`: received '1,x'; expected numbers separated by commas"),
+    ):
         assert main(["evaluate", str(model), str(tmp_path / "d.csv"), "--robustness", value]) == 2
         assert phrase in capsys.readouterr().err
 
@@ -90,18 +95,34 @@ def test_cli_evaluate_with_robustness_and_membership_sections(tmp_path, capsys):
         "head: {hidden: []}\n"
         "schedule: {head_epochs: 2, finetune_epochs: 0, learning_rate: 0.01}\n"
         "callbacks: {drift: false}\n"
-        "output_dir: run\n")
+        "output_dir: run\n"
+    )
     assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0
     capsys.readouterr()
     model = str(tmp_path / "run" / "model.keras")
     out = tmp_path / "eval.json"
-    assert main(["evaluate", model, str(tmp_path / "unseen.csv"), "--robustness", "1,5",
-                 "--membership-train", str(tmp_path / "seen.csv"), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                model,
+                str(tmp_path / "unseen.csv"),
+                "--robustness",
+                "1,5",
+                "--membership-train",
+                str(tmp_path / "seen.csv"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Robustness (PGD-10" in printed and "Membership inference (150 training vs 150 held-out rows)" in printed
     data = json.loads(out.read_text())
     assert data["robustness"]["epsilon"] == [0.0, 1.0, 5.0] and len(data["membership"]["attacks"]) == 2
     # Held-out rows that are also training rows are refused, naming the flag's data.
-    assert main(["evaluate", model, str(tmp_path / "clicks.csv"),
-                 "--membership-train", str(tmp_path / "seen.csv")]) == 2
+    assert (
+        main(["evaluate", model, str(tmp_path / "clicks.csv"), "--membership-train", str(tmp_path / "seen.csv")]) == 2
+    )
     assert "also in train_data" in capsys.readouterr().err

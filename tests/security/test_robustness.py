@@ -23,11 +23,15 @@ def _image_task():
         x, y = task["transfer_train"]
         xt, yt = task["transfer_test"]
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([
-            keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255.0),
-            keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.Flatten(),
-            keras.layers.Dense(5, activation="softmax"),
-        ])
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8, 3)),
+                keras.layers.Rescaling(1 / 255.0),
+                keras.layers.Conv2D(8, 3, activation="relu"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(5, activation="softmax"),
+            ]
+        )
         model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
         model.fit(x, y, epochs=30, batch_size=32, verbose=0)
         _CACHE["image"] = (model, xt[:200], yt[:200])

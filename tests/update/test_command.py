@@ -44,9 +44,20 @@ def _fake_run(tmp_path):
     run.mkdir()
     (run / "model.keras").write_bytes(b"not read before the arguments are checked")
     (run / "report.json").write_text("{}")
-    (run / "model.kerafine.json").write_text(json.dumps(
-        {"kind": "server_metrics", "features": ["cpu", "memory", "diskio"], "window": 16, "stride": 4,
-         "freq": "1min", "horizon": 30, "max_gap": 3, "normalizer": {}}))
+    (run / "model.kerafine.json").write_text(
+        json.dumps(
+            {
+                "kind": "server_metrics",
+                "features": ["cpu", "memory", "diskio"],
+                "window": 16,
+                "stride": 4,
+                "freq": "1min",
+                "horizon": 30,
+                "max_gap": 3,
+                "normalizer": {},
+            }
+        )
+    )
     return run
 
 
@@ -54,7 +65,7 @@ def _fake_run(tmp_path):
     "argv, match",
     [
         (["--candidates", ""], "--candidates"),
-        (["--candidates", "refresh,retrian"], "--candidates.*retrian.*Did you mean \"retrain\""),
+        (["--candidates", "refresh,retrian"], '--candidates.*retrian.*Did you mean "retrain"'),
         (["--epochs", "0"], "--epochs"),
         (["--alpha", "1.5"], "--alpha"),
         (["--margin", "-0.1"], "--margin"),
@@ -182,11 +193,17 @@ def test_new_table_with_inf_cells_exits_2_naming_rows_and_lines_before_any_work(
     run.mkdir()
     (run / "model.keras").write_bytes(b"not read before the data is checked")
     (run / "report.json").write_text("{}")
-    (run / "model.kerafine.json").write_text(json.dumps(
-        {"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]}))
+    (run / "model.kerafine.json").write_text(
+        json.dumps({"kind": "tabular", "label": "clicked", "numeric": ["price"], "categorical": ["country"]})
+    )
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"price": rng.normal(size=60).astype(object), "country": rng.choice(["fr", "de"], 60),
-                          "clicked": rng.integers(0, 2, 60)})
+    frame = pd.DataFrame(
+        {
+            "price": rng.normal(size=60).astype(object),
+            "country": rng.choice(["fr", "de"], 60),
+            "clicked": rng.integers(0, 2, 60),
+        }
+    )
     frame.loc[[9, 30], "price"] = "-inf"
     frame.to_csv(tmp_path / "new.csv", index=False)
     assert main(["update", str(run), str(tmp_path / "new.csv")]) == 2

@@ -58,14 +58,18 @@ def test_a_clearly_better_challenger_is_promoted(table):
 
 def _comparison(rows):
     nan = float("nan")
-    base = [dict(candidate="cur", test_set="new", roc_auc=0.80, auc_difference=nan, p_value=nan),
-            dict(candidate="cur", test_set="old", roc_auc=0.90, auc_difference=nan, p_value=nan)]
+    base = [
+        dict(candidate="cur", test_set="new", roc_auc=0.80, auc_difference=nan, p_value=nan),
+        dict(candidate="cur", test_set="old", roc_auc=0.90, auc_difference=nan, p_value=nan),
+    ]
     return Comparison(pd.DataFrame(base + rows), "cur", 0.95)
 
 
 def _ch(name, new_diff, p, old_diff):
-    return [dict(candidate=name, test_set="new", roc_auc=0.80 + new_diff, auc_difference=new_diff, p_value=p),
-            dict(candidate=name, test_set="old", roc_auc=0.90 + old_diff, auc_difference=old_diff, p_value=0.5)]
+    return [
+        dict(candidate=name, test_set="new", roc_auc=0.80 + new_diff, auc_difference=new_diff, p_value=p),
+        dict(candidate=name, test_set="old", roc_auc=0.90 + old_diff, auc_difference=old_diff, p_value=0.5),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -91,13 +91,23 @@ def test_models_loaded_from_the_same_file_can_be_combined(tmp_path):
         ("outputs", {}, KerafineError, "models.*output shapes"),
         ("ok", dict(method="median"), KerafineError, "method"),
         ("ok", dict(method="weighted"), KerafineError, "validation_data"),
-        ("ok", dict(method="stacking", validation_data=(np.zeros((10, 4)), np.ones(10))), DataError,
-         "validation_data.*single class"),
+        (
+            "ok",
+            dict(method="stacking", validation_data=(np.zeros((10, 4)), np.ones(10))),
+            DataError,
+            "validation_data.*single class",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(which, kwargs, error, match):
     a, b = mlp(units=2), mlp(units=2, seed=1)
-    models = {"empty": [], "one": [a], "same": [a, a], "inputs": [a, mlp(units=2, inputs=3)],
-              "outputs": [a, mlp(units=2, outputs=2)], "ok": [a, b]}[which]
+    models = {
+        "empty": [],
+        "one": [a],
+        "same": [a, a],
+        "inputs": [a, mlp(units=2, inputs=3)],
+        "outputs": [a, mlp(units=2, outputs=2)],
+        "ok": [a, b],
+    }[which]
     with pytest.raises(error, match=match):
         ensemble(models, **kwargs)

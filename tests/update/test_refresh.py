@@ -75,8 +75,16 @@ def test_replay_limits_forgetting_of_the_old_data():
     base = trained()
     before = roc_auc(y_test, base.predict(x_test, verbose=0))
     alone = refresh(trained(), (x_new, y_new), None, epochs=15, learning_rate=1e-2, batch_size=64, verbose=0).model
-    mixed = refresh(trained(), (x_new, y_new), (x_old, y_old), replay_fraction=0.5, epochs=15, learning_rate=1e-2,
-                    batch_size=64, verbose=0).model
+    mixed = refresh(
+        trained(),
+        (x_new, y_new),
+        (x_old, y_old),
+        replay_fraction=0.5,
+        epochs=15,
+        learning_rate=1e-2,
+        batch_size=64,
+        verbose=0,
+    ).model
     auc_alone = roc_auc(y_test, alone.predict(x_test, verbose=0))
     auc_mixed = roc_auc(y_test, mixed.predict(x_test, verbose=0))
     assert before > 0.95
