@@ -45,3 +45,60 @@ def test_fine_tune_featurising_prints_no_bar_when_not_a_terminal(capfd):
     assert result.features_cached
     err = capfd.readouterr().err
     assert "features (" not in err and "batch/s" not in err
+
+
+class _Terminal:
+    """A stderr that says it is an interactive terminal, recording what is written to it."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_generate_fleet_prints_no_bar_when_not_a_terminal(capfd, tmp_path, progress):
+    from kerafine.data.demo import generate_fleet
+
+    paths = generate_fleet(tmp_path, "A", n_servers=2, n_steps=300, progress=progress)
+    assert sorted(p.name for p in paths.values()) == sorted(p.name for p in tmp_path.iterdir())
+    out, err = capfd.readouterr()
+    assert "fleet A" not in err and "step" not in err and out == ""
+
+
+def test_generate_fleet_shows_a_bar_over_simulation_and_files_on_a_terminal_unless_progress_false(
+    monkeypatch, tmp_path
+):
+    import sys
+
+    from kerafine.data.demo import generate_fleet
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    generate_fleet(tmp_path / "on", "B", n_servers=2, n_steps=300)
+    assert "fleet B" in terminal.text and "/6" in terminal.text  # one step to simulate, five files
+    # leave=False: the bar's line is cleared at the end (the last thing written ends in a carriage return).
+    assert terminal.text.rstrip(" ").endswith("\r")
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    generate_fleet(tmp_path / "off", "B", n_servers=2, n_steps=300, progress=False)
+    assert quiet.text == ""
+    # The same CSVs either way.
+    for name in ("cpu.csv", "failures.csv"):
+        assert (tmp_path / "on" / name).read_bytes() == (tmp_path / "off" / name).read_bytes()
+
+
+def test_generate_fleet_refuses_a_non_bool_progress_before_writing(tmp_path):
+    from kerafine.data.demo import generate_fleet
+
+    with pytest.raises(KerafineError, match=r"progress.*received 'yes'.*True or False"):
+        generate_fleet(tmp_path / "fleet", progress="yes")
+    assert not (tmp_path / "fleet").exists()
