@@ -688,3 +688,65 @@ def test_fit_refuses_inf_cells_naming_rows_and_lines_and_non_finite_drop_trains_
     assert "samples" in out and "2 rows with NaN/inf inputs (not evaluated)" in out
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert (saved["n_samples"], saved["nonfinite_excluded"]) == (198, 2)
+
+
+def test_fit_monitor_gets_a_probe_batch_and_the_validation_split_and_flags_a_one_class_model(tmp_path, capsys):
+    """The CLI's TrainingMonitor checks the validation predictions itself (not only fine_tune's final check).
+
+    A single categorical column holding one value gives every row the same input, so the model gives every
+    row the same score: one predicted class, whatever the weights, while the labels hold both classes.
+    """
+    rng = np.random.default_rng(0)
+    n = 200
+    pd.DataFrame({"country": ["fr"] * n, "clicked": rng.permutation(np.arange(n) % 2)}).to_csv(
+        tmp_path / "one.csv", index=False
+    )
+    (tmp_path / "fit.yaml").write_text(
+        "data: {kind: tabular, csv: one.csv, label: clicked}\n"
+        "backbone: {name: tabular, units: [4]}\n"
+        "head: {hidden: []}\n"
+        "schedule: {head_epochs: 1, finetune_epochs: 1, learning_rate: 0.01}\n"
+        "callbacks: {drift: false, checkpoint: false}\n"
+        "output_dir: run\n"
+    )
+    assert main(["fit", str(tmp_path / "fit.yaml"), "--quiet-fit"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # the notes are wrapped: compare with single spaces
+    assert re.search(r"TrainingMonitor: at epoch \d+ \(\d+ epoch\(s\) in a row\), the model predicts class", printed)
+    assert "for all 40 validation rows although their labels hold 2 classes" in printed
+
+
+def test_fit_monitor_holds_a_probe_batch_of_at_most_256_training_rows_and_the_validation_split():
+    """What `_callbacks` gives the TrainingMonitor: the first rows of the training inputs and (x_val, y_val)."""
+    from kerafine.callbacks.training_monitor import TrainingMonitor
+    from kerafine.cli._common import _callbacks
+
+    x_train = {"price": np.arange(1000.0), "country": np.array(["fr", "de"] * 500)}
+    x_val, y_val = {"price": np.arange(10.0), "country": np.array(["fr"] * 10)}, np.arange(10) % 2
+    cbs, used = _callbacks(
+        x_train=x_train,
+        x_val=x_val,
+        y_val=y_val,
+        log_dir="unused",
+        ckpt_dir=None,
+        patience=None,
+        auc=False,
+        tensorboard=False,
+    )
+    (monitor,) = [c for c in cbs if isinstance(c, TrainingMonitor)]
+    assert "TrainingMonitor" in used
+    np.testing.assert_array_equal(monitor.probe_data["price"], np.arange(256.0))
+    assert list(monitor.probe_data["country"][:2]) == ["fr", "de"] and len(monitor.probe_data["country"]) == 256
+    assert monitor.validation_data[0] is x_val and monitor.validation_data[1] is y_val
+    windows = np.zeros((300, 5, 2), "float32")
+    cbs, _ = _callbacks(
+        x_train=windows,
+        x_val=None,
+        y_val=None,
+        log_dir="unused",
+        ckpt_dir=None,
+        patience=None,
+        auc=False,
+        tensorboard=False,
+    )
+    (monitor,) = [c for c in cbs if isinstance(c, TrainingMonitor)]
+    assert monitor.probe_data.shape == (256, 5, 2) and monitor.validation_data is None

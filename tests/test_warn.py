@@ -121,3 +121,61 @@ def test_importing_the_helper_does_not_import_keras_or_tensorflow():
         env={**os.environ, "PYTHONPATH": root},
     )
     assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+def test_early_stopping_no_validation_warning_points_at_the_users_fit_line():
+    from kerafine.callbacks import EarlyStopping
+
+    x, y = _xy()
+    model = _model()
+    stopper = EarlyStopping(monitor="val_loss", patience=2)  # no validation data: warned once
+    found = _caught(UserWarning, lambda: model.fit(x, y, epochs=2, verbose=0, callbacks=[stopper]))
+    assert [str(w.message)[:40] for w in found] == ["EarlyStopping monitors 'val_loss' but va"]
+    assert {os.path.abspath(w.filename) for w in found} == {HERE}, [(w.filename, str(w.message)) for w in found]
+
+
+class _NaNKernelAt(keras.callbacks.Callback):
+    """Sets the Dense kernel to NaN before one chosen (epoch, batch): a diverged step, deterministically."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            kernel = self.model.layers[0].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_checkpoint_restart_rollback_warning_points_at_the_users_fit_line(tmp_path):
+    from kerafine.callbacks import CheckpointRestart
+
+    x, y = _xy()
+    model = _model()
+    ckpt = CheckpointRestart(tmp_path / "ckpt")
+    found = _caught(
+        UserWarning,
+        lambda: model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[ckpt, _NaNKernelAt(1, 1)]),
+    )
+    rollbacks = [w for w in found if "rolled back to" in str(w.message)]
+    assert len(rollbacks) == 1 and ckpt.rollbacks == 1, [str(w.message) for w in found]
+    assert {os.path.abspath(w.filename) for w in rollbacks} == {HERE}, [(w.filename, str(w.message)) for w in found]
+
+
+def test_checkpoint_restart_corrupt_checkpoint_warning_points_at_the_users_fit_line(tmp_path):
+    from kerafine.callbacks import CheckpointRestart
+
+    x, y = _xy()
+    model = _model()
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[CheckpointRestart(tmp_path / "ckpt")])
+    newest = CheckpointRestart(tmp_path / "ckpt").checkpoints()[0]
+    victim = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(b"\0" * victim.stat().st_size)  # same size, other bytes: the manifest's checksum fails
+    ckpt = CheckpointRestart(tmp_path / "ckpt")
+    found = _caught(UserWarning, lambda: _model().fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[ckpt]))
+    corrupt = [w for w in found if "skipping corrupt checkpoint" in str(w.message)]
+    assert len(corrupt) == 1, [str(w.message) for w in found]
+    assert {os.path.abspath(w.filename) for w in corrupt} == {HERE}, [(w.filename, str(w.message)) for w in found]

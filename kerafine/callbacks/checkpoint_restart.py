@@ -74,14 +74,13 @@ import random
 import shutil
 import threading
 import time
-import warnings
 import zlib
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from kerafine import _io, _keras_compat
+from kerafine import _io, _keras_compat, _warn
 from kerafine.callbacks import _probes
 from kerafine.callbacks import state as _state
 from kerafine.callbacks._loss_watch import DEFAULT_FACTOR, DEFAULT_SMOOTHING, DEFAULT_WINDOW, MIN_HISTORY, LossWatch
@@ -421,10 +420,10 @@ class CheckpointRestart(KerafineCallback):
         self._cblist = self.context.callback_list
         self._trained = self.context.trained_model or self.model
         if self._cblist is None:
-            warnings.warn(
+            _warn.warn(
                 "CheckpointRestart could not find the callback list of this fit (a custom training loop?); "
                 "only the model, optimizer and random state are checkpointed, not other callbacks' state.",
-                stacklevel=2,
+                hook=True,
             )
             callbacks, begun = [], []
         else:
@@ -447,10 +446,10 @@ class CheckpointRestart(KerafineCallback):
             if problems:
                 self._bad.append(path)
                 problems_all.append(f"{path.name}: " + "; ".join(problems))
-                warnings.warn(
+                _warn.warn(
                     f"CheckpointRestart: skipping corrupt checkpoint {path} ({'; '.join(problems)}); "
                     "trying the next older one. It is deleted after the next successful save.",
-                    stacklevel=2,
+                    hook=True,
                 )
                 continue
             self._restore(path, begun=begun, resume=True)
@@ -626,16 +625,16 @@ class CheckpointRestart(KerafineCallback):
             try:
                 _keras_compat.symbolic_build(model, data)
             except Exception as exc:  # pragma: no cover - depends on exotic models
-                warnings.warn(
+                _warn.warn(
                     f"CheckpointRestart could not rebuild the metrics ({exc}); this epoch's running metrics restart.",
-                    stacklevel=2,
+                    hook=True,  # <- the replaced train function, which trainer.fit calls
                 )
                 return
         if len(model.metrics_variables) != len(values):
-            warnings.warn(
+            _warn.warn(
                 f"CheckpointRestart: the checkpoint holds {len(values)} metric variables, the model "
                 f"{len(model.metrics_variables)}; this epoch's running metrics restart from zero.",
-                stacklevel=2,
+                hook=True,  # <- the replaced train function, which trainer.fit calls
             )
             return
         for v, a in zip(model.metrics_variables, values):
@@ -666,7 +665,7 @@ class CheckpointRestart(KerafineCallback):
             self._batches_since_check = 0
             diverged = self._nonfinite_weights(self._trainable_check())
         if diverged is not None and self.rollback_on_divergence:
-            self._rollback(diverged, batch)
+            self._rollback(diverged, batch, depth=1)  # <- _check_divergence <- the batch-end hook
             return True
         if verdict.kind is not None:
             self._watch.skip(running, steps)
@@ -699,10 +698,10 @@ class CheckpointRestart(KerafineCallback):
                 + f": {reason}. "
                 f"Training diverged; the last good checkpoints are in {os.fspath(self._path)!r}."
             )
-        self._rollback(reason, max(batch - 1, 0))
+        self._rollback(reason, max(batch - 1, 0), depth=3)  # <- here <- _save <- _after_* or on_epoch_begin
         return True
 
-    def _rollback(self, reason: str, batch: int) -> None:
+    def _rollback(self, reason: str, batch: int, depth: int) -> None:
         where = f"epoch {self._epoch + 1}, batch {batch + 1}"
         if self._rollbacks >= self.max_rollbacks:
             raise TrainingError(
@@ -732,9 +731,10 @@ class CheckpointRestart(KerafineCallback):
             new_lr = old_lr * self.lr_factor
             optimizer.learning_rate = new_lr
         except (TypeError, AttributeError):
-            warnings.warn(
+            _warn.warn(
                 "CheckpointRestart rolled back but cannot lower a learning-rate schedule; the schedule is unchanged.",
-                stacklevel=2,
+                depth=depth,
+                hook=True,
             )
         self._trained.reset_metrics()
         self._watch.new_epoch()
@@ -744,7 +744,7 @@ class CheckpointRestart(KerafineCallback):
             + (f" and lowered the learning rate to {new_lr:.6g}" if new_lr is not None else "")
             + f" (rollback {self._rollbacks} of at most {self.max_rollbacks})."
         )
-        warnings.warn(message, stacklevel=2)
+        _warn.warn(message, depth=depth, hook=True)
         if self.log_dir is not None:
             from kerafine import tensorboard
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 
 import keras
 import numpy as np
 
-from kerafine import _keras_compat
+from kerafine import _keras_compat, _warn
 from kerafine.callbacks.state import STATE_VERSION, KerafineCallback
 from kerafine.errors import KerafineError, did_you_mean, invalid_argument
 
@@ -254,11 +253,12 @@ class EarlyStopping(KerafineCallback):
         if self.monitor.startswith("val_") and not any(k.startswith("val_") for k in logs):
             if not self._warned_no_validation:
                 self._warned_no_validation = True
-                warnings.warn(
+                _warn.warn(
                     f"EarlyStopping monitors {self.monitor!r} but validation did not run this epoch "
                     "(no val_* key in the logs): pass validation_data to fit(); with validation_freq > 1 "
                     "the epochs without validation are skipped.",
-                    stacklevel=3,
+                    depth=1,  # _monitor_value <- on_epoch_end
+                    hook=True,
                 )
             return None
         available = sorted(logs)

@@ -111,6 +111,17 @@ def _drift_frame(x, features=None, n: int = 1500):
     return frame.reset_index(drop=True)
 
 
+# Rows of the training inputs the CLI's TrainingMonitor probes (its feature check looks at 256 rows).
+_PROBE_ROWS = 256
+
+
+def _first_rows(x, n: int):
+    """The first ``n`` rows of inputs: an array, or a dict of columns (tabular data)."""
+    if isinstance(x, dict):
+        return {k: v[:n] for k, v in x.items()}
+    return x[:n]
+
+
 def _callbacks(
     *,
     x_train,
@@ -162,7 +173,16 @@ def _callbacks(
         )
         used.append("DriftMonitor")
     if monitor:
-        cbs.append(TrainingMonitor(log_dir=os.fspath(log_dir)))
+        # A probe batch of the training inputs and the validation split: the monitor then checks, each epoch,
+        # the backbone's features (constant_features), the validation predictions (one_class_predictions) and,
+        # when the loss goes non-finite, which inputs and layers are non-finite (issue 16/19 follow-up).
+        cbs.append(
+            TrainingMonitor(
+                log_dir=os.fspath(log_dir),
+                probe_data=None if x_train is None else _first_rows(x_train, _PROBE_ROWS),
+                validation_data=None if x_val is None or y_val is None else (x_val, y_val),
+            )
+        )
         used.append("TrainingMonitor")
     if patience:
         cbs.append(

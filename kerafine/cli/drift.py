@@ -151,7 +151,7 @@ def run(
         cur = _read_csv(current, "--current")
         kwargs = {} if min_effect is None else {"min_effect": min_effect}
         detector = DriftDetector(ref_arg, p_value=p_value, correction=correction, categorical=cats, **kwargs)
-        report = detector.check(cur)
+        report = detector.check(cur, progress=True)
         print(format_table(report, top=top), file=out)
         if json_path is not None:
             report.to_json(json_path)

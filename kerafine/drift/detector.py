@@ -33,6 +33,10 @@ _HIST_TOP = 10
 # statistics of a block of features come from one stable argsort of the merged
 # rows; above it, per-feature binary searches into the sorted reference are cheaper.
 _MERGE_MAX = 4096
+# Columns per step of the progress bar of `check(progress=True)` (the tests run column blocks independently).
+_BAR_COLUMNS = 16
+# Seconds before the bar shows: a quick check (most of them) never shows one.
+_BAR_DELAY = 1.0
 _HIST_BINS = 30
 # The bootstrap null of the distance rules: at least this many draws, and at most
 # this many reference/current rows per draw for Wasserstein (larger samples are
@@ -236,12 +240,17 @@ class DriftDetector:
             )
         return table.renamed(names)
 
-    def check(self, current) -> DriftReport:
+    def check(self, current, progress: bool = False) -> DriftReport:
         """Test ``current`` against the reference.
 
         Args:
             current: a DataFrame with the reference's columns (any order), or an
                 array with the reference's number of features in its order.
+            progress: a ``tqdm`` bar over the columns, shown only when stderr
+                is an interactive terminal and the check takes more than a
+                second (200 columns x 100,000 rows take 1.5 to 3.5 s on a
+                loaded 2-core machine); ``TQDM_DISABLE=1`` in the environment
+                also hides it. Defaults to ``False`` (``kerafine drift`` turns it on).
 
         Returns:
             A :class:`~kerafine.drift.DriftReport`.
@@ -252,6 +261,8 @@ class DriftDetector:
                 column is not numeric, or if there are fewer rows than a test
                 needs (naming the test and the minimum).
         """
+        if not isinstance(progress, bool):
+            raise invalid_argument("progress", progress, "True or False")
         prof = self.profile
         table = self._align(current)
         m_rows = table.n_rows
@@ -271,10 +282,22 @@ class DriftDetector:
                 )
         rows = {}
         hist = {}
-        if prof.continuous:
-            rows.update(self._continuous(table, hist))
-        for name in prof.categorical:
-            rows[name] = self._categorical(name, table, hist)
+        from tqdm.auto import tqdm
+
+        # disable=None: tqdm stays silent when stderr is not a terminal (logs, CI, pytest).
+        with tqdm(
+            total=len(prof.continuous) + len(prof.categorical),
+            desc="drift check",
+            unit="column",
+            delay=_BAR_DELAY,
+            leave=False,
+            disable=None if progress else True,
+        ) as bar:
+            if prof.continuous:
+                rows.update(self._continuous(table, hist, bar))
+            for name in prof.categorical:
+                rows[name] = self._categorical(name, table, hist)
+                bar.update(1)
         self._missing_tests(m_rows, rows)
         report = self._finish(rows, hist, m_rows)
         if bad is not None and bad.any():
@@ -285,7 +308,7 @@ class DriftDetector:
             )
         return report
 
-    def _continuous(self, table: Table, hist: dict) -> dict:
+    def _continuous(self, table: Table, hist: dict, bar) -> dict:
         prof = self.profile
         names = list(prof.continuous)
         arrays = prof.cont_arrays
@@ -301,13 +324,18 @@ class DriftDetector:
         for i in np.flatnonzero(tested):
             pairs.setdefault((int(n_valid[i]), int(m_valid[i])), []).append(i)
         w = np.full(p, np.nan)
-        for (n, m), idx in pairs.items():
-            if n + m <= _MERGE_MAX:
-                d[idx] = S.ks_block(ref[idx, :n], cur[idx, :m])
-            else:
-                for i in idx:
-                    d[i] = S._ks_statistic(ref[i, :n], cur[i, :m])
-            w[idx] = S.wasserstein_sorted(ref[idx, :n], cur[idx, :m])
+        for (n, m), same in pairs.items():
+            # In blocks of columns (each statistic is computed per row): the bar moves, memory stays bounded.
+            for start in range(0, len(same), _BAR_COLUMNS):
+                idx = same[start : start + _BAR_COLUMNS]
+                if n + m <= _MERGE_MAX:
+                    d[idx] = S.ks_block(ref[idx, :n], cur[idx, :m])
+                else:
+                    for i in idx:
+                        d[i] = S._ks_statistic(ref[i, :n], cur[i, :m])
+                w[idx] = S.wasserstein_sorted(ref[idx, :n], cur[idx, :m])
+                bar.update(len(idx))
+        bar.update(p - int(tested.sum()))  # columns too short to test
         pv = np.full(p, np.nan)
         if tested.any():
             pv[tested] = S.ks_pvalue(d[tested], n_valid[tested], m_valid[tested], method="fast")
