@@ -185,7 +185,8 @@ def test_monitor_stops_and_sharded_drift_profiles_agree_on_every_worker_when_one
     assert epoch == 0 and len(w0["nan_steps"]) < w0["nan_steps_per_epoch"]  # stopped inside epoch 1 of 2
     assert w0["nan_iterations"] == w1["nan_iterations"] == len(w0["nan_steps"])
     assert w0["nan_evaluate"] == w1["nan_evaluate"]
-    assert w0["nan_probe_rows"] == w1["nan_probe_rows"] == [0]  # the inputs were finite
+    # the inputs were finite: no bad input row in any problem's probe
+    assert w0["nan_probe_rows"] == w1["nan_probe_rows"] == [0] * len(kinds)
 
     # 2. Exploding targets on worker 1 only: the same explosion step on both, the stop right
     # there (before the end of the epoch), and identical weights afterwards.
