@@ -139,8 +139,8 @@ def test_update_on_fleet_c_interrupted_resumes_promotes_a_better_model_and_rolls
         assert time.monotonic() < deadline
         time.sleep(0.5)
     # Ctrl-C until it stops: once, in a CI run, a single SIGINT sent right after the first
-    # candidate was saved did not stop the update (the cause is not found; see the closing
-    # note of issue 13's follow-up). A user presses again; so does this test, and it still
+    # candidate was saved did not stop the update (exit 0; the cause is not found yet, it is
+    # reported as a possible defect). A user presses again; so does this test, and it still
     # requires the exit status and the message of an interrupted run.
     while proc.poll() is None and time.monotonic() < deadline:
         proc.send_signal(signal.SIGINT)
